@@ -1,0 +1,1 @@
+"""Wiring of the activation platform: settings, topics, schemas, serialization, the Faust app."""

@@ -1,0 +1,154 @@
+"""The one place configuration is read: ``Settings`` (env prefix ``ACTIVATION_``).
+
+Every value has a default that works against the local stack started by
+``scripts/stack up``; production overrides them through the environment or a
+``.env`` file. ``load_settings`` turns pydantic's validation errors into a
+:class:`~streams.errors.ConfigError` that names the variable and what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import ConfigError
+
+ENV_PREFIX = "ACTIVATION_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Platform configuration; field ``foo_bar`` is read from ``ACTIVATION_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- Kafka -----------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_replication_factor: int = Field(1, ge=1, le=10)
+    topic_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9._\-]*$", description="Prepended to every topic name."
+    )
+    ingest_partitions: int = Field(
+        6, ge=1, le=1024, description="Partitions of the ingestion topic (the unit of scale)."
+    )
+    action_partitions: int = Field(3, ge=1, le=1024)
+
+    # --- Schema registry (Confluent-compatible API) ----------------------------
+    schema_registry_url: str = Field(
+        "http://127.0.0.1:8081/apis/ccompat/v7",
+        description="Base URL of the Confluent-compatible API (Apicurio: .../apis/ccompat/v7).",
+    )
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+    schemas_dir: Path = REPO_ROOT / "avro_schemas"
+    breaking_changes_file: Path = REPO_ROOT / "avro_schemas" / "breaking-changes.json"
+
+    # --- Stream workers ----------------------------------------------------------
+    app_id: str = Field("activation", pattern=r"^[A-Za-z0-9._\-]+$")
+    data_dir: Path = REPO_ROOT / ".data" / "worker"
+    worker_web_port: int = Field(6066, ge=1, le=65535)
+    dedup_window: timedelta = timedelta(days=7)
+    ordering_window: timedelta = timedelta(seconds=5)
+    standby_replicas: int = Field(0, ge=0, le=5)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        bad = [s for s in servers if not _HOST_PORT.match(s)]
+        if not servers or bad:
+            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return ",".join(servers)
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("dedup_window", "ordering_window")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration (seconds or ISO 8601, e.g. P7D)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name, val in (
+                    ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                    ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                    ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+                )
+                if val is None
+            ]
+            if missing:
+                names = ", ".join(ENV_PREFIX + m for m in missing)
+                raise ValueError(f"{self.kafka_security_protocol} needs {names}")
+        return self
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a logical name, with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) connection properties."""
+        conf = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        return conf
+
+    def registry_client_config(self) -> dict[str, str]:
+        """confluent-kafka ``SchemaRegistryClient`` configuration."""
+        conf = {"url": self.schema_registry_url}
+        if self.schema_registry_username and self.schema_registry_password:
+            secret = self.schema_registry_password.get_secret_value()
+            conf["basic.auth.user.info"] = f"{self.schema_registry_username}:{secret}"
+        return conf
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        var = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        lines.append(f"  {var}: {err['msg']}{shown}")
+    return "invalid configuration, fix these environment variables:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings, failing fast with a message that says what to fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc

@@ -1,0 +1,132 @@
+"""Every topic the platform owns, declared once, and their idempotent creation.
+
+Layout (see README, "Topics and ordering"): one ingestion topic whose value is
+the ``EventEnvelope`` (a union of all typed payloads), keyed by the customer's
+partition key, so that all of one customer's events, of every type, share a
+partition and keep their order. A new event type is a new union branch: a
+BACKWARD-compatible schema change, not a new topic every consumer must learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.errors import BrokerError, TopicConfigError
+from streams.settings import Settings
+
+Compatibility = Literal[
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
+]
+DAY_MS = 24 * 3600 * 1000
+
+# Logical topic names (the configured prefix is added by Settings.topic).
+INGEST = "events.ingest"
+DEAD_LETTER = "events.deadletter"
+ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
+
+ENVELOPE = "io.activation.events.EventEnvelope"
+ACTION_COMMAND = "io.activation.actions.ActionCommand"
+DEAD_LETTER_RECORD = "io.activation.ops.DeadLetter"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic's shape and the Avro type and compatibility rule of its values."""
+
+    name: str
+    partitions: int
+    value_type: str | None
+    compatibility: Compatibility = "BACKWARD"
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def value_subject(self) -> str:
+        """TopicNameStrategy subject of the value schema."""
+        return f"{self.name}-value"
+
+
+def action_topic(channel: str) -> str:
+    return f"actions.{channel}"
+
+
+def declared_topics(settings: Settings) -> list[TopicSpec]:
+    """The topics this deployment needs, with prefix and partition counts applied."""
+    ingest = TopicSpec(
+        settings.topic(INGEST),
+        settings.ingest_partitions,
+        ENVELOPE,
+        "BACKWARD",
+        {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete"},
+    )
+    dead_letter = TopicSpec(
+        settings.topic(DEAD_LETTER),
+        1,
+        DEAD_LETTER_RECORD,
+        "BACKWARD",
+        {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+    )
+    # Action topics are read by services we do not deploy: they may lag behind
+    # us (old readers, new data) or replay history (new readers, old data), so
+    # every version must stay readable both ways: FULL_TRANSITIVE.
+    actions = [
+        TopicSpec(
+            settings.topic(action_topic(channel)),
+            settings.action_partitions,
+            ACTION_COMMAND,
+            "FULL_TRANSITIVE",
+            {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+        )
+        for channel in ACTION_CHANNELS
+    ]
+    return [ingest, dead_letter, *actions]
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka_client_config())
+
+
+def ensure_topics(
+    admin: AdminClient, specs: Iterable[TopicSpec], replication_factor: int, timeout: float = 30.0
+) -> list[str]:
+    """Create missing topics; verify existing ones. Returns the names created."""
+    specs = list(specs)
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka to list topics: {exc}") from exc
+    missing = [s for s in specs if s.name not in existing]
+    for spec in specs:
+        if spec.name in existing:
+            have = len(existing[spec.name].partitions)
+            if have < spec.partitions:
+                raise TopicConfigError(
+                    f"topic {spec.name} has {have} partitions, declared {spec.partitions}; "
+                    "raising partitions moves keys between partitions, do it deliberately"
+                )
+    if not missing:
+        return []
+    new = [
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor,
+                 config=s.config)
+        for s in missing
+    ]
+    created = []
+    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerError(f"cannot create topic {name}: {exc}") from exc
+    return created
