@@ -10,6 +10,7 @@ event, without redeployment.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable
 from io import BytesIO
@@ -83,7 +84,7 @@ class RegistryClient:
             raise RegistryError(f"registry refused schema id {schema_id}: {exc}") from exc
         except Exception as exc:
             raise RegistryError(f"registry unreachable fetching id {schema_id}: {exc}") from exc
-        parsed = fastavro.parse_schema(fastavro.schema.loads(schema.schema_str))
+        parsed = fastavro.parse_schema(json.loads(schema.schema_str))
         with self._lock:
             self._writers[schema_id] = parsed
         return parsed

@@ -68,6 +68,30 @@ class Settings(BaseSettings):
     ordering_window: timedelta = timedelta(seconds=5)
     standby_replicas: int = Field(0, ge=0, le=5)
 
+    profile_timeline_limit: int = Field(200, ge=10, le=10_000)
+
+    # --- Ingestion gateway ---------------------------------------------------------
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8000, ge=1, le=65535)
+    gateway_max_event_bytes: int = Field(32 * 1024, ge=1024)
+    gateway_max_batch_bytes: int = Field(500 * 1024, ge=1024)
+    gateway_max_batch_events: int = Field(500, ge=1, le=10_000)
+    gateway_max_future_skew: timedelta = timedelta(minutes=5)
+    gateway_unknown_events: Literal["accept", "reject"] = Field(
+        "accept", description="accept: unknown event names travel with properties only."
+    )
+    gateway_rate_limit_per_second: float = Field(1000.0, gt=0)
+    gateway_rate_limit_burst: int = Field(2000, ge=1)
+    gateway_idempotency_ttl: timedelta = timedelta(hours=24)
+    gateway_produce_timeout: timedelta = timedelta(seconds=10)
+    api_key_pepper: SecretStr = Field(
+        SecretStr("local-development-pepper"),
+        description="Secret mixed into API key hashes; set a long random value in production.",
+    )
+    bootstrap_api_key: SecretStr | None = Field(
+        None, description="If set, an admin key created at start (local runs and tests)."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("kafka_bootstrap_servers")
@@ -76,14 +100,14 @@ class Settings(BaseSettings):
         servers = [s.strip() for s in value.split(",") if s.strip()]
         bad = [s for s in servers if not _HOST_PORT.match(s)]
         if not servers or bad:
-            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+            raise ValueError("expected host:port[,host:port...]")
         return ",".join(servers)
 
     @field_validator("schema_registry_url")
     @classmethod
     def _check_registry_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+            raise ValueError("expected an http(s):// URL")
         return value.rstrip("/")
 
     @field_validator("dedup_window", "ordering_window")
@@ -141,7 +165,8 @@ def _describe(exc: ValidationError) -> str:
         field = ".".join(str(p) for p in err["loc"]) or "(settings)"
         var = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
         given = err.get("input")
-        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        secret = any(w in field for w in ("password", "pepper", "key"))
+        shown = "" if secret or isinstance(given, dict) or given is None else f" (got {given!r})"
         lines.append(f"  {var}: {err['msg']}{shown}")
     return "invalid configuration, fix these environment variables:\n" + "\n".join(lines)
 

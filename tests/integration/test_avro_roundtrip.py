@@ -1,0 +1,64 @@
+"""Avro records cross the real broker in the Confluent wire format and come back intact."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from streams.records import Envelope, Identifiers
+from streams.serde import AvroSerde
+from streams.settings import Settings
+from streams.topics import ENVELOPE, declared_topics, ensure_topics
+
+
+def test_envelope_roundtrip_through_broker_and_registry(
+    settings: Settings, admin: AdminClient, serde: AvroSerde, uid: str
+) -> None:
+    specs = declared_topics(settings)
+    created = ensure_topics(admin, specs, settings.kafka_replication_factor)
+    assert {s.name for s in specs} == set(created)
+    assert ensure_topics(admin, specs, settings.kafka_replication_factor) == []  # idempotent
+
+    ingest = specs[0]
+    encode = serde.encoder(ingest.value_subject, ENVELOPE, register=True)
+    now = datetime.now(UTC)
+    sent = Envelope(
+        event_id=str(uuid.uuid4()),
+        event_name="purchase_completed",
+        event_time=now,
+        received_time=now,
+        source="kafka:test",
+        identifiers=Identifiers.from_clear(customer_id="cust_1", email=" Ann@Example.com "),
+        properties={"coupon": "SPRING", "items": 2},
+        payload={"order_id": "ord_1", "order_value": Decimal("149.99"), "currency": "EUR",
+                 "product_ids": ["p1", "p2"]},
+    )
+    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
+    producer.produce(ingest.name, key=sent.key.encode(), value=encode(sent.to_avro()))
+    assert producer.flush(30) == 0
+
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"g{uid}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([ingest.name])
+    try:
+        msg = None
+        for _ in range(60):
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                break
+        assert msg is not None and msg.error() is None
+        schema_id, record = serde.decode(msg.value())
+    finally:
+        consumer.close()
+    assert schema_id == encode.schema_id
+    got = Envelope.from_avro(record)
+    assert got.event_id == sent.event_id
+    assert got.event_time == sent.event_time
+    assert got.identifiers == sent.identifiers
+    assert got.properties == sent.properties
+    assert got.payload is not None and got.payload["order_value"] == Decimal("149.99")
+    assert msg.key() == sent.key.encode()
