@@ -20,9 +20,7 @@ from fastavro.schema import SchemaParseException, UnknownType
 
 from streams.errors import SchemaParseError
 
-PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 JsonSchema = dict[str, Any] | list[Any] | str
 
 

@@ -58,7 +58,9 @@ class RegistryClient:
         """Id of this schema under the subject; registers it only if asked."""
         schema = Schema(schema_text, "AVRO")
         if register:
-            return int(self.call(f"register {subject}", self._client.register_schema, subject, schema))
+            return int(
+                self.call(f"register {subject}", self._client.register_schema, subject, schema)
+            )
         try:
             found = self._client.lookup_schema(subject, schema)
         except SchemaRegistryError as exc:
@@ -66,9 +68,13 @@ class RegistryClient:
                 raise RegistryError(
                     f"schema for {subject} is not registered; run 'scripts/schemas register'"
                 ) from exc
-            raise RegistryError(f"registry refused lookup of {subject}: {exc.error_message}") from exc
+            raise RegistryError(
+                f"registry refused lookup of {subject}: {exc.error_message}"
+            ) from exc
         except Exception as exc:
             raise RegistryError(f"registry unreachable during lookup of {subject}: {exc}") from exc
+        if found.schema_id is None:
+            raise RegistryError(f"registry returned no schema id for {subject}")
         return int(found.schema_id)
 
     def writer_schema(self, schema_id: int) -> Any:
@@ -84,6 +90,8 @@ class RegistryClient:
             raise RegistryError(f"registry refused schema id {schema_id}: {exc}") from exc
         except Exception as exc:
             raise RegistryError(f"registry unreachable fetching id {schema_id}: {exc}") from exc
+        if not schema.schema_str:
+            raise DecodeError(f"schema id {schema_id} has no schema text")
         parsed = fastavro.parse_schema(json.loads(schema.schema_str))
         with self._lock:
             self._writers[schema_id] = parsed

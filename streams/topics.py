@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from streams.errors import BrokerError, TopicConfigError
 from streams.settings import Settings
@@ -93,11 +94,13 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka_client_config())
+    # Connection failures surface as exceptions with a message; librdkafka's
+    # own per-retry log lines would only bury that message.
+    return AdminClient({**settings.kafka_client_config(), "log_level": 2})
 
 
 def ensure_topics(
-    admin: AdminClient, specs: Iterable[TopicSpec], replication_factor: int, timeout: float = 30.0
+    admin: AdminClient, specs: Iterable[TopicSpec], replication_factor: int, timeout: float = 15.0
 ) -> list[str]:
     """Create missing topics; verify existing ones. Returns the names created."""
     specs = list(specs)
@@ -117,8 +120,12 @@ def ensure_topics(
     if not missing:
         return []
     new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor,
-                 config=s.config)
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=replication_factor,
+            config=s.config,
+        )
         for s in missing
     ]
     created = []

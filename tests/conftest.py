@@ -30,3 +30,24 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(**overrides)
 
     return make
+
+
+# A skipped integration test proves nothing: the session fails if one skips.
+_skipped_integration: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "tests/integration" in report.nodeid.replace("\\", "/"):
+        _skipped_integration.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped_integration and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED: {len(_skipped_integration)} integration test(s) skipped; "
+                "they must run against the real broker and registry",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

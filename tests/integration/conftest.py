@@ -31,8 +31,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
     wait_ready(handle)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"integration stack: {handle.kind} kafka={handle.bootstrap} "
-                            f"registry={handle.registry_url}")
+        reporter.write_line(
+            f"integration stack: {handle.kind} kafka={handle.bootstrap} "
+            f"registry={handle.registry_url}"
+        )
     yield handle
     handle.stop()
 

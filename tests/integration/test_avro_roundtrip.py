@@ -34,15 +34,20 @@ def test_envelope_roundtrip_through_broker_and_registry(
         source="kafka:test",
         identifiers=Identifiers.from_clear(customer_id="cust_1", email=" Ann@Example.com "),
         properties={"coupon": "SPRING", "items": 2},
-        payload={"order_id": "ord_1", "order_value": Decimal("149.99"), "currency": "EUR",
-                 "product_ids": ["p1", "p2"]},
+        payload={
+            "order_id": "ord_1",
+            "order_value": Decimal("149.99"),
+            "currency": "EUR",
+            "product_ids": ["p1", "p2"],
+        },
     )
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
     producer.produce(ingest.name, key=sent.key.encode(), value=encode(sent.to_avro()))
     assert producer.flush(30) == 0
 
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"g{uid}",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {**settings.kafka_client_config(), "group.id": f"g{uid}", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([ingest.name])
     try:
         msg = None

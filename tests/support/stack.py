@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.machinery
 import importlib.util
+import socket
 import subprocess
 import sys
 import time
@@ -83,34 +84,66 @@ def docker_available() -> bool:
 
 # --- local launcher -----------------------------------------------------------------
 
-LOCAL_ARGS = ["--home", str(REPO / ".stack-test"), "--kafka-port", "29092",
-              "--controller-port", "29093", "--registry-port", "28081"]
+TEST_PORTS = (29092, 29093, 28081)
 
 
-def _stack(command: str) -> str:
-    proc = subprocess.run([sys.executable, str(STACK), command, *LOCAL_ARGS],
-                          capture_output=True, text=True, check=False)
+def _stack(command: str, args: list[str]) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(STACK), command, *args], capture_output=True, text=True, check=False
+    )
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"scripts/stack {command} failed:\n{proc.stdout}{proc.stderr}")
     return proc.stdout
 
 
-def start_local() -> StackHandle:
-    already = "answering" in _stack("status")
+def start_local(
+    home: Path = REPO / ".stack-test",
+    ports: tuple[int, int, int] = TEST_PORTS,
+) -> StackHandle:
+    """The launcher's stack in ``home``; reused (and left running) if it already answers."""
+    kafka, controller, registry = ports
+    args = [
+        "--home",
+        str(home),
+        "--kafka-port",
+        str(kafka),
+        "--controller-port",
+        str(controller),
+        "--registry-port",
+        str(registry),
+    ]
+    already = "answering" in _stack("status", args)
     if not already:
-        _stack("reset")
-        _stack("up")
+        _stack("reset", args)
+        _stack("up", args)
 
     def restart(_: StackHandle) -> None:
-        _stack("down")
-        _stack("up")
+        _stack("down", args)
+        _stack("up", args)
 
     def stop(_: StackHandle) -> None:
         if not already:
-            _stack("down")
+            _stack("down", args)
 
-    return StackHandle("local (scripts/stack, .stack-test/)", "127.0.0.1:29092",
-                       "http://127.0.0.1:28081/apis/ccompat/v7", restart, stop)
+    return StackHandle(
+        f"local (scripts/stack, {home.name}/)",
+        f"127.0.0.1:{kafka}",
+        f"http://127.0.0.1:{registry}/apis/ccompat/v7",
+        restart,
+        stop,
+    )
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """Ports the OS says are free now (bound then released)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(sock.getsockname()[1] for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 # --- testcontainers ----------------------------------------------------------------
@@ -124,16 +157,20 @@ def start_docker() -> StackHandle:  # pragma: no cover - needs a Docker engine
     network = Network().create()
     kafka = (
         DockerContainer(KAFKA_IMAGE)
-        .with_network(network).with_network_aliases("kafka")
+        .with_network(network)
+        .with_network_aliases("kafka")
         .with_bind_ports(9092, 29092)
         .with_env("KAFKA_NODE_ID", "1")
         .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
         .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@kafka:9093")
         .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,INTERNAL://:19092,CONTROLLER://:9093")
-        .with_env("KAFKA_ADVERTISED_LISTENERS",
-                  "PLAINTEXT://127.0.0.1:29092,INTERNAL://kafka:19092")
-        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
-                  "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT")
+        .with_env(
+            "KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://127.0.0.1:29092,INTERNAL://kafka:19092"
+        )
+        .with_env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        )
         .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
         .with_env("KAFKA_INTER_BROKER_LISTENER_NAME", "INTERNAL")
         .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
@@ -157,7 +194,10 @@ def start_docker() -> StackHandle:  # pragma: no cover - needs a Docker engine
     def restart(_: StackHandle) -> None:
         for container in (registry, kafka):
             container.get_wrapped_container().stop()
-        for container, marker in ((kafka, "Kafka Server started"), (registry, "Installed features")):
+        for container, marker in (
+            (kafka, "Kafka Server started"),
+            (registry, "Installed features"),
+        ):
             container.get_wrapped_container().start()
             wait_for_logs(container, marker, timeout=180)
 
@@ -167,8 +207,13 @@ def start_docker() -> StackHandle:  # pragma: no cover - needs a Docker engine
         network.remove()
 
     # Fixed host ports keep the addresses stable across a container restart.
-    return StackHandle("docker (testcontainers)", "127.0.0.1:29092",
-                       "http://127.0.0.1:28081/apis/ccompat/v7", restart, stop)
+    return StackHandle(
+        "docker (testcontainers)",
+        "127.0.0.1:29092",
+        "http://127.0.0.1:28081/apis/ccompat/v7",
+        restart,
+        stop,
+    )
 
 
 def start_stack(mode: str, external: tuple[str, str]) -> StackHandle:

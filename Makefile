@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
+
+.PHONY: install run test lint unit integration stack-up stack-down stack-status stack-reset schemas-check clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run the platform on local defaults (Kafka, registry, topics, schemas, services); Ctrl-C stops it.
+run: install
+	scripts/run
+
+## Lint, type-check, then every test (integration tests against a real broker and registry).
+test: install lint
+	scripts/test
+
+lint: install
+	$(VENV)/bin/ruff check streams agents tables tests scripts/stack
+	$(VENV)/bin/mypy
+
+unit: install
+	scripts/test tests/unit
+
+integration: install
+	scripts/test tests/integration
+
+stack-up:
+	scripts/stack up
+stack-down:
+	scripts/stack down
+stack-status:
+	scripts/stack status
+stack-reset:
+	scripts/stack reset
+
+schemas-check: install
+	scripts/schemas check
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
