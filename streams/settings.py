@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     # --- Stream workers ----------------------------------------------------------
     app_id: str = Field("activation", pattern=r"^[A-Za-z0-9._\-]+$")
     data_dir: Path = REPO_ROOT / ".data" / "worker"
+    worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(6066, ge=1, le=65535)
     dedup_window: timedelta = timedelta(days=7)
     ordering_window: timedelta = timedelta(seconds=5)
