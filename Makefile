@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint unit integration stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint unit integration gateway apikeys bench-ingest stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -24,7 +24,7 @@ test: install lint
 	scripts/test
 
 lint: install
-	$(VENV)/bin/ruff check streams agents tables tests scripts/stack
+	$(VENV)/bin/ruff check streams agents tables ingest activation_client bench tests scripts/stack
 	$(VENV)/bin/mypy
 
 unit: install
@@ -32,6 +32,17 @@ unit: install
 
 integration: install
 	scripts/test tests/integration
+
+## The ingestion gateway alone (the stack must be up: `make stack-up`).
+gateway: install
+	$(PY) -m ingest
+
+apikeys: install
+	scripts/apikeys $(ARGS)
+
+## Benchmarks print ratios against a baseline measured in the same run.
+bench-ingest: install
+	$(PY) bench/ingest.py
 
 stack-up:
 	scripts/stack up

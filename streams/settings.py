@@ -22,6 +22,13 @@ ENV_PREFIX = "ACTIVATION_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
+_DURATIONS = (
+    "dedup_window",
+    "ordering_window",
+    "gateway_max_future_skew",
+    "gateway_idempotency_ttl",
+    "gateway_produce_timeout",
+)
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -111,7 +118,15 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// URL")
         return value.rstrip("/")
 
-    @field_validator("dedup_window", "ordering_window")
+    @field_validator(*_DURATIONS, mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # Plain numbers in the environment mean seconds ("10"), as well as ISO 8601 ("PT10S").
+        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+            return timedelta(seconds=float(value))
+        return value
+
+    @field_validator(*_DURATIONS)
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -34,6 +34,7 @@ DAY_MS = 24 * 3600 * 1000
 # Logical topic names (the configured prefix is added by Settings.topic).
 INGEST = "events.ingest"
 DEAD_LETTER = "events.deadletter"
+API_KEYS = "ops.api_keys"
 ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 
 ENVELOPE = "io.activation.events.EventEnvelope"
@@ -90,7 +91,16 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         )
         for channel in ACTION_CHANNELS
     ]
-    return [ingest, dead_letter, *actions]
+    # API keys (hashed) shared by every gateway instance: compacted, read fully
+    # at start and tailed, so a revocation reaches all instances within seconds.
+    api_keys = TopicSpec(
+        settings.topic(API_KEYS),
+        1,
+        None,
+        "NONE",
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+    )
+    return [ingest, dead_letter, *actions, api_keys]
 
 
 def admin_client(settings: Settings) -> AdminClient:

@@ -1,0 +1,32 @@
+"""The gateway's Prometheus metrics, all on one injected registry, low-cardinality labels."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "ingest_http_requests_total", "HTTP requests by endpoint and status code",
+            ["endpoint", "status"], registry=registry,
+        )
+        self.latency = Histogram(
+            "ingest_http_request_seconds", "HTTP request latency by endpoint",
+            ["endpoint"], buckets=_LATENCY, registry=registry,
+        )
+        self.produce_seconds = Histogram(
+            "ingest_produce_seconds", "Time from produce() to the broker's acknowledgement",
+            buckets=_LATENCY, registry=registry,
+        )
+        self.batch_events = Histogram(
+            "ingest_batch_events", "Events per batch request",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000), registry=registry,
+        )
+        self.events = Counter(
+            "ingest_events_total", "Events by outcome (accepted, invalid, failed, duplicate)",
+            ["outcome"], registry=registry,
+        )
