@@ -51,6 +51,20 @@ def ingest_plan(flow: SchemaWorkflow) -> Any:
     return next(p for p in flow.plans() if p.subject.endswith("events.ingest-value"))
 
 
+NO_DEFAULT = {"name": "tenant", "type": "string", "doc": "No default."}
+
+
+@pytest.fixture
+def broken_flow(
+    schemas_copy: Path, workflow_for: Callable[[Path], SchemaWorkflow]
+) -> SchemaWorkflow:
+    """v1 registered, then a field without a default added to the local envelope."""
+    flow = workflow_for(schemas_copy)
+    flow.register(ingest_plan(flow))
+    edit_envelope(schemas_copy, NO_DEFAULT)
+    return workflow_for(schemas_copy)
+
+
 def test_compatible_change_is_accepted_and_registered(
     schemas_copy: Path, workflow_for: Callable[[Path], SchemaWorkflow]
 ) -> None:
@@ -77,12 +91,9 @@ def test_compatible_change_is_accepted_and_registered(
 
 
 def test_incompatible_change_is_refused_with_the_field_and_rule(
-    schemas_copy: Path, workflow_for: Callable[[Path], SchemaWorkflow]
+    broken_flow: SchemaWorkflow,
 ) -> None:
-    flow = workflow_for(schemas_copy)
-    flow.register(ingest_plan(flow))
-    edit_envelope(schemas_copy, {"name": "tenant", "type": "string", "doc": "No default."})
-    flow = workflow_for(schemas_copy)
+    flow = broken_flow
     result = flow.check(ingest_plan(flow))
     assert result.status == "incompatible"
     assert any(
@@ -93,26 +104,16 @@ def test_incompatible_change_is_refused_with_the_field_and_rule(
     assert flow.versions(ingest_plan(flow).subject) == [1]
 
 
-def test_registry_itself_refuses_what_the_cli_refuses(
-    schemas_copy: Path, workflow_for: Callable[[Path], SchemaWorkflow]
-) -> None:
+def test_registry_itself_refuses_what_the_cli_refuses(broken_flow: SchemaWorkflow) -> None:
     """Our explanation agrees with the registry's own verdict."""
-    flow = workflow_for(schemas_copy)
-    flow.register(ingest_plan(flow))
-    edit_envelope(schemas_copy, {"name": "tenant", "type": "string", "doc": "No default."})
-    flow = workflow_for(schemas_copy)
-    plan = ingest_plan(flow)
-    assert flow._registry_says_compatible(plan, 1) is False
+    broken_flow.set_level(ingest_plan(broken_flow))
+    assert broken_flow._registry_says_compatible(ingest_plan(broken_flow), 1) is False
 
 
 def test_recorded_break_is_registered_and_the_level_restored(
-    schemas_copy: Path, workflow_for: Callable[[Path], SchemaWorkflow]
+    schemas_copy: Path, workflow_for: Callable[[Path], SchemaWorkflow], broken_flow: SchemaWorkflow
 ) -> None:
-    flow = workflow_for(schemas_copy)
-    flow.register(ingest_plan(flow))
-    edit_envelope(schemas_copy, {"name": "tenant", "type": "string", "doc": "No default."})
-    flow = workflow_for(schemas_copy)
-    plan = ingest_plan(flow)
+    plan = ingest_plan(broken_flow)
     (schemas_copy / "breaking-changes.json").write_text(
         json.dumps(
             {
@@ -133,14 +134,8 @@ def test_recorded_break_is_registered_and_the_level_restored(
 
 
 def test_cli_check_exits_non_zero_and_explains(
-    schemas_copy: Path,
-    workflow_for: Callable[[Path], SchemaWorkflow],
-    stack: StackHandle,
-    uid: str,
+    schemas_copy: Path, broken_flow: SchemaWorkflow, stack: StackHandle, uid: str
 ) -> None:
-    flow = workflow_for(schemas_copy)
-    flow.register(ingest_plan(flow))
-    edit_envelope(schemas_copy, {"name": "tenant", "type": "string", "doc": "No default."})
     env = {
         "ACTIVATION_SCHEMA_REGISTRY_URL": stack.registry_url,
         "ACTIVATION_TOPIC_PREFIX": f"t{uid}.",
