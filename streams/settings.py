@@ -78,6 +78,11 @@ class Settings(BaseSettings):
 
     profile_timeline_limit: int = Field(200, ge=10, le=10_000)
 
+    # --- Activation ------------------------------------------------------------------
+    definitions_dir: Path = Field(
+        REPO_ROOT / "definitions", description="Audience, journey and governance YAML files."
+    )
+
     # --- Ingestion gateway ---------------------------------------------------------
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(8000, ge=1, le=65535)

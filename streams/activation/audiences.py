@@ -1,0 +1,160 @@
+"""Evaluating audience conditions, and when their answer can next change by time alone.
+
+``next_change`` is what lets the runtime keep ONE timer per profile instead of a nightly
+scan: after every evaluation it stores the earliest instant at which any audience could
+flip without a new event, and re-evaluates then. It may be early (the runtime then just
+finds nothing changed and stores the next instant) but never late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from streams.activation.conditions import (
+    AllOf,
+    AnyOf,
+    Condition,
+    DateCondition,
+    EventCondition,
+    NotOf,
+    TraitCondition,
+)
+from streams.activation.definitions import Audience
+from streams.activation.facts import Facts, HistoryEvent, as_datetime, as_number
+
+
+def evaluate(condition: Condition, facts: Facts, now: datetime) -> bool:
+    if isinstance(condition, AllOf):
+        return all(evaluate(c, facts, now) for c in condition.all)
+    if isinstance(condition, AnyOf):
+        return any(evaluate(c, facts, now) for c in condition.any)
+    if isinstance(condition, NotOf):
+        return not evaluate(condition.not_, facts, now)
+    if isinstance(condition, TraitCondition):
+        return _trait(condition, facts.resolve(condition.trait))
+    if isinstance(condition, EventCondition):
+        return _event_holds(condition, _matching(condition, facts.events, now), now)
+    return _date_holds(condition, facts, now)
+
+
+def next_change(condition: Condition, facts: Facts, now: datetime) -> datetime | None:
+    """Earliest instant after ``now`` at which ``evaluate`` could flip with no new facts."""
+    if isinstance(condition, AllOf | AnyOf):
+        children = condition.all if isinstance(condition, AllOf) else condition.any
+        return _earliest(next_change(c, facts, now) for c in children)
+    if isinstance(condition, NotOf):
+        return next_change(condition.not_, facts, now)
+    if isinstance(condition, EventCondition):
+        return _event_change(condition, facts, now)
+    if isinstance(condition, DateCondition):
+        return _date_change(condition, facts, now)
+    return None  # traits only change with events
+
+
+def transitions(
+    audiences: Mapping[str, Audience], facts: Facts, previous: Collection[str], now: datetime
+) -> tuple[list[str], list[str]]:
+    """(entered, exited) audience ids, sorted; ``previous`` is the stored membership.
+
+    Ids in ``previous`` that are no longer defined count as exited, so removing an
+    audience definition cleanly takes everyone out of it.
+    """
+    current = {aid for aid, a in audiences.items() if evaluate(a.condition, facts, now)}
+    before = set(previous)
+    return sorted(current - before), sorted(before - current)
+
+
+def memberships(audiences: Mapping[str, Audience], facts: Facts, now: datetime) -> list[str]:
+    return sorted(aid for aid, a in audiences.items() if evaluate(a.condition, facts, now))
+
+
+def next_audience_change(
+    audiences: Mapping[str, Audience], facts: Facts, now: datetime
+) -> datetime | None:
+    """The one timer the runtime stores per profile for audiences."""
+    return _earliest(next_change(a.condition, facts, now) for a in audiences.values())
+
+
+def _earliest(instants: Iterable[datetime | None]) -> datetime | None:
+    known = [t for t in instants if t is not None]
+    return min(known) if known else None
+
+
+def _trait(cond: TraitCondition, actual: Any) -> bool:
+    if cond.op == "exists":
+        return (actual is not None) == (cond.value is not False)
+    if cond.op == "eq":
+        return bool(actual == cond.value)
+    if cond.op == "ne":
+        return bool(actual != cond.value)
+    if cond.op == "in":
+        return bool(actual in cond.value)
+    return _ordered(cond.op, actual, cond.value)
+
+
+def _ordered(op: str, actual: Any, expected: Any) -> bool:
+    """Numbers compare as numbers, date-like strings as instants; anything else is False."""
+    left: Any = as_number(actual)
+    right: Any = as_number(expected)
+    if left is None or right is None:
+        left, right = as_datetime(actual), as_datetime(expected)
+    if left is None or right is None:
+        return False
+    result: bool = {"gt": left > right, "gte": left >= right,
+                    "lt": left < right, "lte": left <= right}[op]
+    return result
+
+
+def _matching(cond: EventCondition, events: Iterable[HistoryEvent], now: datetime
+              ) -> list[HistoryEvent]:
+    """Events of the name inside ``(now - within, now]``; future-dated ones do not count yet."""
+    lower = None if cond.within is None else now - cond.within
+    return [e for e in events
+            if e.name == cond.event and e.time <= now and (lower is None or e.time > lower)]
+
+
+def _event_holds(cond: EventCondition, matched: list[HistoryEvent], now: datetime) -> bool:
+    if cond.sum_of is not None and cond.sum_at_least is not None:
+        total = sum((as_number(e.properties.get(cond.sum_of)) or Decimal(0) for e in matched),
+                    Decimal(0))
+        holds = len(matched) >= cond.at_least and total >= cond.sum_at_least
+    else:
+        holds = len(matched) >= cond.at_least
+    return holds if cond.did else not holds
+
+
+def _event_change(cond: EventCondition, facts: Facts, now: datetime) -> datetime | None:
+    """The next instant an event enters (future-dated) or leaves the window."""
+    named = [e for e in facts.events if e.name == cond.event]
+    entering = [e.time for e in named if e.time > now]
+    leaving = [] if cond.within is None else [
+        e.time + cond.within for e in _matching(cond, named, now)]
+    return _earliest([*entering, *leaving])
+
+
+def _window(cond: DateCondition, facts: Facts) -> tuple[datetime | None, datetime | None] | None:
+    """The [start, end) interval of ``now`` during which the date condition holds."""
+    when = as_datetime(facts.resolve(cond.date))
+    if when is None:
+        return None
+    lo, hi = cond.offsets()
+    # date - now in (lo, hi]  <=>  now in [date - hi, date - lo)
+    return (None if hi is None else when - hi, None if lo is None else when - lo)
+
+
+def _date_holds(cond: DateCondition, facts: Facts, now: datetime) -> bool:
+    window = _window(cond, facts)
+    if window is None:
+        return cond.if_missing
+    start, end = window
+    return (start is None or start <= now) and (end is None or now < end)
+
+
+def _date_change(cond: DateCondition, facts: Facts, now: datetime) -> datetime | None:
+    window = _window(cond, facts)
+    if window is None:
+        return None
+    return _earliest(t for t in window if t is not None and t > now)

@@ -1,0 +1,110 @@
+"""The whole per-profile activation step: what the Faust agent calls, and nothing more.
+
+Per profile the runtime stores one :class:`ActivationState` (JSON) and one timer
+(``Output.wake_at``). On every profile change it calls :func:`on_profile_event`; when the
+timer is due it calls :func:`on_profile_timer`. It then publishes ``Output.commands`` (to
+the channel topics, keyed by profile id), appends ``Output.decisions`` to the profile
+timeline, stores the new state and re-arms the timer. ``now`` is the event time or the
+timer instant, so a replay yields the same ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.activation.actions import to_command
+from streams.activation.audiences import next_audience_change, transitions
+from streams.activation.definitions import DefinitionSet
+from streams.activation.facts import Facts, HistoryEvent
+from streams.activation.governance import decide, record_send
+from streams.activation.journeys import (
+    JourneyState,
+    forget_withheld_add,
+    next_wake,
+    on_audience_change,
+    on_event,
+    on_timer,
+)
+from streams.activation.model import Decision, PlannedAction, SendRecord
+
+
+class ActivationState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile_id: str
+    memberships: list[str] = Field(default_factory=list)
+    journeys: JourneyState
+    sends: list[SendRecord] = Field(default_factory=list)
+
+    @classmethod
+    def new(cls, profile_id: str) -> ActivationState:
+        return cls(profile_id=profile_id, journeys=JourneyState(profile_id=profile_id))
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    commands: list[dict[str, Any]] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    entered: list[str] = Field(default_factory=list)
+    exited: list[str] = Field(default_factory=list)
+    wake_at: datetime | None = None
+
+
+Governed = tuple[ActivationState, list[Decision], list[dict[str, Any]]]
+
+
+def govern(state: ActivationState, actions: list[PlannedAction], facts: Facts, now: datetime,
+           definitions: DefinitionSet) -> Governed:
+    """Every planned action through :func:`decide`; commands for the allowed ones."""
+    sends, journeys = list(state.sends), state.journeys
+    decisions: list[Decision] = []
+    commands: list[dict[str, Any]] = []
+    for action in actions:
+        journey = definitions.journeys.get(action.journey_id or "")
+        decision = decide(action, facts, sends, definitions.governance, now, definitions.version,
+                          None if journey is None else journey.holdout_percent)
+        decisions.append(decision)
+        sends = record_send(sends, decision, definitions.governance, now)
+        if decision.outcome != "withheld":
+            commands.append(to_command(action, decision, facts.identifiers))
+        else:  # so exit does not "remove" a customer who was never added
+            journeys = forget_withheld_add(journeys, action)
+    return state.model_copy(update={"sends": sends, "journeys": journeys}), decisions, commands
+
+
+def _finish(state: ActivationState, actions: list[PlannedAction], facts: Facts, now: datetime,
+            definitions: DefinitionSet, moves: tuple[list[str], list[str]]
+            ) -> tuple[ActivationState, Output]:
+    state, decisions, commands = govern(state, actions, facts, now, definitions)
+    wakes = [t for t in (next_audience_change(definitions.audiences, facts, now),
+                         next_wake(state.journeys)) if t is not None]
+    return state, Output(commands=commands, decisions=decisions, entered=moves[0],
+                         exited=moves[1], wake_at=min(wakes) if wakes else None)
+
+
+def on_profile_event(state: ActivationState, facts: Facts, event: HistoryEvent, now: datetime,
+                     definitions: DefinitionSet) -> tuple[ActivationState, Output]:
+    """``facts`` already include ``event``. Exit criteria, then audiences, then governance."""
+    journeys, actions = on_event(state.journeys, facts, event, now, definitions)
+    entered, exited = transitions(definitions.audiences, facts, state.memberships, now)
+    journeys, more = on_audience_change(journeys, facts, entered, exited, now, definitions,
+                                        cause=event.event_id)
+    members = sorted((set(state.memberships) - set(exited)) | set(entered))
+    state = state.model_copy(update={"journeys": journeys, "memberships": members})
+    return _finish(state, actions + more, facts, now, definitions, (entered, exited))
+
+
+def on_profile_timer(state: ActivationState, facts: Facts, now: datetime,
+                     definitions: DefinitionSet) -> tuple[ActivationState, Output]:
+    """The stored wake time was reached: time-based audience moves, then journey waits."""
+    entered, exited = transitions(definitions.audiences, facts, state.memberships, now)
+    journeys, actions = on_audience_change(state.journeys, facts, entered, exited, now,
+                                           definitions, cause=f"timer:{now.isoformat()}")
+    journeys, more = on_timer(journeys, facts, now, definitions)
+    members = sorted((set(state.memberships) - set(exited)) | set(entered))
+    state = state.model_copy(update={"journeys": journeys, "memberships": members})
+    return _finish(state, actions + more, facts, now, definitions, (entered, exited))

@@ -1,0 +1,141 @@
+"""The typed view of a profile that audiences, journeys and governance evaluate.
+
+Only :func:`facts_from_profile` knows the profile's storage format, so a change there
+touches one function. Event history comes from the profile's bounded timeline: an
+event-history condition can only see the newest ``timeline_limit`` events, and the
+timeline does not keep event properties yet (``sum_of`` conditions see none until it does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from streams.core.profile import Profile, from_micros
+
+_DURATION = re.compile(
+    r"^(?P<sign>-)?P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
+    r"(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """ISO 8601 duration without years and months (their length varies): -P7D, PT36H, P2W."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if match is None or text.strip() in ("P", "-P", "PT", "-PT") or text.strip().endswith("T"):
+        raise ValueError(
+            f"not an ISO 8601 duration like P30D, PT12H or -P7D (no years/months): {text!r}"
+        )
+    parts = {k: int(v) if v else 0 for k, v in match.groupdict().items() if k != "sign"}
+    delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"],
+                      minutes=parts["m"], seconds=parts["s"])
+    return -delta if match.group("sign") else delta
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A date-like fact as an aware datetime; a plain date means its midnight in UTC.
+
+    Dates from billing are calendar days without a zone; UTC midnight keeps every worker
+    in agreement (a customer's own zone only matters for quiet hours).
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            return as_datetime(datetime.fromisoformat(value)) if "T" in value else \
+                as_datetime(date.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
+
+
+def as_number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    event_id: str
+    name: str
+    time: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What activation may know about one customer at one instant."""
+
+    profile_id: str
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, str] = field(default_factory=dict)  # "purpose:channel" -> status
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order_count: int = 0
+    lifetime_value: dict[str, Decimal] = field(default_factory=dict)
+    last_purchase_at: datetime | None = None
+    events: tuple[HistoryEvent, ...] = ()  # newest first, bounded (see module doc)
+
+    def subscription(self) -> dict[str, Any]:
+        """The active subscription that ends last (no end date counts as latest)."""
+        active = [s for s in self.subscriptions.values() if s.get("status") == "active"]
+        if not active:
+            return {}
+        far = datetime.max.replace(tzinfo=UTC)
+        return max(active, key=lambda s: as_datetime(s.get("contract_end_date")) or far)
+
+    def resolve(self, path: str) -> Any:
+        """A value by path: ``traits.x`` (or bare ``x``), ``subscription.x``,
+        ``consent.purpose:channel``, ``aggregates.order_count|last_purchase_at``,
+        ``aggregates.lifetime_value.EUR``. Missing values are None."""
+        head, _, rest = path.partition(".")
+        if not rest:
+            return self.traits.get(path)
+        if head == "traits":
+            return self.traits.get(rest)
+        if head == "subscription":
+            return self.subscription().get(rest)
+        if head == "consent":
+            return self.consent.get(rest)
+        if head == "aggregates":
+            aggregates: dict[str, Any] = {
+                "order_count": self.order_count, "last_purchase_at": self.last_purchase_at}
+            if rest.startswith("lifetime_value."):
+                return self.lifetime_value.get(rest.removeprefix("lifetime_value."))
+            return aggregates.get(rest)
+        return None
+
+
+KNOWN_ROOTS = ("traits", "subscription", "consent", "aggregates")
+
+
+def facts_from_profile(profile: Profile) -> Facts:
+    """The one adapter from the profile's stored format (``[value, stamp]`` pairs)."""
+    events = tuple(
+        HistoryEvent(event_id=e["event_id"], name=e["event_name"],
+                     time=from_micros(int(e["time_us"])),
+                     properties=dict(e.get("properties") or {}))
+        for e in profile.timeline
+    )
+    last = profile.last_purchase
+    return Facts(
+        profile_id=profile.profile_id,
+        identifiers={k: list(v) for k, v in profile.identifiers.items()},
+        traits={k: v[0] for k, v in profile.traits.items()},
+        consent={k: str(v[0]) for k, v in profile.consent.items()},
+        subscriptions={sid: {k: v[0] for k, v in attrs.items()}
+                       for sid, attrs in profile.subscriptions.items()},
+        order_count=profile.order_count,
+        lifetime_value={c: Decimal(a) for c, a in profile.lifetime_value.items()},
+        last_purchase_at=None if last is None else from_micros(int(last[1][0])),
+        events=events,
+    )

@@ -1,0 +1,143 @@
+"""The one decision point every action passes before it becomes a command.
+
+:func:`decide` checks, in this order, and the first rule that withholds wins:
+
+1. consent   ``purpose:channel`` must be GRANTED (DENIED, WITHDRAWN, UNKNOWN or missing
+             all withhold);
+2. suppression  the profile id, or any of its identifier hashes, is on the global list;
+3. frequency_cap  a channel's sends in a rolling window reached the cap (withheld, not
+             queued: a capped message is stale by the time the window frees up);
+4. quiet_hours  in the customer's zone (trait ``timezone``, else the default) the action
+             is DELAYED to the end of quiet hours via ``not_before``, never dropped;
+5. holdout   a deterministic hash of (profile id, journey id) puts the customer in the
+             journey's control group: the same answer on every channel and every step.
+
+Rule 4 only delays, so a holdout customer in quiet hours is withheld (rule 5), not delayed.
+
+Removals are always allowed: a paid-media ``audience_remove`` or a CRM update whose
+``payload.operation`` is ``remove``/``delete`` only takes data away, which is what a
+customer who withdrew consent wants, so no rule may block it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from streams.activation.definitions import GovernanceRules
+from streams.activation.facts import Facts
+from streams.activation.model import Decision, Outcome, PlannedAction, SendRecord, stable_id
+
+GRANTED = "GRANTED"
+_REMOVE_OPS = frozenset({"remove", "delete"})
+_BUCKETS = 10_000
+
+
+def is_removal(action: PlannedAction) -> bool:
+    if action.action_type == "audience_remove":
+        return True
+    return action.channel == "crm" and action.payload.get("operation") in _REMOVE_OPS
+
+
+def customer_zone(facts: Facts, default: str) -> tzinfo:
+    """The customer's IANA zone; an unknown or missing one falls back to ``default``."""
+    name = facts.traits.get("timezone")
+    if isinstance(name, str) and name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass  # a bad trait must not block activation; the default zone applies
+    return ZoneInfo(default)
+
+
+def in_holdout(profile_id: str, journey_id: str, percent: float, salt: str = "") -> bool:
+    """Deterministic control-group membership; independent of channel and step."""
+    digest = hashlib.sha256(f"{salt}\x1f{journey_id}\x1f{profile_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % _BUCKETS < round(percent * _BUCKETS / 100)
+
+
+def quiet_until(rules: GovernanceRules, facts: Facts, channel: str, now: datetime
+                ) -> datetime | None:
+    """The end of the quiet period ``now`` falls in (as UTC), or None if not quiet."""
+    quiet = rules.quiet_hours
+    if quiet is None or channel not in quiet.channels:
+        return None
+    start, end = quiet.bounds()
+    zone = customer_zone(facts, rules.default_timezone)
+    local = now.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    inside = start <= clock < end if start < end else (clock >= start or clock < end)
+    if start == end or not inside:
+        return None
+    day = local.date() if clock < end else local.date() + timedelta(days=1)
+    # Wall-clock arithmetic in the zone, so a DST change inside the night is respected.
+    return datetime.combine(day, end, tzinfo=zone).astimezone(now.tzinfo)
+
+
+def _cap_reached(action: PlannedAction, history: Sequence[SendRecord],
+                 rules: GovernanceRules, now: datetime) -> str | None:
+    for cap in rules.frequency_caps:
+        if cap.channel != action.channel:
+            continue
+        # Delayed sends are stored at their not_before (maybe future): they count already.
+        sent = sum(1 for r in history if r.channel == action.channel and r.at > now - cap.per)
+        if sent >= cap.max_sends:
+            return f"{sent} {action.channel} sends in the last {cap.per}, cap is {cap.max_sends}"
+    return None
+
+
+def _withheld_by(action: PlannedAction, facts: Facts, history: Sequence[SendRecord],
+                 rules: GovernanceRules, now: datetime, holdout: float) -> tuple[str, str] | None:
+    key = f"{action.purpose}:{action.channel}"
+    status = facts.consent.get(key, "UNKNOWN")
+    if status != GRANTED:
+        return "consent", f"consent {key} is {status}, not GRANTED"
+    hashes = {h for values in facts.identifiers.values() for h in values}
+    if action.profile_id in rules.suppression.profile_ids:
+        return "suppression", "profile id is on the global suppression list"
+    if hashes & set(rules.suppression.identifier_hashes):
+        return "suppression", "an identifier hash is on the global suppression list"
+    capped = _cap_reached(action, history, rules, now)
+    if capped is not None:
+        return "frequency_cap", capped
+    if action.journey_id is not None and in_holdout(
+            action.profile_id, action.journey_id, holdout, rules.holdout_salt):
+        return "holdout", f"in the {holdout:g}% holdout of journey {action.journey_id}"
+    return None
+
+
+def decide(
+    action: PlannedAction, facts: Facts, history: Sequence[SendRecord], rules: GovernanceRules,
+    now: datetime, definitions_version: str, holdout_percent: float | None = None,
+) -> Decision:
+    """Whether, and from when, ``action`` may run; ``holdout_percent`` is the journey's own."""
+    holdout = rules.holdout_percent if holdout_percent is None else holdout_percent
+    outcome: Outcome = "sent"
+    rule, reason, not_before = "allowed", "every rule passed", None
+    if is_removal(action):
+        rule, reason = "removal", "removing data is always allowed"
+    elif (withheld := _withheld_by(action, facts, history, rules, now, holdout)) is not None:
+        outcome, (rule, reason) = "withheld", withheld
+    elif (until := quiet_until(rules, facts, action.channel, now)) is not None:
+        outcome, rule, not_before = "delayed", "quiet_hours", until
+        reason = f"quiet hours in the customer's time zone until {until.isoformat()}"
+    return Decision(
+        decision_id=stable_id("decision", action.action_id, definitions_version),
+        outcome=outcome, rule=rule, reason=reason, action_id=action.action_id,
+        profile_id=action.profile_id, channel=action.channel, action_type=action.action_type,
+        purpose=action.purpose, journey_id=action.journey_id, step_id=action.step_id,
+        definitions_version=definitions_version, decided_at=now, not_before=not_before,
+    )
+
+
+def record_send(history: Sequence[SendRecord], decision: Decision, rules: GovernanceRules,
+                now: datetime) -> list[SendRecord]:
+    """The history after ``decision``, pruned to the longest cap window (it stays small)."""
+    keep = max((c.per for c in rules.frequency_caps), default=timedelta(0))
+    kept = [r for r in history if r.at > now - keep]
+    if decision.outcome == "withheld" or decision.rule == "removal":
+        return kept
+    at = decision.not_before or now
+    return [*kept, SendRecord(action_id=decision.action_id, channel=decision.channel, at=at)]

@@ -1,0 +1,76 @@
+"""Records shared by journeys, governance and action commands (JSON-serialisable)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from streams.activation.definitions import Scalar
+
+Outcome = Literal["sent", "withheld", "delayed"]
+_SEP = "\x1f"  # unit separator: no field value can fake a boundary with it
+
+
+def stable_id(*parts: str | int | None) -> str:
+    """sha256 hex of the parts; the same parts always give the same id."""
+    text = _SEP.join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlannedAction(_Record):
+    """What a journey wants done, before governance decides whether, and when."""
+
+    action_id: str
+    profile_id: str
+    channel: str
+    action_type: str
+    purpose: str
+    payload: dict[str, Scalar] = Field(default_factory=dict)
+    journey_id: str | None = None
+    journey_version: int | None = None
+    step_id: str | None = None
+    enrollment_id: str | None = None
+    caused_by: str | None = None  # the event id or trigger id that led to the step
+
+
+class Decision(_Record):
+    """The governance outcome of one action, for the profile timeline (sent, withheld, delayed)."""
+
+    decision_id: str
+    outcome: Outcome
+    rule: str  # consent | suppression | frequency_cap | quiet_hours | holdout | removal | allowed
+    reason: str
+    action_id: str
+    profile_id: str
+    channel: str
+    action_type: str
+    purpose: str
+    journey_id: str | None
+    step_id: str | None
+    definitions_version: str
+    decided_at: AwareDatetime
+    not_before: AwareDatetime | None = None
+
+    def to_timeline(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class SendRecord(_Record):
+    """One action counted by frequency caps (per-profile send history)."""
+
+    action_id: str
+    channel: str
+    at: AwareDatetime
+
+
+def aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: activation needs aware times")
+    return value
