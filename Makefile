@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint definitions-check unit integration gateway apikeys bench-ingest stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint definitions-check unit integration gateway worker apikeys bench-ingest bench-stream stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -41,12 +41,19 @@ integration: install
 gateway: install
 	$(PY) -m ingest
 
+## One stream worker (profiles API on 127.0.0.1:6066).
+worker: install
+	$(PY) -m streams.app worker -l info
+
 apikeys: install
 	scripts/apikeys $(ARGS)
 
 ## Benchmarks print ratios against a baseline measured in the same run.
 bench-ingest: install
 	$(PY) bench/ingest.py
+
+bench-stream: install
+	$(PY) -m bench.stream
 
 stack-up:
 	scripts/stack up

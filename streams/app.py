@@ -1,8 +1,9 @@
 """The one ``faust.App``: broker, RocksDB (rocksdict) state, and our topics.
 
-Start a worker with ``python -m streams.app worker`` (the README's run command
-does it for you). Domain agents live in ``agents/<domain>.py`` and tables in
-``tables/<domain>.py``; they register themselves on the app imported here.
+Start a worker with ``python -m streams.app worker -l info``. Domain agents live in
+``agents/<domain>.py`` and tables in ``tables/<domain>.py``; they register themselves
+on the ``app`` of this module (found by autodiscovery when the worker starts).
+Importing this module needs no broker: connections are opened by the worker.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from prometheus_client import CollectorRegistry
 
+from streams.schemas import SchemaCatalog
+from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
 
 
@@ -39,12 +43,20 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.ingest_partitions,
         table_standby_replicas=settings.standby_replicas,
         web_port=settings.worker_web_port,
-        web_bind="127.0.0.1",
-        # Committing only what has been fully processed is Faust's default;
-        # acks are explicit so at-least-once holds when a worker dies.
+        web_bind=settings.worker_web_host,
+        # Committing only what has been fully processed is Faust's default (and it
+        # flushes the producer before each commit); acks are explicit so
+        # at-least-once holds when a worker dies.
         stream_wait_empty=True,
         producer_acks=-1,
         producer_enable_idempotence=True,
+        consumer_auto_offset_reset="earliest",
+        # A dead worker's partitions move after the session timeout. Too short a
+        # timeout expels a live but CPU-starved worker, which is worse: without
+        # transactions its in-flight table writes cannot be fenced (see README).
+        broker_session_timeout=settings.worker_session_timeout.total_seconds(),
+        broker_heartbeat_interval=max(1.0, settings.worker_session_timeout.total_seconds() / 10),
+        broker_commit_interval=1.0,
         autodiscover=["agents", "tables"],
         origin="streams",
     )
@@ -52,6 +64,9 @@ def create_app(settings: Settings) -> faust.App:
 
 settings = load_settings()
 app = create_app(settings)
+metrics_registry = CollectorRegistry()
+serde = AvroSerde(RegistryClient(settings.registry_client_config()),
+                  SchemaCatalog.load(settings.schemas_dir))
 
 
 def main() -> None:
@@ -59,4 +74,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the app of the importable module, not of ``__main__``: agents import
+    # ``streams.app`` and must register on the very app the worker starts.
+    from streams.app import main as _main
+
+    _main()

@@ -14,7 +14,7 @@ from faust.serializers.codecs import Codec
 from streams.serde import AvroSerde, Encoder
 
 
-class ConfluentAvroCodec(Codec):  # type: ignore[misc]  # faust ships no type hints
+class ConfluentAvroCodec(Codec):
     """Encodes ``type_name`` records for ``subject``; decodes any framed record."""
 
     def __init__(self, serde: AvroSerde, subject: str, type_name: str, **kwargs: Any) -> None:

@@ -9,6 +9,13 @@ the original cause stays on ``__cause__`` while callers only need our names::
     ├── SchemaError                  problems with .avsc files or the registry's view of them
     │   ├── SchemaParseError         a file is not valid Avro, or names an unknown type
     │   └── IncompatibleSchemaError  a change breaks the subject's compatibility rule
+    ├── ContractViolation            a decoded event breaks the envelope contract (dead-lettered;
+    │                                defined in streams/core/contract.py)
+    ├── DefinitionError              an audience/journey/governance file is invalid
+    │                                (streams/activation/definitions.py)
+    ├── IngestError                  gateway answers (ingest/errors.py): InvalidEvent,
+    │                                PayloadTooLarge, AuthError > ForbiddenScope,
+    │                                RateLimited, Unavailable
     ├── RegistryError                the schema registry is unreachable or answered unexpectedly
     ├── SerializationError           bytes <-> records in the Confluent wire format
     │   ├── EncodeError              a record does not fit its schema

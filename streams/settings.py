@@ -28,6 +28,7 @@ _DURATIONS = (
     "gateway_max_future_skew",
     "gateway_idempotency_ttl",
     "gateway_produce_timeout",
+    "worker_session_timeout",
 )
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -75,6 +76,10 @@ class Settings(BaseSettings):
     dedup_window: timedelta = timedelta(days=7)
     ordering_window: timedelta = timedelta(seconds=5)
     standby_replicas: int = Field(0, ge=0, le=5)
+    worker_session_timeout: timedelta = Field(
+        timedelta(seconds=30),
+        description="Consumer-group session timeout: how soon a dead worker's partitions move.",
+    )
 
     profile_timeline_limit: int = Field(200, ge=10, le=10_000)
 

@@ -35,6 +35,9 @@ DAY_MS = 24 * 3600 * 1000
 INGEST = "events.ingest"
 DEAD_LETTER = "events.deadletter"
 API_KEYS = "ops.api_keys"
+# Valid events on their way to the profile stage. One partition: the identity
+# graph needs one owner (see agents/ingest.py); scaling it out is future work.
+PROFILE_CORE = "internal.profile-core"
 ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 
 ENVELOPE = "io.activation.events.EventEnvelope"
@@ -100,7 +103,14 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         "NONE",
         {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
     )
-    return [ingest, dead_letter, *actions, api_keys]
+    profile_core = TopicSpec(
+        settings.topic(PROFILE_CORE),
+        1,
+        None,
+        "NONE",
+        {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete"},
+    )
+    return [ingest, dead_letter, *actions, api_keys, profile_core]
 
 
 def admin_client(settings: Settings) -> AdminClient:

@@ -1,0 +1,154 @@
+"""Profile API served by the worker (Faust web views) and its Prometheus endpoint.
+
+GET /v1/profiles?customer_id=|email_sha256=|phone_sha256=|anonymous_id=
+GET /v1/profiles/{profile_id}              (a merged-away id answers with the winner)
+GET /v1/profiles/{profile_id}/timeline?offset=0&limit=50
+GET /v1/profiles/{profile_id}/merges
+POST /v1/profiles/{profile_id}/merges/{event_id}/undo   (scope profiles:admin; 202)
+GET /metrics
+
+Authentication hook: API keys are checked by the gateway's code; it installs a
+check with :func:`set_authorizer` (called with the request and the scope needed:
+``profiles:read``, or ``profiles:admin`` to undo a merge). Until one is installed,
+every request is allowed: bind the worker's web server to localhost (the default).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faust.web import View
+from prometheus_client import generate_latest
+
+from agents.ingest import COMMAND_HEADER, UNDO_MERGE, core_topic
+from streams.app import app, metrics_registry
+from streams.core.identity import KIND_PREFIX
+from streams.core.pipeline import canonical_id, load_profile, merge_history
+from streams.core.profile import Profile, timeline_page, to_api
+from tables.state import TableStore, state
+
+READ_SCOPE = "profiles:read"
+WRITE_SCOPE = "profiles:admin"
+MAX_PAGE = 200
+Authorizer = Callable[[Any, str], Awaitable[bool]]
+_authorizer: list[Authorizer] = []
+
+
+def set_authorizer(check: Authorizer | None) -> None:
+    """Install (or remove, with None) the API-key check for the profile API."""
+    _authorizer.clear()
+    if check is not None:
+        _authorizer.append(check)
+
+
+async def _allowed(request: Any) -> bool:
+    return not _authorizer or await _authorizer[0](request, READ_SCOPE)
+
+
+def _error(web: Any, status: int, code: str, message: str) -> Any:
+    return web.json({"error": {"code": code, "message": message}}, status=status)
+
+
+def find_profile(store: TableStore, profile_id: str) -> Profile | None:
+    return load_profile(store, canonical_id(store, profile_id))
+
+
+def lookup_by_identifier(store: TableStore, query: dict[str, str]) -> Profile | None:
+    for kind, prefix in KIND_PREFIX.items():
+        if query.get(kind):
+            pid = store.get(f"i:{prefix}:{query[kind]}".encode())
+            return None if pid is None else find_profile(store, pid.decode())
+    return None
+
+
+async def _guarded(web: Any, request: Any, fetch: Callable[[TableStore], Any]) -> Any:
+    if not await _allowed(request):
+        return _error(web, 401, "unauthorized", f"an API key with scope {READ_SCOPE} is needed")
+    return fetch(TableStore(state))
+
+
+def _not_found(web: Any, what: str) -> Any:
+    return _error(web, 404, "profile_not_found", f"no profile for {what}")
+
+
+@app.page("/v1/profiles")
+async def profiles_by_identifier(web: Any, request: Any) -> Any:
+    query = {k: v for k, v in request.query.items() if k in KIND_PREFIX}
+    if not query:
+        kinds = ", ".join(KIND_PREFIX)
+        return _error(web, 400, "missing_identifier", f"give one of: {kinds}")
+
+    def fetch(store: TableStore) -> Any:
+        profile = lookup_by_identifier(store, query)
+        return _not_found(web, str(query)) if profile is None else web.json(to_api(profile))
+
+    return await _guarded(web, request, fetch)
+
+
+@app.page("/v1/profiles/{profile_id}")
+async def profile_by_id(web: Any, request: Any, profile_id: str) -> Any:
+    def fetch(store: TableStore) -> Any:
+        profile = find_profile(store, profile_id)
+        return _not_found(web, profile_id) if profile is None else web.json(to_api(profile))
+
+    return await _guarded(web, request, fetch)
+
+
+def _int(value: str | None, default: int, high: int) -> int:
+    try:
+        return max(0, min(high, int(value))) if value is not None else default
+    except ValueError:
+        return default
+
+
+@app.page("/v1/profiles/{profile_id}/timeline")
+async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
+    offset = _int(request.query.get("offset"), 0, 1_000_000)
+    limit = _int(request.query.get("limit"), 50, MAX_PAGE) or 1
+
+    def fetch(store: TableStore) -> Any:
+        profile = find_profile(store, profile_id)
+        if profile is None:
+            return _not_found(web, profile_id)
+        return web.json(timeline_page(profile, offset, limit))
+
+    return await _guarded(web, request, fetch)
+
+
+@app.page("/v1/profiles/{profile_id}/merges")
+async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
+    def fetch(store: TableStore) -> Any:
+        pid = canonical_id(store, profile_id)
+        if load_profile(store, pid) is None:
+            return _not_found(web, profile_id)
+        merges = [m.explain() for m in merge_history(store, pid)]
+        return web.json({"profile_id": pid, "merges": merges})
+
+    return await _guarded(web, request, fetch)
+
+
+@app.page("/v1/profiles/{profile_id}/merges/{event_id}/undo")
+class UndoMerge(View):
+    """POST: ask the profile's owner to undo a merge (applied asynchronously: 202)."""
+
+    async def post(self, request: Any, profile_id: str, event_id: str) -> Any:
+        if _authorizer and not await _authorizer[0](request, WRITE_SCOPE):
+            return _error(self, 401, "unauthorized",
+                          f"an API key with scope {WRITE_SCOPE} is needed")
+        store = TableStore(state)
+        pid = canonical_id(store, profile_id)
+        if not any(m.event_id == event_id for m in merge_history(store, pid)):
+            return _error(self, 404, "merge_not_found",
+                          f"no merge by event {event_id} on profile {pid}")
+        body = json.dumps({"profile_id": pid, "event_id": event_id}).encode()
+        await core_topic.send(key=pid.encode(), value=body,
+                              headers={COMMAND_HEADER: UNDO_MERGE})
+        return self.json({"status": "accepted", "profile_id": pid, "event_id": event_id},
+                         status=202)
+
+
+@app.page("/metrics")
+async def metrics_page(web: Any, request: Any) -> Any:
+    return web.bytes(generate_latest(metrics_registry), content_type="text/plain")

@@ -1,0 +1,28 @@
+"""Prometheus metrics of the stream core, on the app's one injected registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class StreamMetrics:
+    """Counters with low-cardinality labels only (stage, outcome, reason code)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "activation_stream_events", "Records handled, by stage and outcome.",
+            ["stage", "outcome"], registry=registry)
+        self.duplicates = Counter(
+            "activation_stream_duplicates", "Events dropped as exact duplicates (event id).",
+            registry=registry)
+        self.dead_letters = Counter(
+            "activation_stream_dead_letters", "Records sent to the dead-letter topic.",
+            ["reason_code"], registry=registry)
+        self.purged = Counter(
+            "activation_dedup_markers_purged", "Expired dedup markers deleted.",
+            registry=registry)
+        self.merges = Counter(
+            "activation_profile_merges", "Profiles merged into another.", registry=registry)
+        self.retries = Counter(
+            "activation_stream_retries", "Transient failures retried (registry, broker).",
+            ["stage"], registry=registry)

@@ -1,0 +1,1 @@
+"""Benchmarks (not timed tests): run through the Makefile's bench-* targets."""

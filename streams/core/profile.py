@@ -1,0 +1,263 @@
+"""One customer profile and the pure functions that change it.
+
+Every attribute is last-writer-wins by event time (ties broken by event id, so the
+result never depends on arrival order): an old event never overwrites newer state.
+Sums (order count, lifetime value) are commutative, so they are order-free too. An
+event older than the newest applied one by more than the ordering window is still
+applied wherever it is newest, and is flagged ``late`` on the timeline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from streams.records import Envelope
+
+Stamp = tuple[int, str]  # (event time in µs since epoch, event id): a total order
+TRAIT_EVENTS = frozenset({"identify", "profile_updated", "traits_updated"})
+ID_KINDS = ("customer_id", "email_sha256", "phone_sha256", "anonymous_id")
+SUMMARY_CHARS = 120
+
+
+def micros(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def stamp_of(envelope: Envelope) -> Stamp:
+    return (micros(envelope.event_time), envelope.event_id)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A profile as stored (JSON-friendly values); ``apply_event`` returns new ones."""
+
+    profile_id: str
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    # name -> [value, stamp]; consent "purpose:channel" -> [status, stamp]
+    traits: dict[str, list[Any]] = field(default_factory=dict)
+    consent: dict[str, list[Any]] = field(default_factory=dict)
+    # subscription id -> attribute -> [value, stamp]
+    subscriptions: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    order_count: int = 0
+    lifetime_value: dict[str, str] = field(default_factory=dict)  # currency -> Decimal str
+    last_purchase: list[Any] | None = None  # [order id, stamp]
+    newest_event_us: int = 0
+    last_offset: int = -1  # offset (core topic) of the last event applied: replay guard
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Profile:
+        data = json.loads(raw)
+        data["traits"] = {k: _stamped(v) for k, v in data["traits"].items()}
+        data["consent"] = {k: _stamped(v) for k, v in data["consent"].items()}
+        data["subscriptions"] = {
+            sid: {k: _stamped(v) for k, v in attrs.items()}
+            for sid, attrs in data["subscriptions"].items()
+        }
+        if data["last_purchase"] is not None:
+            data["last_purchase"] = _stamped(data["last_purchase"])
+        return cls(**data)
+
+
+def _stamped(pair: list[Any]) -> list[Any]:
+    """JSON turns the stamp tuple into a list; restore it so comparisons keep working."""
+    return [pair[0], (int(pair[1][0]), str(pair[1][1]))]
+
+
+def _lww(current: list[Any] | None, value: Any, stamp: Stamp) -> list[Any] | None:
+    """The new [value, stamp] if it is newer than ``current``, else None (keep current)."""
+    if current is not None and tuple(current[1]) >= stamp:
+        return None
+    return [value, stamp]
+
+
+def _merge_ids(have: dict[str, list[str]], envelope: Envelope) -> dict[str, list[str]]:
+    out = {k: list(v) for k, v in have.items()}
+    for kind in ID_KINDS:
+        value = getattr(envelope.identifiers, kind)
+        if value and value not in out.get(kind, []):
+            out[kind] = sorted([*out.get(kind, []), value])
+    return out
+
+
+def _set_attrs(
+    current: dict[str, list[Any]], updates: dict[str, Any], stamp: Stamp
+) -> dict[str, list[Any]]:
+    out = dict(current)
+    for name, value in updates.items():
+        newer = _lww(out.get(name), value, stamp)
+        if newer is not None:
+            out[name] = newer
+    return out
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _subscription_updates(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if name == "subscription_started":
+        updates = {"status": "active", "plan": payload.get("plan"),
+                   "start_date": _iso(payload.get("start_date")), "cancel_date": None}
+        if payload.get("contract_end_date") is not None:
+            updates["contract_end_date"] = _iso(payload["contract_end_date"])
+        return updates
+    if name == "subscription_canceled":
+        return {"status": "canceled", "cancel_date": _iso(payload.get("cancel_date")),
+                "cancel_reason": payload.get("reason")}
+    if name == "contract_renewed":
+        return {"status": "active", "contract_end_date": _iso(payload.get("new_end_date")),
+                "cancel_date": None}
+    return {}
+
+
+def _apply_payload(profile: Profile, envelope: Envelope, stamp: Stamp) -> Profile:
+    name, payload = envelope.event_name, envelope.payload or {}
+    if name == "purchase_completed" and payload:
+        value = Decimal(payload["order_value"])
+        currency = str(payload.get("currency", "")).upper()
+        ltv = dict(profile.lifetime_value)
+        ltv[currency] = str(Decimal(ltv.get(currency, "0")) + value)
+        last = _lww(profile.last_purchase, payload.get("order_id"), stamp)
+        return replace(profile, order_count=profile.order_count + 1, lifetime_value=ltv,
+                       last_purchase=last or profile.last_purchase)
+    if name == "consent_updated" and payload:
+        consent = _set_attrs(profile.consent, {payload["consent_type"]: payload["status"]}, stamp)
+        return replace(profile, consent=consent)
+    updates = _subscription_updates(name, payload)
+    if updates:
+        sid = payload.get("subscription_id") or "default"
+        subs = dict(profile.subscriptions)
+        subs[sid] = _set_attrs(subs.get(sid, {}), updates, stamp)
+        return replace(profile, subscriptions=subs)
+    if name in TRAIT_EVENTS:
+        return replace(profile, traits=_set_attrs(profile.traits, envelope.properties, stamp))
+    return profile
+
+
+def summarize(envelope: Envelope) -> str:
+    """A short, human-readable line for the timeline."""
+    p = envelope.payload or {}
+    name = envelope.event_name
+    if name == "purchase_completed" and p:
+        text = f"order {p.get('order_id')}: {p.get('order_value')} {p.get('currency')}"
+    elif name == "consent_updated" and p:
+        text = f"consent {p.get('consent_type')} {p.get('status')}"
+    elif name == "subscription_started" and p:
+        text = f"subscription {p.get('plan')} from {_iso(p.get('start_date'))}"
+    elif name == "subscription_canceled" and p:
+        text = f"subscription canceled from {_iso(p.get('cancel_date'))}"
+    elif name == "contract_renewed" and p:
+        text = f"contract renewed until {_iso(p.get('new_end_date'))}"
+    else:
+        props = ", ".join(f"{k}={v}" for k, v in sorted(envelope.properties.items())[:3])
+        text = f"{name}" + (f" ({props})" if props else "")
+    return text[:SUMMARY_CHARS]
+
+
+def insert_timeline(
+    timeline: list[dict[str, Any]], entry: dict[str, Any], limit: int
+) -> list[dict[str, Any]]:
+    """Timeline newest first by (time, event id), bounded to ``limit`` entries."""
+    entries = [e for e in timeline if e["event_id"] != entry["event_id"]] + [entry]
+    entries.sort(key=lambda e: (e["time_us"], e["event_id"]), reverse=True)
+    return entries[:limit]
+
+
+def apply_event(
+    profile: Profile, envelope: Envelope, ordering_window: timedelta, timeline_limit: int
+) -> Profile:
+    """``profile`` with ``envelope`` applied: attribute LWW by event time, late events flagged."""
+    stamp = stamp_of(envelope)
+    late = stamp[0] < profile.newest_event_us - int(ordering_window.total_seconds() * 1e6)
+    entry = {"event_id": envelope.event_id, "event_name": envelope.event_name,
+             "time_us": stamp[0], "summary": summarize(envelope), "late": late}
+    updated = _apply_payload(profile, envelope, stamp)
+    return replace(
+        updated,
+        identifiers=_merge_ids(profile.identifiers, envelope),
+        newest_event_us=max(profile.newest_event_us, stamp[0]),
+        timeline=insert_timeline(profile.timeline, entry, timeline_limit),
+    )
+
+
+def merge_maps(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    out = dict(a)
+    for name, (value, stamp) in b.items():
+        newer = _lww(out.get(name), value, tuple(stamp))
+        if newer is not None:
+            out[name] = newer
+    return out
+
+
+def merge_profiles(winner: Profile, loser: Profile, timeline_limit: int) -> Profile:
+    """The union of two profiles of one customer, kept under ``winner``'s id."""
+    ids = {k: list(v) for k, v in winner.identifiers.items()}
+    for kind, values in loser.identifiers.items():
+        ids[kind] = sorted(set(ids.get(kind, [])) | set(values))
+    subs = dict(winner.subscriptions)
+    for sid, attrs in loser.subscriptions.items():
+        subs[sid] = merge_maps(subs.get(sid, {}), attrs)
+    ltv = dict(winner.lifetime_value)
+    for cur, amount in loser.lifetime_value.items():
+        ltv[cur] = str(Decimal(ltv.get(cur, "0")) + Decimal(amount))
+    last = winner.last_purchase
+    if loser.last_purchase is not None:
+        last = _lww(last, loser.last_purchase[0], tuple(loser.last_purchase[1])) or last
+    timeline = list(winner.timeline)
+    for entry in loser.timeline:
+        timeline = insert_timeline(timeline, entry, timeline_limit)
+    return replace(
+        winner, identifiers=ids, traits=merge_maps(winner.traits, loser.traits),
+        consent=merge_maps(winner.consent, loser.consent), subscriptions=subs,
+        order_count=winner.order_count + loser.order_count, lifetime_value=ltv,
+        last_purchase=last, newest_event_us=max(winner.newest_event_us, loser.newest_event_us),
+        last_offset=max(winner.last_offset, loser.last_offset),
+        timeline=timeline,
+    )
+
+
+def to_api(profile: Profile) -> dict[str, Any]:
+    """The JSON the profile API returns (times as ISO 8601, stamps hidden)."""
+    def plain(m: dict[str, list[Any]]) -> dict[str, Any]:
+        return {k: v[0] for k, v in sorted(m.items())}
+
+    return {
+        "profile_id": profile.profile_id,
+        "identifiers": profile.identifiers,
+        "traits": plain(profile.traits),
+        "consent": plain(profile.consent),
+        "subscriptions": {sid: plain(a) for sid, a in sorted(profile.subscriptions.items())},
+        "aggregates": {
+            "order_count": profile.order_count,
+            "lifetime_value": profile.lifetime_value,
+            "last_purchase": None if profile.last_purchase is None else {
+                "order_id": profile.last_purchase[0],
+                "time": from_micros(profile.last_purchase[1][0]).isoformat()},
+        },
+        "last_event_time": from_micros(profile.newest_event_us).isoformat()
+        if profile.newest_event_us else None,
+    }
+
+
+def timeline_page(profile: Profile, offset: int, limit: int) -> dict[str, Any]:
+    items = [
+        {"event_id": e["event_id"], "event_name": e["event_name"],
+         "time": from_micros(e["time_us"]).isoformat(), "summary": e["summary"],
+         "late": e["late"]}
+        for e in profile.timeline[offset: offset + limit]
+    ]
+    nxt = offset + limit if offset + limit < len(profile.timeline) else None
+    return {"profile_id": profile.profile_id, "items": items, "next_offset": nxt,
+            "total": len(profile.timeline)}

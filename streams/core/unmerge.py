@@ -1,0 +1,91 @@
+"""Undoing a merge: give the loser back what it brought, keep what came later.
+
+Sums (orders, lifetime value) are subtracted exactly. A last-writer-wins attribute
+goes back to the winner's pre-merge value only if its current value is still the
+one the loser brought (same stamp); a newer event since the merge keeps its value.
+Timeline entries the loser brought leave the winner. Events that arrived after the
+merge stay on the winner (they were applied to it): an undo splits the identities,
+it does not replay history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from streams.core.identity import MergeRecord
+from streams.core.pipeline import Store, load_profile, merge_history, pkey
+from streams.core.profile import Profile
+
+
+def _revert(current: dict[str, list[Any]], loser: dict[str, list[Any]],
+            before: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    out = dict(current)
+    for name, (_, stamp) in loser.items():
+        now = out.get(name)
+        if now is not None and tuple(now[1]) == tuple(stamp):
+            if name in before:
+                out[name] = before[name]
+            else:
+                del out[name]
+    return out
+
+
+def _identifiers(current: Profile, loser: Profile, before: Profile) -> dict[str, list[str]]:
+    out = {}
+    for kind, values in current.identifiers.items():
+        brought = set(loser.identifiers.get(kind, [])) - set(before.identifiers.get(kind, []))
+        kept = [v for v in values if v not in brought]
+        if kept:
+            out[kind] = kept
+    return out
+
+
+def unmerge_profiles(current: Profile, record: MergeRecord) -> tuple[Profile, Profile]:
+    """(winner without the loser's contribution, the loser as it was at merge time)."""
+    loser = Profile.from_json(record.loser_snapshot.encode())
+    before = Profile.from_json(record.winner_snapshot.encode())
+    ltv = dict(current.lifetime_value)
+    for cur, amount in loser.lifetime_value.items():
+        ltv[cur] = str(Decimal(ltv.get(cur, "0")) - Decimal(amount))
+    subs = {sid: _revert(attrs, loser.subscriptions.get(sid, {}), before.subscriptions.get(sid, {}))
+            for sid, attrs in current.subscriptions.items()}
+    last = current.last_purchase
+    if last is not None and loser.last_purchase is not None and (
+            tuple(last[1]) == tuple(loser.last_purchase[1])):
+        last = before.last_purchase
+    brought = {e["event_id"] for e in loser.timeline}
+    timeline = [e for e in current.timeline if e["event_id"] not in brought]
+    newest = max([before.newest_event_us, *(e["time_us"] for e in timeline)])
+    winner = replace(
+        current, identifiers=_identifiers(current, loser, before),
+        traits=_revert(current.traits, loser.traits, before.traits),
+        consent=_revert(current.consent, loser.consent, before.consent),
+        subscriptions={sid: a for sid, a in subs.items() if a},
+        order_count=current.order_count - loser.order_count, lifetime_value=ltv,
+        last_purchase=last, newest_event_us=newest, timeline=timeline)
+    return winner, loser
+
+
+def undo_merge(store: Store, winner_id: str, event_id: str) -> MergeRecord | None:
+    """Undo the merge ``event_id`` recorded on ``winner_id``; None if there is none."""
+    history = merge_history(store, winner_id)
+    found = [h for h in history if h.event_id == event_id and h.winner == winner_id]
+    current = load_profile(store, winner_id)
+    if not found or current is None:
+        return None
+    record = found[0]
+    winner, loser = unmerge_profiles(current, record)
+    for key in record.moved_keys:
+        store[b"i:" + key.encode()] = record.loser.encode()
+    if store.get(b"r:" + record.loser.encode()) is not None:
+        del store[b"r:" + record.loser.encode()]
+    store[pkey(record.loser)] = replace(loser, last_offset=current.last_offset).to_json()
+    rest = [h.to_dict() for h in history if h is not record]
+    store[b"h:" + winner_id.encode()] = json.dumps(rest).encode()
+    undone = json.loads(store.get(b"u:" + winner_id.encode()) or b"[]")
+    store[b"u:" + winner_id.encode()] = json.dumps([*undone, record.to_dict()]).encode()
+    store[pkey(winner_id)] = winner.to_json()
+    return record

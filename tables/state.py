@@ -1,0 +1,57 @@
+"""The profile stage's state: one RocksDB-backed table with a changelog.
+
+One table on purpose (see streams/core/pipeline.py for the key layout): every write
+of one event lands in the same changelog partition, in order, which is what makes
+replay after a crash exact. Keys and values are bytes; the pure code encodes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.app import app
+
+# Partitions must equal those of the topic the profile agent reads (one, see the app).
+state: Any = app.Table(
+    "profile-state",
+    default=None,
+    key_type=bytes,  # bytes types select Faust's "raw" serializers, store and changelog
+    value_type=bytes,
+    partitions=1,
+    help="Dedup markers, identity graph, profiles and merge history.",
+)
+
+
+class TableStore:
+    """The :class:`streams.core.pipeline.Store` protocol over a Faust table."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._table.get(key)
+        return None if value is None else bytes(value)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._table[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._table[key]
+
+
+def scan(table: Any, partition: int, from_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+    """Up to ``limit`` (key, value) pairs of one partition's store, in key order.
+
+    Reads the partition's rocksdict directly (Faust has no ordered range scan); an
+    unopened partition (not assigned here) gives an empty list.
+    """
+    try:
+        db = table.data._db_for_partition(partition)
+    except (KeyError, AttributeError):
+        return []
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in db.items(from_key=from_key):
+        out.append((bytes(key), bytes(value)))
+        if len(out) >= limit:
+            break
+    return out

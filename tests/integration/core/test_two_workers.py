@@ -1,0 +1,50 @@
+"""Two workers share the partitions through one group; one dies, the other takes over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from streams.core.pipeline import StageConfig
+from streams.records import Envelope
+from streams.serde import AvroSerde
+from streams.topics import PROFILE_CORE
+from tests.integration.core.conftest import CoreStack
+from tests.integration.core.harness import Worker, free_port, produce, wait_for
+from tests.integration.core.workload import (
+    expected_profiles,
+    fetch_views,
+    group_caught_up,
+    workload,
+)
+
+APPLIED = 'activation_stream_events_total{outcome="applied",stage="stream.profile"}'
+SCREENED = 'activation_stream_events_total{outcome="forwarded",stage="stream.screen"}'
+
+
+def test_survivor_takes_over_with_nothing_lost(
+    core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde, tmp_path: Path
+) -> None:
+    settings = core.settings
+    encoded = [(e.key.encode(), core.encode(e.to_avro())) for e in workload(6000, 300)]
+    events = [Envelope.from_avro(serde.decode(value)[1]) for _, value in encoded]
+    a = workers(settings, data_dir=tmp_path / "a")
+    b = workers(settings, data_dir=tmp_path / "b", worker_web_port=free_port())
+    produce(settings, core.ingest, encoded[:3000])
+    wait_for(lambda: a.metric(SCREENED) > 0 and b.metric(SCREENED) > 0, 120,
+             "both workers own ingestion partitions")
+    produce(settings, core.ingest, encoded[3000:])
+    wait_for(lambda: a.metric(APPLIED) + b.metric(APPLIED) >= 3500, 120, "work under way")
+    # Kill the worker that owns the profile stage (the stateful one), mid-stream.
+    victim, survivor = (a, b) if a.metric(APPLIED) >= b.metric(APPLIED) else (b, a)
+    victim.kill()
+    assert not group_caught_up(settings, {settings.topic(PROFILE_CORE): 1})  # mid-stream
+
+    topics = {core.ingest: 3, settings.topic(PROFILE_CORE): 1}
+    wait_for(lambda: group_caught_up(settings, topics), 300, "the survivor caught up")
+    cfg = StageConfig(settings.dedup_window, settings.ordering_window,
+                      settings.profile_timeline_limit)
+    expected = expected_profiles(events, cfg, datetime.now(UTC))
+    got = fetch_views(survivor, sorted(expected), settings.profile_timeline_limit)
+    assert got == expected
