@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> faust.App:
         # timeout expels a live but CPU-starved worker, which is worse: without
         # transactions its in-flight table writes cannot be fenced (see README).
         broker_session_timeout=settings.worker_session_timeout.total_seconds(),
-        broker_heartbeat_interval=max(1.0, settings.worker_session_timeout.total_seconds() / 10),
+        broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,
         autodiscover=["agents", "tables"],
         origin="streams",

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     ordering_window: timedelta = timedelta(seconds=5)
     standby_replicas: int = Field(0, ge=0, le=5)
     worker_session_timeout: timedelta = Field(
-        timedelta(seconds=30),
+        timedelta(seconds=10),
         description="Consumer-group session timeout: how soon a dead worker's partitions move.",
     )
 
