@@ -32,6 +32,8 @@ def faust_broker_credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured entirely from ``settings``."""
+    # Faust expects its data directory to exist; a fresh checkout has none.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     servers = ";".join(f"kafka://{s}" for s in settings.kafka_bootstrap_servers.split(","))
     return faust.App(
         settings.app_id,
