@@ -35,6 +35,11 @@ DAY_MS = 24 * 3600 * 1000
 INGEST = "events.ingest"
 DEAD_LETTER = "events.deadletter"
 API_KEYS = "ops.api_keys"
+# Published activation definitions (audiences, journeys, governance): compacted,
+# one key, read fully by every worker so all agree on the version in force.
+DEFINITIONS = "ops.definitions"
+# Audience entries and exits, for downstream consumers (and the demo).
+AUDIENCE_CHANGES = "activation.audience_changes"
 # Valid events on their way to the profile stage. One partition: the identity
 # graph needs one owner (see agents/ingest.py); scaling it out is future work.
 PROFILE_CORE = "internal.profile-core"
@@ -43,6 +48,7 @@ ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 ENVELOPE = "io.activation.events.EventEnvelope"
 ACTION_COMMAND = "io.activation.actions.ActionCommand"
 DEAD_LETTER_RECORD = "io.activation.ops.DeadLetter"
+AUDIENCE_CHANGE_RECORD = "io.activation.actions.AudienceMembershipChanged"
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,23 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         "NONE",
         {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
     )
+    # Every publication is its own key (v<sequence>), so compaction never removes
+    # the history of who published what, when; the highest sequence is in force.
+    definitions = TopicSpec(
+        settings.topic(DEFINITIONS),
+        1,
+        None,
+        "NONE",
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+    )
+    # Read by services we do not deploy, like the action topics: FULL_TRANSITIVE.
+    audience_changes = TopicSpec(
+        settings.topic(AUDIENCE_CHANGES),
+        settings.action_partitions,
+        AUDIENCE_CHANGE_RECORD,
+        "FULL_TRANSITIVE",
+        {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+    )
     profile_core = TopicSpec(
         settings.topic(PROFILE_CORE),
         1,
@@ -110,7 +133,7 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         "NONE",
         {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete"},
     )
-    return [ingest, dead_letter, *actions, api_keys, profile_core]
+    return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core]
 
 
 def admin_client(settings: Settings) -> AdminClient:
