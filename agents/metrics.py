@@ -26,3 +26,24 @@ class StreamMetrics:
         self.retries = Counter(
             "activation_stream_retries", "Transient failures retried (registry, broker).",
             ["stage"], registry=registry)
+
+
+class ActivationMetrics:
+    """Activation counters. Labels are definition ids, channels and rule names: bounded
+    by the definitions in force, never by customers."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.audience_changes = Counter(
+            "activation_audience_changes", "Audience entries and exits.",
+            ["audience", "change"], registry=registry)
+        self.enrollments = Counter(
+            "activation_journey_enrollments", "Journey enrollments started.",
+            ["journey"], registry=registry)
+        self.actions = Counter(
+            "activation_actions", "Actions decided, by channel and outcome (sent, delayed, "
+            "withheld).", ["channel", "outcome"], registry=registry)
+        self.suppressions = Counter(
+            "activation_suppressions", "Actions withheld, by the rule that withheld them.",
+            ["rule"], registry=registry)
+        self.timers = Counter(
+            "activation_timers_fired", "Per-profile timers that came due.", registry=registry)

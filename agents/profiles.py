@@ -1,8 +1,10 @@
-"""Profile stage: dedup, identity resolution, event-time-ordered profile updates.
+"""Profile stage: dedup, identity resolution, event-time-ordered profile updates, and
+activation (audiences, journeys, governance) for the profile an event changed.
 
 Thin loop: the work is :func:`streams.core.pipeline.process_event` over the state
-table. A record that passed screening but still fails here is dead-lettered with
-reason ``processing_error`` so the partition keeps flowing.
+table, with :func:`streams.activation.runtime.activate_event` as its hook; ``tick``
+commands fire due per-profile timers. A record that passed screening but still fails
+here is dead-lettered with reason ``processing_error`` so the partition keeps flowing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from agents.activation import TICK, definitions_in_force, emit, wait_for_definitions
+from agents.activation import metrics as activation_metrics
 from agents.ingest import (
     COMMAND_HEADER,
     ORIGIN_HEADER,
@@ -24,19 +28,47 @@ from agents.ingest import (
     metrics,
     retrying,
 )
+from streams.activation.runtime import (
+    OUTBOX,
+    TIMER,
+    Emission,
+    TimerContext,
+    activate_event,
+    clock_now,
+    due_timers,
+    expired_outbox,
+    fire_timer,
+    read_outbox,
+    set_clock,
+)
 from streams.app import app, serde, settings
 from streams.core.contract import ContractViolation, validate_record
 from streams.core.deadletter import PROCESSING_ERROR, SourceRecord, dead_letter
 from streams.core.dedup import DEDUP_PREFIX
-from streams.core.pipeline import DUPLICATE, StageConfig, expired_markers, process_event
+from streams.core.pipeline import (
+    DUPLICATE,
+    REPLAYED,
+    StageConfig,
+    canonical_id,
+    expired_markers,
+    load_profile,
+    pkey,
+    process_event,
+)
+from streams.core.profile import Profile
 from streams.core.unmerge import undo_merge
 from streams.errors import DecodeError, RegistryError
+from streams.records import Envelope
 from tables.state import TableStore, scan, state
 
 log = logging.getLogger(__name__)
 STAGE = "stream.profile"
 PURGE_INTERVAL_S = 5.0
 PURGE_CHUNK = 2000
+# Outbox entries are needed until their input offset is committed (seconds); keeping
+# the last 100k records' worth is a wide margin that still bounds the table.
+OUTBOX_KEEP = 100_000
+MANUAL = settings.activation_clock == "manual"
 CONFIG = StageConfig(settings.dedup_window, settings.ordering_window,
                      settings.profile_timeline_limit)
 
@@ -49,12 +81,57 @@ async def _dead_letter(message: Any, reason: str) -> None:
     metrics.dead_letters.labels(PROCESSING_ERROR).inc()
 
 
-def run_command(message: Any, store: TableStore) -> None:
-    """Operator commands travel on the profile topic so that they are applied by the
-    profile's owner, in order with its events (writes need the owner's table)."""
+class Activation:
+    """The profile stage's activation hook for one record, and what it emitted."""
+
+    def __init__(self, store: TableStore, partition: int) -> None:
+        self.store, self.partition = store, partition
+        self.emission: Emission | None = None
+
+    def scanner(self, from_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return scan(state, self.partition, from_key, limit)
+
+    def hook(self, profile: Profile, envelope: Envelope, offset: int) -> Profile:
+        now = clock_now(self.store, MANUAL, datetime.now(UTC))
+        profile, self.emission = activate_event(
+            self.store, profile, envelope, offset, now, definitions_in_force(),
+            CONFIG.timeline_limit)
+        return profile
+
+    def timer_context(self) -> TimerContext:
+        def save(profile: Profile) -> None:
+            self.store[pkey(profile.profile_id)] = profile.to_json()
+
+        return TimerContext(lambda pid: load_profile(self.store, pid), save,
+                            lambda pid: canonical_id(self.store, pid), CONFIG.timeline_limit)
+
+
+async def run_tick(message: Any, store: TableStore) -> None:
+    """Fire the due timers of this partition. A replayed tick first re-sends what it
+    emitted before (its outbox), then fires what is still due, at the same instant."""
+    now = datetime.fromisoformat(json.loads(message.value)["now"])
+    if MANUAL:
+        set_clock(store, now)
+    act = Activation(store, message.partition)
+    await emit(read_outbox(act.scanner, message.offset), fresh=False)
+    definitions, ctx = definitions_in_force(), act.timer_context()
+    for tkey, pid in due_timers(act.scanner(TIMER, settings.timer_batch), now):
+        emission = fire_timer(store, tkey, pid, message.offset, now, definitions, ctx)
+        activation_metrics.timers.inc()
+        if emission is not None:
+            await emit([emission], fresh=True)
+
+
+async def run_command(message: Any, store: TableStore) -> None:
+    """Operator commands and ticks travel on the profile topic so that they are applied
+    by the profile's owner, in order with its events (writes need the owner's table)."""
     try:
+        command = header(message, COMMAND_HEADER)
+        if command == TICK:
+            await run_tick(message, store)
+            return
         body = json.loads(message.value)
-        if header(message, COMMAND_HEADER) == UNDO_MERGE:
+        if command == UNDO_MERGE:
             record = undo_merge(store, body["profile_id"], body["event_id"])
             log.info("undo of merge %s on %s: %s", body["event_id"], body["profile_id"],
                      "done" if record else "nothing to undo")
@@ -62,9 +139,29 @@ def run_command(message: Any, store: TableStore) -> None:
         log.warning("ignored malformed command at offset %d: %s", message.offset, exc)
 
 
+async def _apply(message: Any, store: TableStore, envelope: Envelope, now: datetime) -> None:
+    origin = (header(message, ORIGIN_HEADER) or b"").decode()
+    act = Activation(store, message.partition)
+    try:
+        outcome = process_event(store, envelope, message.offset, now, CONFIG, origin,
+                                activate=act.hook)
+    except Exception as exc:  # a bug must not stall the partition: park the record
+        log.exception("profile stage failed on offset %d", message.offset)
+        await _dead_letter(message, f"{type(exc).__name__}: {exc}")
+        return
+    if act.emission is not None:
+        await emit([act.emission], fresh=True)
+    elif outcome.status == REPLAYED:  # re-send what it emitted the first time
+        await emit(read_outbox(act.scanner, outcome.offset), fresh=False)
+    metrics.events.labels(STAGE, outcome.status).inc()
+    if outcome.status == DUPLICATE:
+        metrics.duplicates.inc()
+    metrics.merges.inc(len(outcome.merged))
+
+
 async def handle(message: Any, store: TableStore) -> None:
     if header(message, COMMAND_HEADER) is not None:
-        run_command(message, store)
+        await run_command(message, store)
         return
     attempt = 0
     while True:
@@ -78,22 +175,13 @@ async def handle(message: Any, store: TableStore) -> None:
             log.warning("registry unavailable, retrying: %s", exc)
             attempt = await retrying(STAGE, attempt)
             continue
-        origin = (header(message, ORIGIN_HEADER) or b"").decode()
-        try:
-            outcome = process_event(store, envelope, message.offset, now, CONFIG, origin)
-        except Exception as exc:  # a bug must not stall the partition: park the record
-            log.exception("profile stage failed on offset %d", message.offset)
-            await _dead_letter(message, f"{type(exc).__name__}: {exc}")
-            return
-        metrics.events.labels(STAGE, outcome.status).inc()
-        if outcome.status == DUPLICATE:
-            metrics.duplicates.inc()
-        metrics.merges.inc(len(outcome.merged))
+        await _apply(message, store, envelope, now)
         return
 
 
 class MarkerSweeper:
-    """Deletes expired dedup markers a chunk at a time, between events.
+    """Deletes expired dedup markers and old outbox entries a chunk at a time, between
+    events.
 
     Deletes are table writes, which Faust allows only while an event is current:
     hence inside the agent loop rather than in a timer.
@@ -104,7 +192,7 @@ class MarkerSweeper:
         self.cursor = DEDUP_PREFIX
         self.due = time.monotonic() + interval_s
 
-    def maybe_sweep(self, partition: int) -> None:
+    def maybe_sweep(self, partition: int, offset: int) -> None:
         if time.monotonic() < self.due:
             return
         self.due = time.monotonic() + self.interval_s
@@ -115,12 +203,16 @@ class MarkerSweeper:
             del state[key]
         self.cursor = cursor or DEDUP_PREFIX
         metrics.purged.inc(len(expired))
+        for key in expired_outbox(scan(state, partition, OUTBOX, self.chunk),
+                                  offset - OUTBOX_KEEP):
+            del state[key]
 
 
 @app.agent(core_topic, name="profiles")
 async def profile_agent(stream: Any) -> None:
+    await wait_for_definitions()
     store = TableStore(state)
     sweeper = MarkerSweeper()
     async for event in stream.events():
         await handle(event.message, store)
-        sweeper.maybe_sweep(event.message.partition)
+        sweeper.maybe_sweep(event.message.partition, event.message.offset)

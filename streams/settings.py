@@ -29,6 +29,7 @@ _DURATIONS = (
     "gateway_idempotency_ttl",
     "gateway_produce_timeout",
     "worker_session_timeout",
+    "timer_interval",
 )
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -86,6 +87,16 @@ class Settings(BaseSettings):
     # --- Activation ------------------------------------------------------------------
     definitions_dir: Path = Field(
         REPO_ROOT / "definitions", description="Audience, journey and governance YAML files."
+    )
+    activation_clock: Literal["system", "manual"] = Field(
+        "system",
+        description="manual: activation's clock moves only by tick commands (tests, demos).",
+    )
+    timer_interval: timedelta = Field(
+        timedelta(seconds=1), description="How often due per-profile timers are checked."
+    )
+    timer_batch: int = Field(
+        2000, ge=1, le=100_000, description="Most profile timers handled per check."
     )
 
     # --- Ingestion gateway ---------------------------------------------------------

@@ -1,19 +1,29 @@
-"""``python -m streams.activation.cli validate [dir]``: check definitions, print the version.
+"""``python -m streams.activation.cli`` (``scripts/definitions``): validate and publish definitions.
 
-Exit status 0 when valid, 1 with ``file: path: problem`` on stderr otherwise. Publishing
-the set (``definitions.snapshot``) to a compacted topic is a later, separate command.
+    validate [dir]                 check the definitions, print their version
+    publish [dir] [--author NAME]  validate, then publish to the definitions topic (a no-op if
+                                   that version is already in force); every worker follows it
+    show                           the version in force: sequence, who, when, audiences, journeys
+    history                        every publication, oldest first
+
+``dir`` defaults to ACTIVATION_DEFINITIONS_DIR (./definitions); Kafka settings come from the
+ACTIVATION_* environment. Exit status: 0 ok; 1 invalid definitions (``invalid definitions:
+file: path: problem`` on stderr, nothing published, the definitions in force stay); 2 bad
+settings or Kafka unavailable.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from streams.activation.definitions import DefinitionError, load_definitions
-from streams.errors import ConfigError
-from streams.settings import load_settings
+from streams.activation.distribution import Published, publish, read_history
+from streams.errors import ActivationError
+from streams.settings import Settings, load_settings
 
 
 def validate(directory: Path) -> int:
@@ -28,20 +38,89 @@ def validate(directory: Path) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.activation.cli")
+def default_author() -> str:
+    try:
+        return getpass.getuser() or "unknown"
+    except (OSError, KeyError):  # no login name in the environment nor the password database
+        return "unknown"
+
+
+def _publish(settings: Settings, directory: Path, author: str) -> int:
+    in_force, written = publish(settings, directory, author)
+    if written:
+        print(f"published definitions version {in_force.version} as sequence {in_force.sequence}")
+    else:
+        print(f"unchanged: version {in_force.version} is already in force "
+              f"(sequence {in_force.sequence})")
+    return 0
+
+
+def _line(p: Published) -> str:
+    return (f"sequence {p.sequence}  version {p.version}  "
+            f"{p.published_at.isoformat(timespec='seconds')}  by {p.published_by}")
+
+
+def _show(settings: Settings) -> int:
+    history = read_history(settings)
+    if not history:
+        print("no definitions published yet")
+        return 0
+    p = history[-1]
+    defs = p.definitions
+    print(f"version {p.version} in force: sequence {p.sequence}, published by "
+          f"{p.published_by} at {p.published_at.isoformat(timespec='seconds')}")
+    print(f"audiences ({len(defs.audiences)}): {', '.join(sorted(defs.audiences)) or '-'}")
+    print(f"journeys ({len(defs.journeys)}): {', '.join(sorted(defs.journeys)) or '-'}")
+    return 0
+
+
+def _history(settings: Settings) -> int:
+    history = read_history(settings)
+    if not history:
+        print("no definitions published yet")
+    for p in history:
+        print(_line(p) + ("  (in force)" if p is history[-1] else ""))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m streams.activation.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    dir_help = "default: ACTIVATION_DEFINITIONS_DIR (./definitions)"
     check = commands.add_parser("validate", help="validate definitions and print the version")
-    check.add_argument("directory", nargs="?", type=Path,
-                       help="default: ACTIVATION_DEFINITIONS_DIR (./definitions)")
-    args = parser.parse_args(argv)
-    if args.directory is None:
-        try:
-            args.directory = load_settings().definitions_dir
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-    return validate(args.directory)
+    check.add_argument("directory", nargs="?", type=Path, help=dir_help)
+    pub = commands.add_parser("publish", help="validate and publish to the definitions topic")
+    pub.add_argument("directory", nargs="?", type=Path, help=dir_help)
+    pub.add_argument("--author", help="recorded as published_by (default: your user name)")
+    commands.add_parser("show", help="the definitions in force")
+    commands.add_parser("history", help="every publication, oldest first")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    # validate with an explicit directory needs no settings at all (works offline, in CI).
+    if args.command == "validate" and args.directory is not None:
+        return validate(args.directory)
+    settings = load_settings()
+    if args.command == "validate":
+        return validate(settings.definitions_dir)
+    if args.command == "publish":
+        return _publish(settings, args.directory or settings.definitions_dir,
+                        args.author or default_author())
+    return _show(settings) if args.command == "show" else _history(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except DefinitionError as exc:
+        print(f"invalid definitions: {exc}", file=sys.stderr)
+        return 1
+    except ActivationError as exc:  # ConfigError, BrokerError, ...: say what, no traceback
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Only :func:`facts_from_profile` knows the profile's storage format, so a change there
 touches one function. Event history comes from the profile's bounded timeline: an
-event-history condition can only see the newest ``timeline_limit`` events, and the
-timeline does not keep event properties yet (``sum_of`` conditions see none until it does).
+event-history condition can only see the newest ``timeline_limit`` entries, and each
+entry keeps at most 16 scalar properties (``streams.core.profile.timeline_properties``).
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def facts_from_profile(profile: Profile) -> Facts:
                      time=from_micros(int(e["time_us"])),
                      properties=dict(e.get("properties") or {}))
         for e in profile.timeline
+        if e.get("kind", "event") == "event"  # not activation's own decisions and moves
     )
     last = profile.last_purchase
     return Facts(

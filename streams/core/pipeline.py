@@ -8,6 +8,7 @@ changelog partition, in order):
 ``p:<profile>``   the profile (JSON)
 ``r:<profile>``   a merged-away profile id -> the profile it was merged into
 ``h:<profile>``   merge history of a profile (JSON list of merge records)
+``a: t: w: o: c:`` activation's state, timers, outbox and clock (streams/activation/runtime.py)
 
 Crash safety (at-least-once input, idempotent effects): the marker is written first
 with the full plan (profile id, profiles to merge), then the graph, then the profile
@@ -19,7 +20,7 @@ otherwise the recorded plan is carried out again, so nothing is lost or applied 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -53,6 +54,12 @@ class Outcome:
     status: str  # APPLIED, DUPLICATE or REPLAYED
     profile_id: str
     merged: tuple[str, ...] = ()
+    offset: int = -1  # the offset the event was first applied at (its outbox key)
+
+
+# Called with the updated profile just before it is stored (activation runs here, so
+# its writes precede the profile's: see the crash-safety note above).
+Activate = Callable[[Profile, Envelope, int], Profile]
 
 
 def pkey(profile_id: str) -> bytes:
@@ -146,7 +153,8 @@ def expired_markers(
     return expired, None
 
 
-def _reassert(store: Store, marker_key: bytes, marker: bytes, res: Resolution) -> None:
+def _reassert(store: Store, marker_key: bytes, marker: bytes, res: Resolution,
+              offset: int) -> None:
     """Write a replayed event's state again, unchanged.
 
     After a SIGKILL the local store can hold writes whose changelog records were
@@ -157,6 +165,12 @@ def _reassert(store: Store, marker_key: bytes, marker: bytes, res: Resolution) -
     if res.losers:
         keys.append(b"h:" + res.profile_id.encode())
         keys.extend(b"r:" + loser.encode() for loser in res.losers)
+    # Activation's keys of this event (streams/activation/runtime.py): state, timer, outbox.
+    pid = res.profile_id.encode()
+    keys += [b"a:" + pid, b"w:" + pid, b"o:%016d:" % offset + pid]
+    wake = store.get(b"w:" + pid)
+    if wake is not None:
+        keys.append(wake)
     store[marker_key] = marker
     for key in keys[1:]:
         value = store.get(key)
@@ -166,7 +180,7 @@ def _reassert(store: Store, marker_key: bytes, marker: bytes, res: Resolution) -
 
 def process_event(
     store: Store, envelope: Envelope, offset: int, now: datetime, cfg: StageConfig,
-    origin: str = "",
+    origin: str = "", activate: Activate | None = None,
 ) -> Outcome:
     """Apply one decoded, valid event (read at ``offset``) to the state in ``store``.
 
@@ -183,8 +197,8 @@ def process_event(
             replay = offset == first_offset or bool(origin and origin == first_origin)
             if not replay:
                 return Outcome(DUPLICATE, canonical_id(store, res.profile_id))
-            _reassert(store, marker_key, marker, res)
-            return Outcome(REPLAYED, canonical_id(store, res.profile_id))
+            _reassert(store, marker_key, marker, res, first_offset)
+            return Outcome(REPLAYED, canonical_id(store, res.profile_id), (), first_offset)
         if not fresh:
             marker = None
         else:
@@ -198,5 +212,7 @@ def process_event(
     if res.losers and profile.last_offset < offset:
         profile = _apply_merges(store, profile, res, envelope, cfg.timeline_limit)
     profile = apply_event(profile, envelope, cfg.ordering_window, cfg.timeline_limit)
+    if activate is not None:
+        profile = activate(profile, envelope, offset)
     store[pkey(res.profile_id)] = replace(profile, last_offset=offset).to_json()
-    return Outcome(APPLIED, res.profile_id, res.losers)
+    return Outcome(APPLIED, res.profile_id, res.losers, offset)

@@ -21,6 +21,10 @@ Stamp = tuple[int, str]  # (event time in µs since epoch, event id): a total or
 TRAIT_EVENTS = frozenset({"identify", "profile_updated", "traits_updated"})
 ID_KINDS = ("customer_id", "email_sha256", "phone_sha256", "anonymous_id")
 SUMMARY_CHARS = 120
+# Timeline entries keep a few scalar properties so event-history conditions (``sum_of``)
+# can read them; bounded so one chatty sender cannot bloat every profile.
+TIMELINE_PROPERTIES = 16
+PROPERTY_CHARS = 100
 
 
 def micros(at: datetime) -> int:
@@ -166,6 +170,24 @@ def summarize(envelope: Envelope) -> str:
     return text[:SUMMARY_CHARS]
 
 
+def timeline_properties(envelope: Envelope) -> dict[str, Any]:
+    """Scalar payload fields and properties (payload wins), JSON-safe and bounded."""
+    merged = {**envelope.properties, **(envelope.payload or {})}
+    out: dict[str, Any] = {}
+    for name in sorted(merged)[:TIMELINE_PROPERTIES]:
+        value = merged[name]
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, str):
+            value = value[:PROPERTY_CHARS]
+        elif not isinstance(value, bool | int | float) or value is None:
+            continue
+        out[name] = value
+    return out
+
+
 def insert_timeline(
     timeline: list[dict[str, Any]], entry: dict[str, Any], limit: int
 ) -> list[dict[str, Any]]:
@@ -182,7 +204,8 @@ def apply_event(
     stamp = stamp_of(envelope)
     late = stamp[0] < profile.newest_event_us - int(ordering_window.total_seconds() * 1e6)
     entry = {"event_id": envelope.event_id, "event_name": envelope.event_name,
-             "time_us": stamp[0], "summary": summarize(envelope), "late": late}
+             "time_us": stamp[0], "summary": summarize(envelope), "late": late,
+             "properties": timeline_properties(envelope)}
     updated = _apply_payload(profile, envelope, stamp)
     return replace(
         updated,
@@ -252,10 +275,14 @@ def to_api(profile: Profile) -> dict[str, Any]:
 
 
 def timeline_page(profile: Profile, offset: int, limit: int) -> dict[str, Any]:
+    """One page of the timeline: events, and activation's decisions and audience moves
+    (``kind`` tells them apart; ``detail`` says which rule, journey and definitions)."""
     items = [
         {"event_id": e["event_id"], "event_name": e["event_name"],
+         "kind": e.get("kind", "event"),
          "time": from_micros(e["time_us"]).isoformat(), "summary": e["summary"],
-         "late": e["late"]}
+         "late": e.get("late", False),
+         **({"detail": e["detail"]} if "detail" in e else {})}
         for e in profile.timeline[offset: offset + limit]
     ]
     nxt = offset + limit if offset + limit < len(profile.timeline) else None

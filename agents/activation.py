@@ -1,0 +1,128 @@
+"""Activation's runtime wiring: definitions in force, the timer ticker, and publishing.
+
+The decisions themselves are made in the profile stage (agents/profiles.py calls
+:mod:`streams.activation.runtime`), because they need the profile's owner and its
+table. This module gives it what it needs:
+
+- the definitions in force, followed from the compacted definitions topic (every
+  worker reads all of it, so all agree on the version without a restart);
+- a ticker: every ``timer_interval`` the leader worker sends a ``tick`` command onto
+  the profile topic, so due per-profile timers are handled by the profile's owner, in
+  order with its events (with ``activation_clock=manual`` only explicit ticks move
+  time, which is how tests and demos control it);
+- :func:`emit`, which publishes an emission's action commands and audience changes
+  (Avro, Confluent wire format) and counts it. Faust sends these when the input
+  offset commits, so they are at-least-once; ids are deterministic for the dedup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.ingest import COMMAND_HEADER, core_topic
+from agents.metrics import ActivationMetrics
+from streams.activation.definitions import DefinitionSet
+from streams.activation.distribution import DefinitionsFollower, Published
+from streams.activation.runtime import Emission
+from streams.app import app, metrics_registry, serde, settings
+from streams.serde import Encoder
+from streams.topics import (
+    ACTION_CHANNELS,
+    ACTION_COMMAND,
+    AUDIENCE_CHANGE_RECORD,
+    AUDIENCE_CHANGES,
+    action_topic,
+)
+
+log = logging.getLogger(__name__)
+TICK = b"tick"
+
+metrics = ActivationMetrics(metrics_registry)
+action_topics: dict[str, Any] = {
+    channel: app.topic(settings.topic(action_topic(channel)), key_type=bytes,
+                       value_type=bytes, key_serializer="raw", value_serializer="raw")
+    for channel in ACTION_CHANNELS
+}
+changes_topic: Any = app.topic(settings.topic(AUDIENCE_CHANGES), key_type=bytes,
+                               value_type=bytes, key_serializer="raw", value_serializer="raw")
+_encoders: dict[str, Encoder] = {}
+
+
+def _on_change(published: Published) -> None:
+    log.info("definitions in force: version %s (sequence %d, published by %s at %s)",
+             published.version, published.sequence, published.published_by,
+             published.published_at.isoformat())
+
+
+follower = DefinitionsFollower(settings, on_change=_on_change)
+
+
+def definitions_in_force() -> DefinitionSet | None:
+    current = follower.current()
+    return None if current is None else current.definitions
+
+
+async def wait_for_definitions() -> None:
+    """The profile stage starts deciding only once the definitions topic has been read,
+    so no worker acts on an older version than the one published."""
+    while not follower.loaded.is_set():
+        await asyncio.sleep(0.1)
+
+
+def _encoder(topic: str, record: str) -> Encoder:
+    """Resolved once per topic (a registry lookup); schemas are registered by bootstrap."""
+    if topic not in _encoders:
+        _encoders[topic] = serde.encoder(f"{topic}-value", record)
+    return _encoders[topic]
+
+
+def count(emission: Emission) -> None:
+    for change in emission.changes:
+        metrics.audience_changes.labels(change["audience_id"], change["change"]).inc()
+    for journey in emission.enrolled:
+        metrics.enrollments.labels(journey).inc()
+    for decision in emission.decisions:
+        metrics.actions.labels(decision["channel"], decision["outcome"]).inc()
+        if decision["outcome"] == "withheld":
+            metrics.suppressions.labels(decision["rule"]).inc()
+
+
+async def emit(emissions: Iterable[Emission], fresh: bool) -> None:
+    """Publish the records of ``emissions`` (a re-send after a replay is not counted)."""
+    for emission in emissions:
+        key = emission.profile_id.encode()
+        for command in emission.commands:
+            topic = action_topics[command["channel"]]
+            value = _encoder(topic.get_topic_name(), ACTION_COMMAND)(command)
+            await topic.send(key=key, value=value)
+        for change in emission.changes:
+            value = _encoder(changes_topic.get_topic_name(), AUDIENCE_CHANGE_RECORD)(change)
+            await changes_topic.send(key=key, value=value)
+        if fresh:
+            count(emission)
+
+
+def tick_value(now: datetime) -> bytes:
+    return json.dumps({"now": now.astimezone(UTC).isoformat()}).encode()
+
+
+async def start_follower() -> None:
+    follower.start()
+
+
+app.task(start_follower)
+
+
+async def ticker() -> None:
+    if settings.activation_clock == "system":
+        await core_topic.send(key=TICK, value=tick_value(datetime.now(UTC)),
+                              headers={COMMAND_HEADER: TICK}, force=True)
+
+
+# Only the leader ticks: one tick per interval however many workers run.
+app.timer(interval=settings.timer_interval.total_seconds(), on_leader=True)(ticker)

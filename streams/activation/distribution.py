@@ -1,0 +1,362 @@
+"""Publishing definitions to the compacted definitions topic, and following what is in force.
+
+Every publication is one record keyed ``v<sequence>`` (``v00000003``) on the one-partition
+topic ``settings.topic(DEFINITIONS)``. Distinct keys mean compaction never removes a
+publication, so the topic itself is the history of who published which version, when.
+The value is JSON::
+
+    {"sequence": 3, "version": "<content hash>", "published_by": "ana",
+     "published_at": "2026-03-02T10:00:00+00:00", "snapshot": {<definitions.snapshot()>}}
+
+The valid record with the highest sequence is in force. Readers re-validate every record
+(``from_snapshot`` recomputes the version hash); one that does not decode is logged and
+skipped, so a bad record can never replace the definitions in force.
+
+Publishers read the topic to pick the next sequence. Two publishers racing can both write
+the same sequence; the later record then wins (it is also the one compaction keeps), and
+``choose_in_force`` applies that same rule to readers that saw both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from streams.activation.definitions import (
+    DefinitionError,
+    DefinitionSet,
+    from_snapshot,
+    load_definitions,
+    snapshot,
+)
+from streams.errors import BrokerError
+from streams.settings import Settings
+from streams.topics import DEFINITIONS, admin_client, declared_topics, ensure_topics
+
+POLL_SECONDS = 0.25
+RETRY_SECONDS = 1.0
+ACK_TIMEOUT_S = 15.0
+_KEY_PREFIX = "v"
+_FIELDS: dict[str, type] = {"sequence": int, "version": str, "published_by": str,
+                            "published_at": str, "snapshot": dict}
+log = logging.getLogger("streams.activation.distribution")
+
+
+@dataclass(frozen=True)
+class Published:
+    """One publication of a definition set: which version, by whom, when, and its place."""
+
+    sequence: int
+    version: str
+    published_by: str
+    published_at: datetime
+    definitions: DefinitionSet
+
+    def __post_init__(self) -> None:
+        if self.sequence < 1:
+            raise ValueError(f"sequence must be 1 or more, got {self.sequence}")
+        if self.version != self.definitions.version:
+            raise ValueError(f"version {self.version!r} is not the definitions' version "
+                             f"{self.definitions.version!r}")
+        if self.published_at.tzinfo is None or self.published_at.utcoffset() is None:
+            raise ValueError("published_at must be timezone-aware")
+        # Stored in UTC so every reader prints the same instant the same way.
+        object.__setattr__(self, "published_at", self.published_at.astimezone(UTC))
+
+
+def record_key(sequence: int) -> bytes:
+    return b"v%08d" % sequence
+
+
+def encode_record(p: Published) -> tuple[bytes, bytes]:
+    """(key, value) of a publication; the snapshot is embedded as a JSON object."""
+    doc = {"sequence": p.sequence, "version": p.version, "published_by": p.published_by,
+           "published_at": p.published_at.isoformat(),
+           "snapshot": json.loads(snapshot(p.definitions))}
+    return record_key(p.sequence), json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _key_sequence(key: bytes | None) -> int | None:
+    """The sequence a key claims (``v00000003`` -> 3), or None if it is not one of ours."""
+    text = (key or b"").decode("utf-8", errors="replace")
+    digits = text.removeprefix(_KEY_PREFIX)
+    if text.startswith(_KEY_PREFIX) and digits.isascii() and digits.isdigit():
+        return int(digits)
+    return None
+
+
+def _fields(value: bytes) -> dict[str, Any]:
+    doc = json.loads(value)
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+    for name, kind in _FIELDS.items():
+        if name not in doc:
+            raise ValueError(f"missing field {name!r}")
+        # bool is an int subclass; a true/false sequence is not a sequence.
+        if not isinstance(doc[name], kind) or isinstance(doc[name], bool):
+            raise ValueError(f"{name}: expected {kind.__name__}, got {type(doc[name]).__name__}")
+    return doc
+
+
+def _decode(key: bytes | None, value: bytes | None) -> Published:
+    if value is None:
+        raise ValueError("tombstone (no value)")
+    doc = _fields(value)
+    if record_key(doc["sequence"]) != key:
+        raise ValueError(f"sequence {doc['sequence']} does not match the key")
+    published_at = datetime.fromisoformat(doc["published_at"])
+    if published_at.tzinfo is None:
+        raise ValueError(f"published_at: {doc['published_at']!r} has no UTC offset")
+    definitions = from_snapshot(json.dumps(doc["snapshot"]).encode())
+    return Published(doc["sequence"], doc["version"], doc["published_by"], published_at,
+                     definitions)
+
+
+def decode_record(key: bytes | None, value: bytes | None) -> Published:
+    """A record back as a publication, fully re-validated; DefinitionError names the key."""
+    name = "(no key)" if key is None else key.decode("utf-8", errors="replace")
+    try:
+        return _decode(key, value)
+    except DefinitionError as exc:
+        raise DefinitionError(f"definitions record {name}: {exc}") from exc
+    except KeyError as exc:  # only from_snapshot reads keys unchecked: a missing section
+        raise DefinitionError(f"definitions record {name}: snapshot: missing {exc}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        # ValueError covers bad JSON, bad UTF-8, bad ISO dates and pydantic validation errors.
+        raise DefinitionError(f"definitions record {name}: {exc!s}") from exc
+
+
+def choose_in_force(current: Published | None, candidate: Published) -> Published | None:
+    """The newer of the two by sequence (never None: a candidate is always given).
+
+    A candidate with the same sequence but another version comes later in the log: it wins,
+    as compaction would keep it. The same publication again leaves ``current`` in force.
+    """
+    if current is None or candidate.sequence > current.sequence:
+        return candidate
+    if candidate.sequence == current.sequence and candidate.version != current.version:
+        return candidate
+    return current
+
+
+def ensure_definitions_topic(settings: Settings) -> None:
+    name = settings.topic(DEFINITIONS)
+    spec = next(s for s in declared_topics(settings) if s.name == name)
+    ensure_topics(admin_client(settings), [spec], settings.kafka_replication_factor, 10.0)
+
+
+def _consumer(settings: Settings, purpose: str) -> Consumer:
+    # A fresh group id every time: readers want the whole topic, never stored offsets.
+    return Consumer({**settings.kafka_client_config(),
+                     "group.id": f"{settings.app_id}-{purpose}-{uuid.uuid4().hex}",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+
+
+def _assign_from_start(consumer: Consumer, topic: str) -> int:
+    """Assign partition 0 from the beginning; return the high watermark seen now."""
+    _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    return int(high)
+
+
+def _read_messages(settings: Settings, timeout_s: float) -> list[Message]:
+    """Every message of the topic up to the high watermark seen at the start."""
+    ensure_definitions_topic(settings)
+    topic = settings.topic(DEFINITIONS)
+    consumer = _consumer(settings, "definitions-reader")
+    messages: list[Message] = []
+    try:
+        high = _assign_from_start(consumer, topic)
+        position, deadline, last_error = 0, time.monotonic() + timeout_s, None
+        while position < high:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"timed out reading {topic} ({position}/{high}): "
+                                  f"{last_error or 'no answer'}")
+            msg = consumer.poll(POLL_SECONDS)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                last_error = msg.error()
+                continue
+            messages.append(msg)
+            position = max(position, (msg.offset() or 0) + 1)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read {topic}: {exc}") from exc
+    finally:
+        consumer.close()
+    return messages
+
+
+def _scan(settings: Settings, timeout_s: float) -> tuple[list[Published], int]:
+    """Valid publications by sequence, and the highest sequence any key claims."""
+    by_sequence: dict[int, Published] = {}
+    highest = 0
+    for msg in _read_messages(settings, timeout_s):
+        highest = max(highest, _key_sequence(msg.key()) or 0)
+        try:
+            p = decode_record(msg.key(), msg.value())
+        except DefinitionError as exc:
+            log.warning("skipping invalid definitions record: %s", exc)
+            continue
+        by_sequence[p.sequence] = p  # a later record with the same key replaces it
+    return [by_sequence[s] for s in sorted(by_sequence)], highest
+
+
+def read_history(settings: Settings, timeout_s: float = 10.0) -> list[Published]:
+    """All valid publications in sequence order (invalid records skipped with a warning)."""
+    return _scan(settings, timeout_s)[0]
+
+
+def _write(settings: Settings, p: Published) -> None:
+    """Write one publication and wait for every in-sync replica to acknowledge it."""
+    key, value = encode_record(p)
+    producer = Producer({**settings.kafka_client_config(), "acks": "all",
+                         "enable.idempotence": True, "message.timeout.ms": 10_000})
+    errors: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    try:
+        producer.produce(settings.topic(DEFINITIONS), key=key, value=value,
+                         on_delivery=on_delivery)
+    except (KafkaException, BufferError) as exc:
+        raise BrokerError(f"cannot write definitions {key.decode()}: {exc}") from exc
+    if producer.flush(ACK_TIMEOUT_S) != 0 or errors:
+        raise BrokerError(f"definitions {key.decode()} not acknowledged: "
+                          f"{'; '.join(errors) or 'timeout'}")
+
+
+def publish(settings: Settings, directory: Path, author: str,
+            now: datetime | None = None) -> tuple[Published, bool]:
+    """Validate ``directory`` and publish it; (in force, whether a record was written).
+
+    Publishing the version already in force writes nothing, so re-running is harmless.
+    """
+    definitions = load_definitions(directory)
+    history, highest = _scan(settings, 10.0)
+    current = history[-1] if history else None
+    if current is not None and current.version == definitions.version:
+        return current, False
+    # Above every key seen, valid or not: a record we cannot read (a newer format, say)
+    # must not share a key with ours, or compaction would delete one of the two.
+    sequence = max(highest, current.sequence if current else 0) + 1
+    new = Published(sequence, definitions.version, author, now or datetime.now(UTC),
+                    definitions)
+    _write(settings, new)
+    return new, True
+
+
+class DefinitionsFollower:
+    """Background thread (like ingest/keystore.KeyTopicReader): reads the whole topic at start
+    (no consumer group offsets: unique group id, partition 0 from the beginning), then tails it.
+
+    ``loaded`` is set once the topic was read up to the high watermark seen at start (at once
+    for an empty topic). ``on_change`` runs on this thread whenever the publication in force
+    changes; during the initial read it runs once, for the last one.
+    """
+
+    def __init__(self, settings: Settings,
+                 on_change: Callable[[Published], None] | None = None) -> None:
+        self._settings = settings
+        self._on_change = on_change
+        self.loaded = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._current: Published | None = None
+        self._notified: Published | None = None
+        self._thread = threading.Thread(target=self._run, name="definitions-follower",
+                                        daemon=True)
+
+    def current(self) -> Published | None:
+        with self._lock:
+            return self._current
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except (KafkaException, BrokerError) as exc:
+                log.warning("definitions topic unavailable, retrying: %s", exc)
+                self._stop.wait(RETRY_SECONDS)
+            except Exception:
+                # Workers keep the definitions in force whatever happens here: never die.
+                log.exception("definitions follower failed, retrying")
+                self._stop.wait(RETRY_SECONDS)
+
+    def _follow(self) -> None:
+        ensure_definitions_topic(self._settings)
+        consumer = _consumer(self._settings, "definitions-follower")
+        try:
+            high = _assign_from_start(consumer, self._settings.topic(DEFINITIONS))
+            position = 0
+            while not self._stop.is_set():
+                msg = consumer.poll(POLL_SECONDS)
+                if msg is not None and msg.error() is not None:
+                    log.warning("definitions topic: %s", msg.error())
+                elif msg is not None:
+                    self._apply(msg.key(), msg.value())
+                    position = max(position, (msg.offset() or 0) + 1)
+                if not self.loaded.is_set() and position >= high:
+                    self.loaded.set()
+                    log.info("definitions topic read up to offset %d", high)
+                if self.loaded.is_set():
+                    self._notify()
+        finally:
+            consumer.close()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            candidate = decode_record(key, value)
+        except DefinitionError as exc:
+            log.warning("skipping invalid definitions record, the one in force stays: %s", exc)
+            return
+        with self._lock:
+            self._current = choose_in_force(self._current, candidate)
+
+    def _notify(self) -> None:
+        current = self.current()
+        if current is None or current is self._notified:
+            return
+        self._notified = current
+        log.info("definitions in force: %s", _describe(current))
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(current)
+        except Exception:
+            # A failing callback is the caller's bug; following the topic must go on.
+            log.exception("definitions on_change callback failed")
+
+
+def _describe(p: Published | None) -> str:
+    if p is None:
+        return "none published yet"
+    return (f"version {p.version} (sequence {p.sequence}, by {p.published_by} "
+            f"at {p.published_at.isoformat()})")

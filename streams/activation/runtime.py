@@ -1,0 +1,269 @@
+"""Activation inside the profile stage: its state, timers and outbox in the state table.
+
+Pure over the :class:`streams.core.pipeline.Store` (plus a key-ordered ``Scanner``), so
+unit tests run it on a dict. Keys, next to the profile stage's own (same table, same
+changelog partition, so one event's writes stay in order):
+
+``a:<profile>``                ActivationState JSON and the offset of the last event applied
+``t:<wake µs, 20 digits>:<p>`` a due-time index: the profile's one timer, scanned in order
+``w:<profile>``                the profile's current ``t:`` key (re-arming deletes the old)
+``o:<offset, 16 digits>:<p>``  outbox: what the record at that offset emitted for that profile
+``c:clock``                    the manual clock (``activation_clock=manual``), µs
+
+Nothing is lost or done twice across a crash: the outbox entry of a record is written
+BEFORE the state it changes, and a record processed again (a replay after a restart)
+re-sends its outbox instead of deciding again. Commands carry deterministic ids, so a
+re-send is a duplicate that consumers drop, never a second different action.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from streams.activation.actions import command_identifiers
+from streams.activation.definitions import DefinitionSet
+from streams.activation.engine import ActivationState, Output, on_profile_event, on_profile_timer
+from streams.activation.facts import Facts, HistoryEvent, facts_from_profile
+from streams.activation.model import stable_id
+from streams.core.profile import Profile, from_micros, insert_timeline, micros
+from streams.records import Envelope
+
+STATE, TIMER, WAKE, OUTBOX = b"a:", b"t:", b"w:", b"o:"
+CLOCK_KEY = b"c:clock"
+_TIMES = ("created_at", "not_before", "changed_at")  # datetime fields of emitted records
+
+
+class Store(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+
+    def __delitem__(self, key: bytes) -> None: ...
+
+
+# (from key, limit) -> up to ``limit`` (key, value) pairs in key order, from ``from key``.
+Scanner = Callable[[bytes, int], list[tuple[bytes, bytes]]]
+
+
+@dataclass(frozen=True)
+class Emission:
+    """What one record caused for one profile: the records to publish, and the notes
+    (decisions, audience moves) for its timeline."""
+
+    profile_id: str
+    commands: list[dict[str, Any]] = field(default_factory=list)  # ActionCommand dicts
+    changes: list[dict[str, Any]] = field(default_factory=list)  # AudienceMembershipChanged
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # Decision.to_timeline()
+    enrolled: list[str] = field(default_factory=list)  # journey ids newly enrolled
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, default=_json_time, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Emission:
+        data = json.loads(raw)
+        for group in ("commands", "changes"):
+            data[group] = [_parse_times(item) for item in data[group]]
+        return cls(**data)
+
+
+def _json_time(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _parse_times(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: (datetime.fromisoformat(v) if k in _TIMES and isinstance(v, str) else v)
+            for k, v in item.items()}
+
+
+def outbox_key(offset: int, profile_id: str) -> bytes:
+    return OUTBOX + f"{offset:016d}:{profile_id}".encode()
+
+
+def timer_key(at: datetime, profile_id: str) -> bytes:
+    return TIMER + f"{micros(at):020d}:{profile_id}".encode()
+
+
+def load_state(store: Store, profile_id: str) -> tuple[ActivationState, int]:
+    raw = store.get(STATE + profile_id.encode())
+    if raw is None:
+        return ActivationState.new(profile_id), -1
+    doc = json.loads(raw)
+    return ActivationState.model_validate_json(doc["state"]), int(doc["last_offset"])
+
+
+def save_state(store: Store, state: ActivationState, last_offset: int) -> None:
+    doc = {"state": state.model_dump_json(), "last_offset": last_offset}
+    store[STATE + state.profile_id.encode()] = json.dumps(doc).encode()
+
+
+def arm_timer(store: Store, profile_id: str, wake_at: datetime | None) -> None:
+    """The profile's one timer at ``wake_at`` (None: no timer); the previous one goes."""
+    wkey = WAKE + profile_id.encode()
+    old = store.get(wkey)
+    new = None if wake_at is None else timer_key(wake_at, profile_id)
+    if old is not None and old != new:
+        del store[old]
+    if new is None:
+        if old is not None:
+            del store[wkey]
+        return
+    store[new] = b""
+    store[wkey] = new
+
+
+def clock_now(store: Store, manual: bool, wall: datetime) -> datetime:
+    """Activation's "now": the wall clock, or the manual clock once a tick has set it."""
+    raw = store.get(CLOCK_KEY) if manual else None
+    return wall if raw is None else from_micros(int(raw))
+
+
+def set_clock(store: Store, at: datetime) -> None:
+    store[CLOCK_KEY] = str(micros(at)).encode()
+
+
+def emission_of(before: ActivationState, after: ActivationState, out: Output, facts: Facts,
+                cause: str, now: datetime, version: str) -> Emission:
+    ids = command_identifiers(facts.identifiers)
+    changes = [
+        {"change_id": stable_id("audience", facts.profile_id, audience, change, cause),
+         "profile_id": facts.profile_id, "audience_id": audience, "change": change,
+         "identifiers": ids, "caused_by": cause, "definitions_version": version,
+         "changed_at": now}
+        for change, audiences in (("entered", out.entered), ("exited", out.exited))
+        for audience in audiences
+    ]
+    enrolled = [jid for jid, enr in sorted(after.journeys.active.items())
+                if (old := before.journeys.active.get(jid)) is None
+                or old.enrollment_id != enr.enrollment_id]
+    return Emission(facts.profile_id, list(out.commands), changes,
+                    [d.to_timeline() for d in out.decisions], enrolled)
+
+
+def _note(entry_id: str, name: str, at_us: int, summary: str, detail: dict[str, Any]
+          ) -> dict[str, Any]:
+    return {"event_id": entry_id, "event_name": name, "time_us": at_us,
+            "summary": summary[:120], "late": False, "kind": name.split(".")[0],
+            "detail": detail}
+
+
+def with_notes(profile: Profile, emission: Emission, limit: int) -> Profile:
+    """The profile with the emission's decisions and audience moves on its timeline."""
+    timeline = profile.timeline
+    for d in emission.decisions:
+        at = micros(datetime.fromisoformat(d["decided_at"]))
+        summary = f"{d['channel']} {d['action_type']} {d['outcome']}: {d['rule']} ({d['reason']})"
+        timeline = insert_timeline(timeline, _note(d["decision_id"], f"decision.{d['outcome']}",
+                                                   at, summary, d), limit)
+    for c in emission.changes:
+        detail = {k: v for k, v in c.items() if k in (
+            "audience_id", "change", "caused_by", "definitions_version")}
+        timeline = insert_timeline(timeline, _note(
+            c["change_id"], f"audience.{c['change']}", micros(c["changed_at"]),
+            f"{c['change']} audience {c['audience_id']}", detail), limit)
+    return replace(profile, timeline=timeline)
+
+
+def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
+    entry = next((e for e in profile.timeline if e["event_id"] == envelope.event_id), None)
+    props = dict(entry.get("properties") or {}) if entry else dict(envelope.properties)
+    return HistoryEvent(envelope.event_id, envelope.event_name, envelope.event_time, props)
+
+
+def activate_event(store: Store, profile: Profile, envelope: Envelope, offset: int,
+                   now: datetime, definitions: DefinitionSet | None, limit: int
+                   ) -> tuple[Profile, Emission | None]:
+    """Run activation for an event just applied to ``profile`` (not yet stored).
+
+    Returns the profile with its timeline notes, and the emission to publish (None
+    when there are no definitions). A partial earlier attempt at this offset already
+    wrote its outbox: that record is reused, so nothing is decided twice.
+    """
+    if definitions is None:
+        return profile, None
+    state, last = load_state(store, profile.profile_id)
+    okey = outbox_key(offset, profile.profile_id)
+    if last >= offset and (raw := store.get(okey)) is not None:
+        emission = Emission.from_json(raw)
+        return with_notes(profile, emission, limit), emission
+    facts = facts_from_profile(profile)
+    new, out = on_profile_event(state, facts, history_event(envelope, profile), now, definitions)
+    emission = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
+    store[okey] = emission.to_json()
+    save_state(store, new, offset)
+    arm_timer(store, profile.profile_id, out.wake_at)
+    return with_notes(profile, emission, limit), emission
+
+
+def parse_timer(key: bytes) -> tuple[int, str]:
+    wake, _, pid = key[len(TIMER):].decode().partition(":")
+    return int(wake), pid
+
+
+def due_timers(items: Iterable[tuple[bytes, bytes]], now: datetime) -> list[tuple[bytes, str]]:
+    """(timer key, profile id) of the timers due at ``now``, from an ordered ``t:`` scan."""
+    due: list[tuple[bytes, str]] = []
+    limit_us = micros(now)
+    for key, _ in items:
+        if not key.startswith(TIMER):
+            break
+        wake_us, pid = parse_timer(key)
+        if wake_us > limit_us:
+            break
+        due.append((key, pid))
+    return due
+
+
+def read_outbox(scan: Scanner, offset: int) -> list[Emission]:
+    prefix = OUTBOX + f"{offset:016d}:".encode()
+    return [Emission.from_json(v) for k, v in scan(prefix, 10_000) if k.startswith(prefix)]
+
+
+def expired_outbox(items: Iterable[tuple[bytes, bytes]], below: int) -> list[bytes]:
+    """Outbox keys of records before offset ``below`` (long committed: never replayed)."""
+    out: list[bytes] = []
+    for key, _ in items:
+        if not key.startswith(OUTBOX) or int(key[len(OUTBOX):len(OUTBOX) + 16]) >= below:
+            break
+        out.append(key)
+    return out
+
+
+@dataclass(frozen=True)
+class TimerContext:
+    """What a timer check needs from the profile stage (its own store helpers)."""
+
+    load_profile: Callable[[str], Profile | None]
+    save_profile: Callable[[Profile], None]
+    canonical: Callable[[str], str]
+    limit: int
+
+
+def fire_timer(store: Store, tkey: bytes, pid: str, offset: int, now: datetime,
+               definitions: DefinitionSet | None, ctx: TimerContext) -> Emission | None:
+    """One due timer. Write order for replay: outbox, profile notes, state, timer."""
+    profile = ctx.load_profile(pid)
+    if definitions is None or profile is None or ctx.canonical(pid) != pid:
+        # merged away (the surviving profile keeps its own timer) or gone: drop it
+        del store[tkey]
+        if store.get(WAKE + pid.encode()) == tkey:
+            del store[WAKE + pid.encode()]
+        return None
+    state, last = load_state(store, pid)
+    facts = facts_from_profile(profile)
+    new, out = on_profile_timer(state, facts, now, definitions)
+    emission = emission_of(state, new, out, facts, f"timer:{now.astimezone(UTC).isoformat()}",
+                           now, definitions.version)
+    store[outbox_key(offset, pid)] = emission.to_json()
+    ctx.save_profile(with_notes(profile, emission, ctx.limit))
+    save_state(store, new, last)
+    arm_timer(store, pid, out.wake_at)
+    if store.get(tkey) is not None and store.get(WAKE + pid.encode()) != tkey:
+        del store[tkey]  # a timer left over from before the w: index existed
+    return emission

@@ -1,0 +1,127 @@
+"""The guide's churn example through a real worker, broker and registry.
+
+Billing sends the contract end date; the audience "contract ends within 30 days and
+renewal not confirmed" takes the customer in (on the event, or later when time alone
+makes it true, via the profile's timer); the journey emails and adds the customer to a
+paid-media audience; ``contract_renewed`` ends it and removes the paid-media entry. A
+customer without email consent gets no email, and the timeline says why. Time is the
+worker's manual clock, moved by tick commands: no sleeps stand in for days.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from streams.activation.distribution import publish
+from streams.activation.governance import in_holdout
+from streams.core.identity import new_profile_id
+from streams.records import Envelope, Identifiers
+from streams.serde import AvroSerde
+from streams.settings import REPO_ROOT
+from streams.topics import (
+    ACTION_COMMAND,
+    AUDIENCE_CHANGE_RECORD,
+    AUDIENCE_CHANGES,
+    PROFILE_CORE,
+    action_topic,
+)
+from tests.integration.core.conftest import CoreStack
+from tests.integration.core.harness import Worker, as_json, encode_all, produce, read_all, wait_for
+
+JOURNEY = "churn_prevention"
+# Noon UTC (afternoon in Berlin: no quiet hours) of a fixed day; activation's clock only.
+CLOCK = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def customer(prefix: str) -> str:
+    """A customer outside the journey's 10% holdout (the holdout is deterministic)."""
+    return next(f"{prefix}-{n}" for n in range(1000)
+                if not in_holdout(new_profile_id(f"cid:{prefix}-{n}"), JOURNEY, 10, "2026"))
+
+
+def event(event_id: str, name: str, cust: str, payload: dict[str, Any] | None = None,
+          **props: Any) -> Envelope:
+    now = datetime.now(UTC)
+    return Envelope(event_id=event_id, event_name=name, event_time=now, received_time=now,
+                    source="billing", identifiers=Identifiers(customer_id=cust),
+                    properties=props, payload=payload)
+
+
+def onboarding(cust: str, email: str, end: date) -> list[Envelope]:
+    return [
+        event(f"{cust}-tz", "identify", cust, timezone="Europe/Berlin"),
+        event(f"{cust}-c1", "consent_updated", cust,
+              {"consent_type": "marketing:email", "status": email}),
+        event(f"{cust}-c2", "consent_updated", cust,
+              {"consent_type": "marketing:paid_media", "status": "GRANTED"}),
+        event(f"{cust}-sub", "subscription_started", cust,
+              {"plan": "pro", "start_date": CLOCK.date(), "contract_end_date": end}),
+    ]
+
+
+@pytest.fixture
+def activation(core: CoreStack, serde: AvroSerde) -> CoreStack:
+    """The core stack plus action and audience-change schemas and published definitions."""
+    settings = core.settings.model_copy(update={"activation_clock": "manual"})
+    for channel in ("email", "paid_media", "webhook", "crm"):
+        serde.encoder(f"{settings.topic(action_topic(channel))}-value", ACTION_COMMAND,
+                      register=True)
+    serde.encoder(f"{settings.topic(AUDIENCE_CHANGES)}-value", AUDIENCE_CHANGE_RECORD,
+                  register=True)
+    publish(settings, REPO_ROOT / "definitions", "integration-test")
+    return CoreStack(settings, core.ingest, core.dead_letter, core.encode)
+
+
+def tick(core: CoreStack, at: datetime) -> None:
+    producer = Producer(core.settings.kafka_client_config())
+    producer.produce(core.settings.topic(PROFILE_CORE), key=b"tick",
+                     value=json.dumps({"now": at.isoformat()}).encode(),
+                     headers={"x-activation-command": b"tick"})
+    assert producer.flush(30) == 0
+
+
+def commands(core: CoreStack, serde: AvroSerde, channel: str, n: int,
+             deadline_s: float = 60) -> list[tuple[str, ...]]:
+    records = read_all(core.settings, serde, core.settings.topic(action_topic(channel)), n,
+                       deadline_s)
+    return [(r["profile_id"], r["action_type"], r["step_id"]) for r in records]
+
+
+def test_churn_example(activation: CoreStack, serde: AvroSerde,
+                       workers: Callable[..., Worker]) -> None:
+    core = activation
+    worker = workers(core.settings)
+    tick(core, CLOCK)
+    renewing, no_consent = customer("renewing"), customer("no-consent")
+    a, b = new_profile_id(f"cid:{renewing}"), new_profile_id(f"cid:{no_consent}")
+    produce(core.settings, core.ingest, encode_all(core.encode, [
+        *onboarding(renewing, "GRANTED", (CLOCK + timedelta(days=20)).date()),
+        *onboarding(no_consent, "DENIED", (CLOCK + timedelta(days=40)).date())]))
+    # A's end date is 20 days away: in the audience on the event itself.
+    assert commands(core, serde, "email", 1) == [(a, "send_email", "reminder_email")]
+    assert commands(core, serde, "paid_media", 1) == [(a, "audience_add", "retarget")]
+    # B's is 40 days away: nothing yet; eleven days later time alone brings B in.
+    tick(core, CLOCK + timedelta(days=11))
+    assert commands(core, serde, "paid_media", 2)[1] == (b, "audience_add", "retarget")
+    timeline = wait_for(lambda: (r := worker.get(f"/v1/profiles/{b}/timeline?limit=50"))
+                        .status_code == 200 and as_json(r)["items"], 60, "B's timeline")
+    withheld = [i for i in timeline if i["event_name"] == "decision.withheld"]
+    assert [(i["detail"]["channel"], i["detail"]["rule"]) for i in withheld] == [
+        ("email", "consent")]
+    # A renews: out of the audience and the journey, and off the paid-media audience.
+    produce(core.settings, core.ingest, encode_all(core.encode, [event(
+        f"{renewing}-renew", "contract_renewed", renewing,
+        {"new_end_date": (CLOCK + timedelta(days=400)).date()})]))
+    assert commands(core, serde, "paid_media", 3)[2][:2] == (a, "audience_remove")
+    changes = read_all(core.settings, serde, core.settings.topic(AUDIENCE_CHANGES), 3)
+    assert sorted((c["profile_id"], c["change"]) for c in changes) == sorted(
+        [(a, "entered"), (b, "entered"), (a, "exited")])
+    assert len(commands(core, serde, "email", 2, deadline_s=3)) == 1  # none for B, ever
+    assert wait_for(lambda: worker.metric("activation_suppressions_total") >= 1, 30,
+                    "the suppression metric")

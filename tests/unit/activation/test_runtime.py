@@ -1,0 +1,259 @@
+"""Activation inside the profile stage over a dict store: outbox, timers, replays.
+
+The same pipeline the worker runs (``process_event`` with the activation hook), on
+an in-memory store and an injected clock: no broker, no sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from streams.activation.definitions import DefinitionSet
+from streams.activation.governance import in_holdout
+from streams.activation.runtime import (
+    OUTBOX,
+    TIMER,
+    Emission,
+    TimerContext,
+    activate_event,
+    arm_timer,
+    clock_now,
+    due_timers,
+    expired_outbox,
+    fire_timer,
+    load_state,
+    outbox_key,
+    read_outbox,
+    set_clock,
+    timer_key,
+)
+from streams.core.identity import new_profile_id
+from streams.core.pipeline import (
+    APPLIED,
+    REPLAYED,
+    StageConfig,
+    canonical_id,
+    load_profile,
+    pkey,
+    process_event,
+)
+from streams.core.profile import Profile
+from streams.records import Envelope
+from tests.unit.activation.conftest import T0, Clock, end_date
+
+CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 100)
+JOURNEY = "churn_prevention"
+
+
+class DictStore(dict[bytes, bytes]):
+    """The Store protocol on a dict, with the ordered scan RocksDB gives the worker."""
+
+    def scan(self, from_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return [(k, self[k]) for k in sorted(k for k in self if k >= from_key)][:limit]
+
+
+def customer(held_out: bool = False) -> str:
+    """A customer id whose profile is (or is not) in the churn journey's holdout."""
+    return next(f"cust-{n}" for n in range(10_000)
+                if in_holdout(new_profile_id(f"cid:cust-{n}"), JOURNEY, 10, "2026") == held_out)
+
+
+class Stage:
+    """The profile stage's record loop, as agents/profiles.py runs it."""
+
+    def __init__(self, definitions: DefinitionSet | None, clock: Clock) -> None:
+        self.store, self.definitions, self.clock = DictStore(), definitions, clock
+        self.offset = 0
+        self.sent: list[Emission] = []
+
+    def event(self, env: Envelope, offset: int | None = None) -> str:
+        offset = self.offset if offset is None else offset
+        self.offset = max(self.offset, offset + 1)
+        emitted: list[Emission] = []
+
+        def hook(profile: Profile, envelope: Envelope, at: int) -> Profile:
+            profile, emission = activate_event(self.store, profile, envelope, at,
+                                               self.clock.now, self.definitions, 100)
+            emitted.extend([emission] if emission else [])
+            return profile
+
+        outcome = process_event(self.store, env, offset, self.clock.now, CFG, "", hook)
+        if outcome.status == REPLAYED:
+            emitted = read_outbox(self.store.scan, outcome.offset)
+        self.sent.extend(emitted)
+        return outcome.status
+
+    def tick(self) -> list[Emission]:
+        offset, self.offset = self.offset, self.offset + 1
+        ctx = TimerContext(lambda p: load_profile(self.store, p),
+                           lambda p: self.store.__setitem__(pkey(p.profile_id), p.to_json()),
+                           lambda p: canonical_id(self.store, p), 100)
+        out = [fire_timer(self.store, key, pid, offset, self.clock.now, self.definitions, ctx)
+               for key, pid in due_timers(self.store.scan(TIMER, 100), self.clock.now)]
+        fired = [e for e in out if e is not None]
+        self.sent.extend(fired)
+        return fired
+
+    def commands(self) -> list[tuple[str, str]]:
+        return [(c["channel"], c["action_type"]) for e in self.sent for c in e.commands]
+
+
+@pytest.fixture
+def stage(definitions: DefinitionSet, clock: Clock) -> Stage:
+    return Stage(definitions, clock)
+
+
+@pytest.fixture
+def onboard(envelope: Callable[..., Envelope]) -> Callable[..., None]:
+    def run(stage: Stage, cust: str, email: str = "GRANTED") -> None:
+        at = stage.clock.now
+        stage.event(envelope(f"{cust}-tz", "identify", at, cust, timezone="Europe/Berlin"))
+        for consent, status in (("marketing:email", email), ("marketing:paid_media", "GRANTED")):
+            stage.event(envelope(f"{cust}-{consent}", "consent_updated", at, cust,
+                                 {"consent_type": consent, "status": status}))
+
+    return run
+
+
+def subscribe(envelope: Callable[..., Envelope], cust: str, at: datetime, days: int) -> Envelope:
+    return envelope(f"{cust}-sub", "subscription_started", at, cust,
+                    {"plan": "pro", "start_date": at.date(), "contract_end_date": end_date(days)})
+
+
+def test_entry_on_event_sends_commands_and_notes_the_timeline(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    cust = customer()
+    onboard(stage, cust)
+    assert stage.event(subscribe(envelope, cust, T0, 20)) == APPLIED
+    assert stage.commands() == [("email", "send_email"), ("paid_media", "audience_add")]
+    change = next(c for e in stage.sent for c in e.changes)
+    assert (change["audience_id"], change["change"]) == ("contract_ending", "entered")
+    profile = load_profile(stage.store, new_profile_id(f"cid:{cust}"))
+    assert profile is not None
+    kinds = [e.get("kind", "event") for e in profile.timeline]
+    assert kinds.count("decision") == 2 and kinds.count("audience") == 1
+
+
+def test_renewal_exits_and_removes_the_paid_media_entry(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    cust = customer()
+    onboard(stage, cust)
+    stage.event(subscribe(envelope, cust, T0, 20))
+    stage.clock.advance(timedelta(days=1))
+    stage.event(envelope(f"{cust}-renew", "contract_renewed", stage.clock.now, cust,
+                         {"new_end_date": end_date(400)}))
+    assert stage.commands()[-1] == ("paid_media", "audience_remove")
+    changes = [(c["audience_id"], c["change"]) for e in stage.sent for c in e.changes]
+    assert changes == [("contract_ending", "entered"), ("contract_ending", "exited")]
+
+
+def test_no_consent_no_email_and_the_timeline_says_why(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    cust = customer()
+    onboard(stage, cust, email="DENIED")
+    stage.event(subscribe(envelope, cust, T0, 20))
+    assert ("email", "send_email") not in stage.commands()
+    profile = load_profile(stage.store, new_profile_id(f"cid:{cust}"))
+    assert profile is not None
+    withheld = [e for e in profile.timeline if e["event_name"] == "decision.withheld"]
+    assert withheld and withheld[0]["detail"]["rule"] == "consent"
+
+
+def test_time_alone_brings_the_customer_in_through_the_timer(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    cust = customer()
+    onboard(stage, cust)
+    stage.event(subscribe(envelope, cust, T0, 40))
+    assert stage.commands() == [] and stage.tick() == []
+    stage.clock.advance(timedelta(days=10, hours=2))  # past "30 days before the end", noon UTC
+    fired = stage.tick()
+    assert [c["audience_id"] for e in fired for c in e.changes] == ["contract_ending"]
+    assert stage.commands() == [("email", "send_email"), ("paid_media", "audience_add")]
+    assert stage.tick() == []  # re-armed for the next change, not due again
+
+
+def test_a_replayed_event_resends_its_outbox_and_decides_nothing_again(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    cust = customer()
+    onboard(stage, cust)
+    sub = subscribe(envelope, cust, T0, 20)
+    stage.event(sub, offset=10)
+    first = list(stage.sent)
+    state_before = load_state(stage.store, new_profile_id(f"cid:{cust}"))
+    stage.sent.clear()
+    assert stage.event(sub, offset=10) == REPLAYED
+    assert stage.sent == first[-1:]
+    assert load_state(stage.store, new_profile_id(f"cid:{cust}")) == state_before
+
+
+def test_a_half_applied_event_reuses_the_recorded_decisions(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    """Crash after activation's writes, before the profile's: the retry must not decide
+    again (a second, different decision) but finish with the recorded one."""
+    cust = customer()
+    onboard(stage, cust)
+    sub = subscribe(envelope, cust, T0, 20)
+    pid = new_profile_id(f"cid:{cust}")
+    before = load_profile(stage.store, pid)
+    stage.event(sub, offset=10)
+    recorded = stage.store[outbox_key(10, pid)]
+    assert before is not None
+    stage.store[pkey(pid)] = before.to_json()  # the profile write was lost
+    stage.clock.advance(timedelta(hours=1))  # a retry later must not change the decision
+    stage.sent.clear()
+    assert stage.event(sub, offset=10) == APPLIED
+    assert stage.store[outbox_key(10, pid)] == recorded
+    assert [e.to_json() for e in stage.sent] == [recorded]
+
+
+def test_without_definitions_nothing_is_emitted(
+        clock: Clock, envelope: Callable[..., Envelope]) -> None:
+    stage = Stage(None, clock)
+    stage.event(subscribe(envelope, "c1", T0, 20))
+    assert stage.sent == [] and not any(k.startswith(OUTBOX) for k in stage.store)
+
+
+def test_emission_json_round_trip_keeps_times(stage: Stage, onboard: Callable[..., None],
+                                              envelope: Callable[..., Envelope]) -> None:
+    cust = customer()
+    onboard(stage, cust)
+    stage.event(subscribe(envelope, cust, T0, 20))
+    emission = next(e for e in stage.sent if e.commands)
+    again = Emission.from_json(emission.to_json())
+    assert again == emission
+    assert isinstance(again.commands[0]["created_at"], datetime)
+
+
+def test_arm_timer_keeps_one_timer_per_profile() -> None:
+    store = DictStore()
+    arm_timer(store, "p1", T0)
+    arm_timer(store, "p1", T0 + timedelta(days=1))
+    assert [k for k in store if k.startswith(TIMER)] == [timer_key(T0 + timedelta(days=1), "p1")]
+    arm_timer(store, "p1", None)
+    assert store == {}
+
+
+def test_due_timers_stop_at_now() -> None:
+    store = DictStore()
+    for pid, days in (("a", 1), ("b", 2), ("c", 3)):
+        arm_timer(store, pid, T0 + timedelta(days=days))
+    due = due_timers(store.scan(TIMER, 10), T0 + timedelta(days=2))
+    assert [pid for _, pid in due] == ["a", "b"]
+
+
+def test_expired_outbox_only_below_the_threshold() -> None:
+    items: list[tuple[bytes, Any]] = [(outbox_key(o, "p"), b"{}") for o in (1, 5, 9)]
+    assert expired_outbox(items, 6) == [outbox_key(1, "p"), outbox_key(5, "p")]
+
+
+def test_manual_clock() -> None:
+    store = DictStore()
+    wall = T0 + timedelta(days=3)
+    assert clock_now(store, True, wall) == wall
+    set_clock(store, T0)
+    assert clock_now(store, True, wall) == T0
+    assert clock_now(store, False, wall) == wall
