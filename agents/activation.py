@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from agents.ingest import COMMAND_HEADER, core_topic
 from agents.metrics import ActivationMetrics
 from streams.activation.definitions import DefinitionSet
-from streams.activation.distribution import DefinitionsFollower, Published
+from streams.activation.distribution import DefinitionsFollower
 from streams.activation.runtime import Emission
 from streams.app import app, metrics_registry, serde, settings
 from streams.serde import Encoder
@@ -39,7 +38,6 @@ from streams.topics import (
     action_topic,
 )
 
-log = logging.getLogger(__name__)
 TICK = b"tick"
 
 metrics = ActivationMetrics(metrics_registry)
@@ -53,13 +51,7 @@ changes_topic: Any = app.topic(settings.topic(AUDIENCE_CHANGES), key_type=bytes,
 _encoders: dict[str, Encoder] = {}
 
 
-def _on_change(published: Published) -> None:
-    log.info("definitions in force: version %s (sequence %d, published by %s at %s)",
-             published.version, published.sequence, published.published_by,
-             published.published_at.isoformat())
-
-
-follower = DefinitionsFollower(settings, on_change=_on_change)
+follower = DefinitionsFollower(settings)  # logs each change of the version in force
 
 
 def definitions_in_force() -> DefinitionSet | None:
@@ -119,7 +111,8 @@ app.task(start_follower)
 
 
 async def ticker() -> None:
-    if settings.activation_clock == "system":
+    # No definitions, nothing a timer could do: no ticks (they would only add lag).
+    if settings.activation_clock == "system" and definitions_in_force() is not None:
         await core_topic.send(key=TICK, value=tick_value(datetime.now(UTC)),
                               headers={COMMAND_HEADER: TICK}, force=True)
 
