@@ -113,9 +113,9 @@ class Worker:
 
 
 def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes]],
-            partition: int | None = None) -> None:
+            partition: int | None = None, compression: str = "none") -> None:
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True,
-                         "linger.ms": 20})
+                         "linger.ms": 20, "compression.type": compression})
     for key, value in records:
         if partition is None:
             producer.produce(topic, key=key, value=value)

@@ -100,9 +100,11 @@ def test_churn_example(activation: CoreStack, serde: AvroSerde,
     tick(core, CLOCK)
     renewing, no_consent = customer("renewing"), customer("no-consent")
     a, b = new_profile_id(f"cid:{renewing}"), new_profile_id(f"cid:{no_consent}")
+    # lz4-compressed like the gateway writes (a worker without the codec crashed on it).
     produce(core.settings, core.ingest, encode_all(core.encode, [
         *onboarding(renewing, "GRANTED", (CLOCK + timedelta(days=20)).date()),
-        *onboarding(no_consent, "DENIED", (CLOCK + timedelta(days=40)).date())]))
+        *onboarding(no_consent, "DENIED", (CLOCK + timedelta(days=40)).date())]),
+        compression="lz4")
     # A's end date is 20 days away: in the audience on the event itself.
     assert commands(core, serde, "email", 1) == [(a, "send_email", "reminder_email")]
     assert commands(core, serde, "paid_media", 1) == [(a, "audience_add", "retarget")]
@@ -117,7 +119,7 @@ def test_churn_example(activation: CoreStack, serde: AvroSerde,
     # A renews: out of the audience and the journey, and off the paid-media audience.
     produce(core.settings, core.ingest, encode_all(core.encode, [event(
         f"{renewing}-renew", "contract_renewed", renewing,
-        {"new_end_date": (CLOCK + timedelta(days=400)).date()})]))
+        {"new_end_date": (CLOCK + timedelta(days=400)).date()})]), compression="zstd")
     assert commands(core, serde, "paid_media", 3)[2][:2] == (a, "audience_remove")
     changes = read_all(core.settings, serde, core.settings.topic(AUDIENCE_CHANGES), 3)
     assert sorted((c["profile_id"], c["change"]) for c in changes) == sorted(
