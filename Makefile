@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint definitions-check unit integration gateway worker apikeys bench-ingest bench-stream stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint definitions-check unit integration gateway worker apikeys demo bench-ingest bench-stream stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -28,7 +28,7 @@ definitions-check: install
 	$(PY) -m streams.activation.cli validate
 
 lint: install
-	$(VENV)/bin/ruff check streams agents tables ingest activation_client bench tests scripts/stack
+	$(VENV)/bin/ruff check streams agents tables ingest activation_client bench tests scripts/stack scripts/demo scripts/deadletters
 	$(VENV)/bin/mypy
 
 unit: install
@@ -47,6 +47,10 @@ worker: install
 
 apikeys: install
 	scripts/apikeys $(ARGS)
+
+## The guide's churn example through the HTTP API (needs `make run` in another terminal).
+demo: install
+	scripts/demo
 
 ## Benchmarks print ratios against a baseline measured in the same run.
 bench-ingest: install
