@@ -1,29 +1,67 @@
-"""Sustained events/s of one stream worker vs a plain Faust agent, same run, same data.
+"""Sustained events/s of the stream worker, with and without activation, vs a plain Faust agent.
 
     .venv/bin/python -m bench.stream [--events 20000] [--customers 2000]
 
-Uses the stack the ACTIVATION_* settings point at (default: the local dev stack),
-with a fresh topic prefix per run. Both workers read the same pre-filled ingestion
-topic from the beginning; the rate is events divided by the time from the first to
-the last processed event (worker start-up excluded). The plain agent only
-increments one table entry per event (``counts[key] += 1``).
+Three workers run one after the other in the same run, over the same workload (the
+integration tests' mixed workload, rebased to the year before now by
+``bench.activation_defs.recent``), each with its own app id (fresh consumer group, tables
+and data directory):
+
+1. a plain Faust agent that only increments one table entry per event
+   (``counts[key] += 1``): the floor Faust itself sets;
+2. the stream worker (screen, dedup, identity, profile) with no definitions published,
+   so activation is idle: the stream core alone;
+3. the same stream worker with 50 audiences and 10 journeys (``bench.activation_defs``)
+   published to its definitions topic before it starts: every event is also evaluated
+   against every audience, moves journeys, passes governance, and the resulting action
+   commands and audience changes are written to their topics.
+
+A worker's topics all derive from its topic prefix, including the internal profile topic
+that run 2 fills, so run 3 uses a second prefix: its ingestion topic gets the very same
+records (same bytes, keys and partitions) and its definitions topic holds the published
+set. Runs 1 and 2 share the first prefix, whose definitions topic stays empty.
+
+Each rate is events divided by the time from the first to the last processed event, read
+from the worker's /metrics every 0.1 s (start-up, and the definitions' loading, excluded).
+The activation overhead is the extra time per event relative to the core alone:
+``(1/rate_activation - 1/rate_core) / (1/rate_core)``; the target is at most 30%. The
+activation run's counters (audience changes, enrollments, actions by outcome) are printed
+to show activation really worked. Topics of both prefixes and app ids and the temporary
+directories are deleted at the end. Uses the stack the ACTIVATION_* settings point at.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.activation_defs import recent, write_definitions
+from streams.activation.distribution import publish
+from streams.bootstrap import bootstrap
+from streams.schemas import SchemaCatalog
+from streams.serde import AvroSerde, RegistryClient
+from streams.settings import Settings, load_settings
+from streams.topics import ENVELOPE, INGEST, admin_client
+from tests.integration.core.harness import free_port, produce, settings_env
+from tests.integration.core.workload import workload
+
 REPO = Path(__file__).resolve().parent.parent
+TARGET_OVERHEAD = 0.30
+WORKER_DEADLINE_S = 1800
+_LABELS = re.compile(r'(\w+)="([^"]*)"')
 
 
 def create_plain_app() -> Any:
@@ -57,64 +95,156 @@ def create_plain_app() -> Any:
     return app
 
 
-def _metric(port: int) -> float:
+# --- reading a worker's /metrics ---------------------------------------------------------
+
+def _scrape(port: int) -> str:
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.HTTPError:
-        return -1.0
-    total = 0.0
+        return ""
+
+
+def counters(text: str, name: str, label: str | None = None) -> dict[str, float]:
+    """Sums of the samples of counter ``name`` by the value of ``label`` ("" if None)."""
+    out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("activation_stream_events_total") and (
-                'stage="stream.profile"' in line or 'stage="plain"' in line):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        if not line.startswith((name + "{", name + " ")):
+            continue
+        labels = dict(_LABELS.findall(line.partition("}")[0]))
+        key = labels.get(label, "") if label else ""
+        out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
-def run_worker(cmd: list[str], env: dict[str, str], port: int, expected: int) -> float:
-    """Start a worker, return events/s between its first and last processed event."""
-    log = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+def processed(text: str) -> float:
+    """Records the profile stage (or the plain agent) has handled, whatever the outcome."""
+    by_stage = counters(text, "activation_stream_events_total", "stage")
+    return by_stage.get("stream.profile", 0.0) + by_stage.get("plain", 0.0)
+
+
+def run_worker(cmd: list[str], env: dict[str, str], port: int, expected: int,
+               log_path: Path) -> tuple[float, str]:
+    """Start a worker; (events/s between its first and last processed event, its metrics)."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 1800
+        deadline = time.monotonic() + WORKER_DEADLINE_S
         first_t, first_n, last_n = 0.0, -1.0, 0.0
         while time.monotonic() < deadline and proc.poll() is None:
-            n = _metric(port)
+            text = _scrape(port)
+            n = processed(text)
             if n > 0 and first_n < 0:
                 first_t, first_n = time.monotonic(), n
             if n >= expected:
-                return (n - first_n) / max(1e-6, time.monotonic() - first_t)
+                return (n - first_n) / max(1e-6, time.monotonic() - first_t), text
             last_n = n
             time.sleep(0.1)
-        raise SystemExit(f"worker stopped or timed out at {last_n} events; log {log.name}")
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"worker stopped or timed out at {last_n:.0f} events; log:\n{tail}")
     finally:
         proc.terminate()
         proc.wait(60)
 
 
-def prepare(events: int, customers: int) -> tuple[dict[str, str], int]:
-    from confluent_kafka.admin import AdminClient
+# --- preparing the runs --------------------------------------------------------------------
 
-    from streams.schemas import SchemaCatalog
-    from streams.serde import AvroSerde, RegistryClient
-    from streams.settings import load_settings
-    from streams.topics import DEAD_LETTER_RECORD, ENVELOPE, declared_topics, ensure_topics
-    from tests.integration.core.harness import produce, settings_env
-    from tests.integration.core.workload import workload
+@dataclass(frozen=True)
+class Bench:
+    root: Path  # temporary: data directories, definitions, worker logs
+    core: Settings  # the plain and core-alone runs
+    activation: Settings  # the activation run: own prefix, published definitions
 
+
+def _settings(root: Path, uid: str, tag: str) -> Settings:
+    return load_settings(topic_prefix=f"bench{uid}{tag}.", app_id=f"bench-{uid}{tag}",
+                         data_dir=root / f"state-{tag or 'core'}", worker_web_port=free_port())
+
+
+def new_bench() -> Bench:
     uid = uuid.uuid4().hex[:8]
-    settings = load_settings(topic_prefix=f"bench{uid}.", app_id=f"bench-{uid}",
-                             data_dir=Path(tempfile.mkdtemp(prefix="bench-state-")))
-    specs = declared_topics(settings)
-    ensure_topics(AdminClient(settings.kafka_client_config()), specs,
-                  settings.kafka_replication_factor)
+    root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    return Bench(root, _settings(root, uid, ""), _settings(root, uid, "act"))
+
+
+def _encoded(settings: Settings, events: int, customers: int
+             ) -> tuple[list[tuple[bytes, bytes]], int]:
+    """The rebased workload as (key, Avro value) records, and its number of unique events."""
     serde = AvroSerde(RegistryClient(settings.registry_client_config()),
                       SchemaCatalog.load(settings.schemas_dir))
-    encode = serde.encoder(specs[0].value_subject, ENVELOPE, register=True)
-    serde.encoder(specs[1].value_subject, DEAD_LETTER_RECORD, register=True)
-    data = workload(events, customers)
-    produce(settings, specs[0].name, [(e.key.encode(), encode(e.to_avro())) for e in data])
-    unique = len({e.event_id for e in data})
-    return {**os.environ, **settings_env(settings)}, unique
+    encode = serde.encoder(f"{settings.topic(INGEST)}-value", ENVELOPE)
+    data = recent(workload(events, customers), events, datetime.now(UTC))
+    return [(e.key.encode(), encode(e.to_avro())) for e in data], len({e.event_id for e in data})
+
+
+def prepare(bench: Bench, events: int, customers: int) -> tuple[int, int]:
+    """Topics and schemas for both prefixes, the same records in both ingestion topics, and
+    the definitions published for the activation run only; (records, unique events)."""
+    for settings in (bench.core, bench.activation):
+        bootstrap(settings)  # topics, and every value schema (actions, audience changes)
+    records, unique = _encoded(bench.core, events, customers)
+    for settings in (bench.core, bench.activation):
+        produce(settings, settings.topic(INGEST), records)
+    write_definitions(bench.root / "definitions")
+    publish(bench.activation, bench.root / "definitions", "bench.stream")
+    return len(records), unique
+
+
+def cleanup(bench: Bench) -> list[str]:
+    """Delete the topics of both prefixes and app ids (changelogs), and the temp dirs."""
+    admin = admin_client(bench.core)
+    runs = (bench.core, bench.activation)
+    starts = tuple({s.topic_prefix for s in runs} | {s.app_id for s in runs})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(starts)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
+    shutil.rmtree(bench.root, ignore_errors=True)
+    return names
+
+
+# --- the three runs and the report ---------------------------------------------------------
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **settings_env(settings)}
+
+
+def measure(bench: Bench, records: int) -> tuple[tuple[float, float, float], str]:
+    """(plain, core alone, with activation) events/s, and the activation run's metrics.
+    The profile stage counts every record it handled (applied, duplicate) once."""
+    py, core, act = sys.executable, bench.core, bench.activation
+    worker = [py, "-m", "streams.app", "worker", "-l", "warn"]
+    plain, _ = run_worker([py, "-m", "bench.stream", "plain-worker", "worker", "-l", "warn"],
+                          _env(core), core.worker_web_port, records, bench.root / "plain.log")
+    alone, _ = run_worker(worker, _env(core), core.worker_web_port, records,
+                          bench.root / "core.log")
+    with_act, text = run_worker(worker, _env(act), act.worker_web_port, records,
+                                bench.root / "activation.log")
+    return (plain, alone, with_act), text
+
+
+def _split(text: str, name: str, label: str) -> str:
+    by = counters(text, name, label)
+    parts = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(by.items()))
+    return f"{sum(by.values()):,.0f}" + (f" ({parts})" if parts else "")
+
+
+def report(rates: tuple[float, float, float], text: str) -> None:
+    plain, alone, with_act = rates
+    overhead = (1 / with_act - 1 / alone) / (1 / alone)
+    verdict = "met" if overhead <= TARGET_OVERHEAD else "NOT met"
+    print(f"plain Faust agent (one table increment): {plain:,.0f} events/s")
+    print(f"stream worker, core alone (screen+dedup+identity+profile): {alone:,.0f} events/s"
+          f" ({1e6 / alone:,.0f} us/event)")
+    print(f"stream worker + activation (50 audiences, 10 journeys): {with_act:,.0f} events/s"
+          f" ({1e6 / with_act:,.0f} us/event)")
+    print(f"ratio worker/plain: {alone / plain:.2f}x")
+    print(f"activation overhead per event: {overhead:+.0%} "
+          f"(target at most +{TARGET_OVERHEAD:.0%}: {verdict})")
+    enrollments = sum(counters(text, "activation_journey_enrollments_total").values())
+    print("activation run: audience changes "
+          + _split(text, "activation_audience_changes_total", "change")
+          + f"; journey enrollments {enrollments:,.0f}; actions "
+          + _split(text, "activation_actions_total", "outcome"))
 
 
 def main() -> None:
@@ -122,17 +252,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--customers", type=int, default=2_000)
     args = parser.parse_args()
-    env, unique = prepare(args.events, args.customers)
-    port = int(env["ACTIVATION_WORKER_WEB_PORT"])
-    py = sys.executable
-    plain = run_worker([py, "-m", "bench.stream", "plain-worker", "worker", "-l", "warn"],
-                       env, port, args.events)
-    # The full worker counts applied (unique) events on its profile stage.
-    full = run_worker([py, "-m", "streams.app", "worker", "-l", "warn"], env, port, unique)
-    print(f"events: {args.events} ({unique} unique), customers: {args.customers}")
-    print(f"plain Faust agent (one table increment): {plain:,.0f} events/s")
-    print(f"stream worker (screen+dedup+identity+profile): {full:,.0f} events/s")
-    print(f"ratio worker/plain: {full / plain:.2f}x")
+    bench = new_bench()
+    try:
+        records, unique = prepare(bench, args.events, args.customers)
+        rates, text = measure(bench, records)
+    finally:
+        deleted = cleanup(bench)
+    print(f"events: {records} ({unique} unique), customers: {args.customers}")
+    report(rates, text)
+    print(f"cleaned up: {len(deleted)} topics and {bench.root}")
 
 
 if __name__ == "__main__":
