@@ -91,10 +91,11 @@ class Activation:
     def scanner(self, from_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         return scan(state, self.partition, from_key, limit)
 
-    def hook(self, profile: Profile, envelope: Envelope, offset: int) -> Profile:
+    def hook(self, before: Profile | None, profile: Profile, envelope: Envelope,
+             offset: int) -> Profile:
         now = clock_now(self.store, MANUAL, datetime.now(UTC))
         profile, self.emission = activate_event(
-            self.store, profile, envelope, offset, now, definitions_in_force(),
+            self.store, before, profile, envelope, offset, now, definitions_in_force(),
             CONFIG.timeline_limit)
         return profile
 

@@ -9,6 +9,7 @@ finds nothing changed and stores the next instant) but never late.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,13 @@ from streams.activation.conditions import (
     TraitCondition,
 )
 from streams.activation.definitions import Audience
-from streams.activation.facts import Facts, HistoryEvent, as_datetime, as_number
+from streams.activation.facts import (
+    KNOWN_ROOTS,
+    Facts,
+    HistoryEvent,
+    as_datetime,
+    as_number,
+)
 
 
 def evaluate(condition: Condition, facts: Facts, now: datetime) -> bool:
@@ -76,6 +83,78 @@ def next_audience_change(
 ) -> datetime | None:
     """The one timer the runtime stores per profile for audiences."""
     return _earliest(next_change(a.condition, facts, now) for a in audiences.values())
+
+
+def dependencies(condition: Condition) -> frozenset[str]:
+    """What a condition reads: ``event:<name>`` for event history, else the facts root
+    (``traits``, ``consent``, ``subscription``, ``aggregates``) of each path."""
+    if isinstance(condition, AllOf | AnyOf):
+        children = condition.all if isinstance(condition, AllOf) else condition.any
+        return frozenset().union(*(dependencies(c) for c in children))
+    if isinstance(condition, NotOf):
+        return dependencies(condition.not_)
+    if isinstance(condition, EventCondition):
+        return frozenset({f"event:{condition.event}"})
+    path = condition.trait if isinstance(condition, TraitCondition) else condition.date
+    head, _, rest = path.partition(".")
+    return frozenset({head if rest and head in KNOWN_ROOTS else "traits"})
+
+
+Index = dict[str, frozenset[str]]  # dependency name -> ids of the audiences reading it
+_INDEXES: dict[int, tuple[Mapping[str, Audience], Index]] = {}
+
+
+def _index_of(audiences: Mapping[str, Audience]) -> Index:
+    """Cached per definitions object (the entry holds it, so its id is never reused)."""
+    entry = _INDEXES.get(id(audiences))
+    if entry is None or entry[0] is not audiences:
+        if len(_INDEXES) > 64:  # superseded definition sets: let them go
+            _INDEXES.clear()
+        index: dict[str, set[str]] = {}
+        for aid, audience in audiences.items():
+            for name in dependencies(audience.condition):
+                index.setdefault(name, set()).add(aid)
+        entry = (audiences, {name: frozenset(ids) for name, ids in index.items()})
+        _INDEXES[id(audiences)] = entry
+    return entry[1]
+
+
+@dataclass(frozen=True)
+class AudienceStep:
+    entered: list[str]
+    exited: list[str]
+    members: list[str]
+    wakes: dict[str, datetime]  # audience id -> next instant it can flip by time alone
+
+
+def audience_step(
+    audiences: Mapping[str, Audience], facts: Facts, members: Collection[str],
+    wakes: Mapping[str, datetime], now: datetime, touched: frozenset[str] | None,
+) -> AudienceStep:
+    """Membership after a change, re-evaluating only what the change can affect.
+
+    ``touched`` names what changed (see :func:`dependencies`); None means anything could
+    have (a new profile, a merge, other definitions): every audience is evaluated. An
+    audience not touched keeps its membership and its stored wake time, unless that time
+    has come (then it is evaluated too): its answer depends only on facts it reads and
+    on time, and its next flip by time is exactly the stored wake.
+    """
+    if touched is None:
+        ids = set(audiences)
+    else:
+        index = _index_of(audiences)
+        ids = {aid for aid, at in wakes.items() if at <= now and aid in audiences}
+        for name in touched:
+            ids.update(index.get(name, ()))
+    before = set(members)
+    holding = {aid for aid in ids if evaluate(audiences[aid].condition, facts, now)}
+    after = ((before & set(audiences)) - ids) | holding
+    new_wakes = {aid: t for aid, t in wakes.items() if aid in audiences and aid not in ids}
+    for aid in ids:
+        wake = next_change(audiences[aid].condition, facts, now)
+        if wake is not None:
+            new_wakes[aid] = wake
+    return AudienceStep(sorted(after - before), sorted(before - after), sorted(after), new_wakes)
 
 
 def _earliest(instants: Iterable[datetime | None]) -> datetime | None:

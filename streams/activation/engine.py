@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from streams.activation.actions import to_command
-from streams.activation.audiences import next_audience_change, transitions
+from streams.activation.audiences import AudienceStep, audience_step
 from streams.activation.definitions import DefinitionSet
 from streams.activation.facts import Facts, HistoryEvent
 from streams.activation.governance import decide, record_send
@@ -38,6 +38,10 @@ class ActivationState(BaseModel):
     memberships: list[str] = Field(default_factory=list)
     journeys: JourneyState
     sends: list[SendRecord] = Field(default_factory=list)
+    # Per audience, the next instant its answer can flip by time alone; and the
+    # definitions version they were computed under (another version: evaluate all).
+    audience_wakes: dict[str, AwareDatetime] = Field(default_factory=dict)
+    evaluated_version: str | None = None
 
     @classmethod
     def new(cls, profile_id: str) -> ActivationState:
@@ -80,31 +84,44 @@ def _finish(state: ActivationState, actions: list[PlannedAction], facts: Facts, 
             definitions: DefinitionSet, moves: tuple[list[str], list[str]]
             ) -> tuple[ActivationState, Output]:
     state, decisions, commands = govern(state, actions, facts, now, definitions)
-    wakes = [t for t in (next_audience_change(definitions.audiences, facts, now),
-                         next_wake(state.journeys)) if t is not None]
+    wakes = [t for t in (*state.audience_wakes.values(), next_wake(state.journeys))
+             if t is not None]
     return state, Output(commands=commands, decisions=decisions, entered=moves[0],
                          exited=moves[1], wake_at=min(wakes) if wakes else None)
 
 
+def _audiences(state: ActivationState, facts: Facts, now: datetime, definitions: DefinitionSet,
+               touched: frozenset[str] | None) -> tuple[ActivationState, AudienceStep]:
+    if state.evaluated_version != definitions.version:
+        touched = None
+    step = audience_step(definitions.audiences, facts, state.memberships, state.audience_wakes,
+                         now, touched)
+    return state.model_copy(update={"memberships": step.members, "audience_wakes": step.wakes,
+                                    "evaluated_version": definitions.version}), step
+
+
 def on_profile_event(state: ActivationState, facts: Facts, event: HistoryEvent, now: datetime,
-                     definitions: DefinitionSet) -> tuple[ActivationState, Output]:
-    """``facts`` already include ``event``. Exit criteria, then audiences, then governance."""
+                     definitions: DefinitionSet, touched: frozenset[str] | None = None
+                     ) -> tuple[ActivationState, Output]:
+    """``facts`` already include ``event``. Exit criteria, then audiences, then governance.
+
+    ``touched``: what the event changed (:func:`streams.activation.audiences.dependencies`
+    names); only audiences reading it are evaluated again. None: all of them.
+    """
     journeys, actions = on_event(state.journeys, facts, event, now, definitions)
-    entered, exited = transitions(definitions.audiences, facts, state.memberships, now)
-    journeys, more = on_audience_change(journeys, facts, entered, exited, now, definitions,
-                                        cause=event.event_id)
-    members = sorted((set(state.memberships) - set(exited)) | set(entered))
-    state = state.model_copy(update={"journeys": journeys, "memberships": members})
-    return _finish(state, actions + more, facts, now, definitions, (entered, exited))
+    state, step = _audiences(state, facts, now, definitions, touched)
+    journeys, more = on_audience_change(journeys, facts, step.entered, step.exited, now,
+                                        definitions, cause=event.event_id)
+    state = state.model_copy(update={"journeys": journeys})
+    return _finish(state, actions + more, facts, now, definitions, (step.entered, step.exited))
 
 
 def on_profile_timer(state: ActivationState, facts: Facts, now: datetime,
                      definitions: DefinitionSet) -> tuple[ActivationState, Output]:
     """The stored wake time was reached: time-based audience moves, then journey waits."""
-    entered, exited = transitions(definitions.audiences, facts, state.memberships, now)
-    journeys, actions = on_audience_change(state.journeys, facts, entered, exited, now,
+    state, step = _audiences(state, facts, now, definitions, frozenset())
+    journeys, actions = on_audience_change(state.journeys, facts, step.entered, step.exited, now,
                                            definitions, cause=f"timer:{now.isoformat()}")
     journeys, more = on_timer(journeys, facts, now, definitions)
-    members = sorted((set(state.memberships) - set(exited)) | set(entered))
-    state = state.model_copy(update={"journeys": journeys, "memberships": members})
-    return _finish(state, actions + more, facts, now, definitions, (entered, exited))
+    state = state.model_copy(update={"journeys": journeys})
+    return _finish(state, actions + more, facts, now, definitions, (step.entered, step.exited))

@@ -35,6 +35,8 @@ from streams.records import Envelope
 STATE, TIMER, WAKE, OUTBOX = b"a:", b"t:", b"w:", b"o:"
 CLOCK_KEY = b"c:clock"
 _TIMES = ("created_at", "not_before", "changed_at")  # datetime fields of emitted records
+_DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
+                    "definitions_version", "not_before")
 
 
 class Store(Protocol):
@@ -59,6 +61,9 @@ class Emission:
     changes: list[dict[str, Any]] = field(default_factory=list)  # AudienceMembershipChanged
     decisions: list[dict[str, Any]] = field(default_factory=list)  # Decision.to_timeline()
     enrolled: list[str] = field(default_factory=list)  # journey ids newly enrolled
+
+    def is_empty(self) -> bool:
+        return not (self.commands or self.changes or self.decisions or self.enrolled)
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, default=_json_time, separators=(",", ":")).encode()
@@ -108,7 +113,9 @@ def arm_timer(store: Store, profile_id: str, wake_at: datetime | None) -> None:
     wkey = WAKE + profile_id.encode()
     old = store.get(wkey)
     new = None if wake_at is None else timer_key(wake_at, profile_id)
-    if old is not None and old != new:
+    if old == new:  # unchanged: every write is a changelog record, spare it
+        return
+    if old is not None:
         del store[old]
     if new is None:
         if old is not None:
@@ -159,8 +166,11 @@ def with_notes(profile: Profile, emission: Emission, limit: int) -> Profile:
     for d in emission.decisions:
         at = micros(datetime.fromisoformat(d["decided_at"]))
         summary = f"{d['channel']} {d['action_type']} {d['outcome']}: {d['rule']} ({d['reason']})"
+        # What the summary does not say already (profiles stay small: every byte is
+        # rewritten with each event).
+        detail = {k: d[k] for k in _DECISION_DETAIL if d.get(k) is not None}
         timeline = insert_timeline(timeline, _note(d["decision_id"], f"decision.{d['outcome']}",
-                                                   at, summary, d), limit)
+                                                   at, summary, detail), limit)
     for c in emission.changes:
         detail = {k: v for k, v in c.items() if k in (
             "audience_id", "change", "caused_by", "definitions_version")}
@@ -170,31 +180,63 @@ def with_notes(profile: Profile, emission: Emission, limit: int) -> Profile:
     return replace(profile, timeline=timeline)
 
 
+def _events(profile: Profile) -> dict[str, str]:
+    return {e["event_id"]: e["event_name"] for e in profile.timeline
+            if e.get("kind", "event") == "event"}
+
+
+def touched(before: Profile | None, after: Profile) -> frozenset[str] | None:
+    """What an update changed, in :func:`streams.activation.audiences.dependencies` terms:
+    the facts roots that differ, and ``event:<name>`` for events that entered or left the
+    (bounded) history. None for a new profile: everything is new."""
+    if before is None:
+        return None
+    roots = {root for root, new, old in (
+        ("traits", after.traits, before.traits), ("consent", after.consent, before.consent),
+        ("subscription", after.subscriptions, before.subscriptions),
+        ("aggregates", (after.order_count, after.lifetime_value, after.last_purchase),
+         (before.order_count, before.lifetime_value, before.last_purchase))) if new != old}
+    new_events, old_events = _events(after), _events(before)
+    moved = {name for eid, name in new_events.items() if eid not in old_events}
+    moved |= {name for eid, name in old_events.items() if eid not in new_events}
+    return frozenset(roots | {f"event:{name}" for name in moved})
+
+
 def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
     entry = next((e for e in profile.timeline if e["event_id"] == envelope.event_id), None)
     props = dict(entry.get("properties") or {}) if entry else dict(envelope.properties)
     return HistoryEvent(envelope.event_id, envelope.event_name, envelope.event_time, props)
 
 
-def activate_event(store: Store, profile: Profile, envelope: Envelope, offset: int,
-                   now: datetime, definitions: DefinitionSet | None, limit: int
+def activate_event(store: Store, before: Profile | None, profile: Profile, envelope: Envelope,
+                   offset: int, now: datetime, definitions: DefinitionSet | None, limit: int
                    ) -> tuple[Profile, Emission | None]:
-    """Run activation for an event just applied to ``profile`` (not yet stored).
+    """Run activation for an event just applied to ``profile`` (not yet stored; ``before``
+    is the stored one, None if new).
 
-    Returns the profile with its timeline notes, and the emission to publish (None
-    when there are no definitions). A partial earlier attempt at this offset already
-    wrote its outbox: that record is reused, so nothing is decided twice.
+    Returns the profile with its timeline notes, and the emission to publish (None when
+    there are no definitions or nothing happened). A partial earlier attempt at this
+    offset already stored its outcome: that is reused, so nothing is decided twice (no
+    outbox entry then means it emitted nothing).
     """
     if definitions is None:
         return profile, None
     state, last = load_state(store, profile.profile_id)
     okey = outbox_key(offset, profile.profile_id)
-    if last >= offset and (raw := store.get(okey)) is not None:
-        emission = Emission.from_json(raw)
-        return with_notes(profile, emission, limit), emission
+    if last >= offset:
+        raw = store.get(okey)
+        emission = None if raw is None else Emission.from_json(raw)
+        return (profile, None) if emission is None else (
+            with_notes(profile, emission, limit), emission)
     facts = facts_from_profile(profile)
-    new, out = on_profile_event(state, facts, history_event(envelope, profile), now, definitions)
+    new, out = on_profile_event(state, facts, history_event(envelope, profile), now,
+                                definitions, touched(before, profile))
     emission = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
+    if emission.is_empty():
+        if new != state:
+            save_state(store, new, offset)
+        arm_timer(store, profile.profile_id, out.wake_at)
+        return profile, None
     store[okey] = emission.to_json()
     save_state(store, new, offset)
     arm_timer(store, profile.profile_id, out.wake_at)

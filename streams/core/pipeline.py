@@ -57,9 +57,10 @@ class Outcome:
     offset: int = -1  # the offset the event was first applied at (its outbox key)
 
 
-# Called with the updated profile just before it is stored (activation runs here, so
-# its writes precede the profile's: see the crash-safety note above).
-Activate = Callable[[Profile, Envelope, int], Profile]
+# Called with the profile as it was (None if new) and as updated, just before the
+# update is stored (activation runs here, so its writes precede the profile's: see the
+# crash-safety note above).
+Activate = Callable[[Profile | None, Profile, Envelope, int], Profile]
 
 
 def pkey(profile_id: str) -> bytes:
@@ -208,11 +209,12 @@ def process_event(
         store[marker_key] = _marker(now, offset, origin, res)
     for key, pid in res.links.items():
         store[b"i:" + key.encode()] = pid.encode()
-    profile = load_profile(store, res.profile_id) or Profile(res.profile_id)
+    before = load_profile(store, res.profile_id)
+    profile = before or Profile(res.profile_id)
     if res.losers and profile.last_offset < offset:
         profile = _apply_merges(store, profile, res, envelope, cfg.timeline_limit)
     profile = apply_event(profile, envelope, cfg.ordering_window, cfg.timeline_limit)
     if activate is not None:
-        profile = activate(profile, envelope, offset)
+        profile = activate(before, profile, envelope, offset)
     store[pkey(res.profile_id)] = replace(profile, last_offset=offset).to_json()
     return Outcome(APPLIED, res.profile_id, res.losers, offset)

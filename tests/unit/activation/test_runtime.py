@@ -75,8 +75,9 @@ class Stage:
         self.offset = max(self.offset, offset + 1)
         emitted: list[Emission] = []
 
-        def hook(profile: Profile, envelope: Envelope, at: int) -> Profile:
-            profile, emission = activate_event(self.store, profile, envelope, at,
+        def hook(before: Profile | None, profile: Profile, envelope: Envelope, at: int
+                 ) -> Profile:
+            profile, emission = activate_event(self.store, before, profile, envelope, at,
                                                self.clock.now, self.definitions, 100)
             emitted.extend([emission] if emission else [])
             return profile
