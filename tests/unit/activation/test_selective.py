@@ -17,7 +17,7 @@ from bench.activation_defs import recent, write_definitions
 from streams.activation.audiences import dependencies
 from streams.activation.conditions import Condition
 from streams.activation.definitions import Audience, DefinitionSet
-from streams.activation.runtime import TIMER, STATE, load_state
+from streams.activation.runtime import STATE, TIMER, load_state
 from tests.integration.core.workload import workload
 from tests.unit.activation.conftest import Clock
 from tests.unit.activation.test_runtime import Stage
