@@ -88,8 +88,8 @@ class Activation:
         self.store, self.partition = store, partition
         self.emission: Emission | None = None
 
-    def scanner(self, from_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        return scan(state, self.partition, from_key, limit)
+    def scanner(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return scan(state, self.partition, prefix, limit, prefix)
 
     def hook(self, before: Profile | None, profile: Profile, envelope: Envelope,
              offset: int) -> Profile:
@@ -197,14 +197,14 @@ class MarkerSweeper:
         if time.monotonic() < self.due:
             return
         self.due = time.monotonic() + self.interval_s
-        items = scan(state, partition, self.cursor, self.chunk)
+        items = scan(state, partition, self.cursor, self.chunk, DEDUP_PREFIX)
         expired, cursor = expired_markers(items, datetime.now(UTC), settings.dedup_window,
                                           self.chunk)
         for key in expired:
             del state[key]
         self.cursor = cursor or DEDUP_PREFIX
         metrics.purged.inc(len(expired))
-        for key in expired_outbox(scan(state, partition, OUTBOX, self.chunk),
+        for key in expired_outbox(scan(state, partition, OUTBOX, self.chunk, OUTBOX),
                                   offset - OUTBOX_KEEP):
             del state[key]
 

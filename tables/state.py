@@ -39,8 +39,11 @@ class TableStore:
         del self._table[key]
 
 
-def scan(table: Any, partition: int, from_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-    """Up to ``limit`` (key, value) pairs of one partition's store, in key order.
+def scan(table: Any, partition: int, from_key: bytes, limit: int, prefix: bytes = b""
+         ) -> list[tuple[bytes, bytes]]:
+    """Up to ``limit`` (key, value) pairs of one partition's store, in key order, from
+    ``from_key`` while keys start with ``prefix`` (so a scan never wanders into, and
+    copies, the values of other key families).
 
     Reads the partition's rocksdict directly (Faust has no ordered range scan); an
     unopened partition (not assigned here) gives an empty list.
@@ -51,6 +54,8 @@ def scan(table: Any, partition: int, from_key: bytes, limit: int) -> list[tuple[
         return []
     out: list[tuple[bytes, bytes]] = []
     for key, value in db.items(from_key=from_key):
+        if not key.startswith(prefix):
+            break
         out.append((bytes(key), bytes(value)))
         if len(out) >= limit:
             break

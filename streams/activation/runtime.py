@@ -47,7 +47,8 @@ class Store(Protocol):
     def __delitem__(self, key: bytes) -> None: ...
 
 
-# (from key, limit) -> up to ``limit`` (key, value) pairs in key order, from ``from key``.
+# (prefix, limit) -> up to ``limit`` (key, value) pairs whose key starts with ``prefix``,
+# in key order.
 Scanner = Callable[[bytes, int], list[tuple[bytes, bytes]]]
 
 
@@ -264,7 +265,7 @@ def due_timers(items: Iterable[tuple[bytes, bytes]], now: datetime) -> list[tupl
 
 def read_outbox(scan: Scanner, offset: int) -> list[Emission]:
     prefix = OUTBOX + f"{offset:016d}:".encode()
-    return [Emission.from_json(v) for k, v in scan(prefix, 10_000) if k.startswith(prefix)]
+    return [Emission.from_json(v) for _, v in scan(prefix, 100_000)]
 
 
 def expired_outbox(items: Iterable[tuple[bytes, bytes]], below: int) -> list[bytes]:

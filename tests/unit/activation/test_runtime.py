@@ -52,8 +52,8 @@ JOURNEY = "churn_prevention"
 class DictStore(dict[bytes, bytes]):
     """The Store protocol on a dict, with the ordered scan RocksDB gives the worker."""
 
-    def scan(self, from_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        return [(k, self[k]) for k in sorted(k for k in self if k >= from_key)][:limit]
+    def scan(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return [(k, self[k]) for k in sorted(k for k in self if k.startswith(prefix))][:limit]
 
 
 def customer(held_out: bool = False) -> str:
