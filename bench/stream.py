@@ -212,8 +212,10 @@ def measure(bench: Bench, records: int) -> tuple[tuple[float, float, float], str
     """(plain, core alone, with activation) events/s, and the activation run's metrics.
     The profile stage counts every record it handled (applied, duplicate) once."""
     py, core, act = sys.executable, bench.core, bench.activation
-    worker = [py, "-m", "streams.app", "worker", "-l", "warn"]
-    plain, _ = run_worker([py, "-m", "bench.stream", "plain-worker", "worker", "-l", "warn"],
+    # -l info as in production: at warn and above Faust's console spinner sets the root
+    # logger to DEBUG, and every Kafka send then builds (and drops) debug log records.
+    worker = [py, "-m", "streams.app", "worker", "-l", "info"]
+    plain, _ = run_worker([py, "-m", "bench.stream", "plain-worker", "worker", "-l", "info"],
                           _env(core), core.worker_web_port, records, bench.root / "plain.log")
     alone, _ = run_worker(worker, _env(core), core.worker_web_port, records,
                           bench.root / "core.log")
