@@ -4,6 +4,7 @@ GET /v1/profiles?customer_id=|email_sha256=|phone_sha256=|anonymous_id=
 GET /v1/profiles/{profile_id}              (a merged-away id answers with the winner)
 GET /v1/profiles/{profile_id}/timeline?offset=0&limit=50
 GET /v1/profiles/{profile_id}/merges
+GET /v1/profiles/{profile_id}/activation   (audiences, journeys, next timer)
 POST /v1/profiles/{profile_id}/merges/{event_id}/undo   (scope profiles:admin; 202)
 GET /metrics
 
@@ -23,6 +24,7 @@ from faust.web import View
 from prometheus_client import generate_latest
 
 from agents.ingest import COMMAND_HEADER, UNDO_MERGE, core_topic
+from streams.activation.runtime import activation_view
 from streams.app import app, metrics_registry
 from streams.core.identity import KIND_PREFIX
 from streams.core.pipeline import canonical_id, load_profile, merge_history
@@ -125,6 +127,17 @@ async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
             return _not_found(web, profile_id)
         merges = [m.explain() for m in merge_history(store, pid)]
         return web.json({"profile_id": pid, "merges": merges})
+
+    return await _guarded(web, request, fetch)
+
+
+@app.page("/v1/profiles/{profile_id}/activation")
+async def profile_activation(web: Any, request: Any, profile_id: str) -> Any:
+    def fetch(store: TableStore) -> Any:
+        pid = canonical_id(store, profile_id)
+        if load_profile(store, pid) is None:
+            return _not_found(web, profile_id)
+        return web.json(activation_view(store, pid))
 
     return await _guarded(web, request, fetch)
 

@@ -126,6 +126,20 @@ def arm_timer(store: Store, profile_id: str, wake_at: datetime | None) -> None:
     store[wkey] = new
 
 
+def activation_view(store: Store, profile_id: str) -> dict[str, Any]:
+    """What the profile API shows: memberships, journey enrollments, the next timer."""
+    state, last = load_state(store, profile_id)
+    wake = store.get(WAKE + profile_id.encode())
+    return {
+        "profile_id": profile_id,
+        "audiences": state.memberships,
+        "journeys": {jid: e.model_dump(mode="json") for jid, e in state.journeys.active.items()},
+        "last_exits": {j: t.isoformat() for j, t in state.journeys.last_exit.items()},
+        "next_timer": None if wake is None else from_micros(parse_timer(wake)[0]).isoformat(),
+        "definitions_version": state.evaluated_version,
+    }
+
+
 def clock_now(store: Store, manual: bool, wall: datetime) -> datetime:
     """Activation's "now": the wall clock, or the manual clock once a tick has set it."""
     raw = store.get(CLOCK_KEY) if manual else None

@@ -134,6 +134,8 @@ def test_churn_example(activation: CoreStack, serde: AvroSerde,
     withheld = [i for i in timeline if i["event_name"] == "decision.withheld"]
     assert [(i["detail"]["channel"], i["detail"]["rule"]) for i in withheld] == [
         ("email", "consent")]
+    state = as_json(worker.get(f"/v1/profiles/{b}/activation"))
+    assert state["audiences"] == ["contract_ending"] and JOURNEY in state["journeys"]
     # A renews: out of the audience and the journey, and off the paid-media audience.
     produce(core.settings, core.ingest, encode_all(core.encode, [event(
         f"{renewing}-renew", "contract_renewed", renewing,

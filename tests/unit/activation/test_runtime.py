@@ -20,6 +20,7 @@ from streams.activation.runtime import (
     Emission,
     TimerContext,
     activate_event,
+    activation_view,
     arm_timer,
     clock_now,
     due_timers,
@@ -258,3 +259,14 @@ def test_manual_clock() -> None:
     set_clock(store, T0)
     assert clock_now(store, True, wall) == T0
     assert clock_now(store, False, wall) == wall
+
+
+def test_activation_view_explains_the_state(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    cust = customer()
+    onboard(stage, cust)
+    stage.event(subscribe(envelope, cust, T0, 20))
+    view = activation_view(stage.store, new_profile_id(f"cid:{cust}"))
+    assert view["audiences"] == ["contract_ending"]
+    assert view["journeys"][JOURNEY]["step_id"] == "wait_for_click"
+    assert view["next_timer"] is not None
