@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.ingest import COMMAND_HEADER, core_topic
+from agents.ingest import COMMAND_HEADER, core_topic, retrying
 from agents.metrics import ActivationMetrics
 from streams.activation.definitions import DefinitionSet
 from streams.activation.distribution import DefinitionsFollower
 from streams.activation.runtime import Emission
 from streams.app import app, metrics_registry, serde, settings
+from streams.errors import RegistryError
 from streams.serde import Encoder
 from streams.topics import (
     ACTION_CHANNELS,
@@ -39,6 +41,8 @@ from streams.topics import (
 )
 
 TICK = b"tick"
+STAGE = "stream.activation"
+log = logging.getLogger(__name__)
 
 metrics = ActivationMetrics(metrics_registry)
 action_topics: dict[str, Any] = {
@@ -66,10 +70,16 @@ async def wait_for_definitions() -> None:
         await asyncio.sleep(0.1)
 
 
-def _encoder(topic: str, record: str) -> Encoder:
-    """Resolved once per topic (a registry lookup); schemas are registered by bootstrap."""
-    if topic not in _encoders:
-        _encoders[topic] = serde.encoder(f"{topic}-value", record)
+async def _encoder(topic: str, record: str) -> Encoder:
+    """Resolved once per topic (a registry lookup; schemas are registered by bootstrap).
+    While the registry is unreachable the partition waits: nothing is dropped."""
+    attempt = 0
+    while topic not in _encoders:
+        try:
+            _encoders[topic] = serde.encoder(f"{topic}-value", record)
+        except RegistryError as exc:
+            log.warning("registry unavailable for %s, retrying: %s", topic, exc)
+            attempt = await retrying(STAGE, attempt)
     return _encoders[topic]
 
 
@@ -90,11 +100,11 @@ async def emit(emissions: Iterable[Emission], fresh: bool) -> None:
         key = emission.profile_id.encode()
         for command in emission.commands:
             topic = action_topics[command["channel"]]
-            value = _encoder(topic.get_topic_name(), ACTION_COMMAND)(command)
-            await topic.send(key=key, value=value)
+            encode = await _encoder(topic.get_topic_name(), ACTION_COMMAND)
+            await topic.send(key=key, value=encode(command))
         for change in emission.changes:
-            value = _encoder(changes_topic.get_topic_name(), AUDIENCE_CHANGE_RECORD)(change)
-            await changes_topic.send(key=key, value=value)
+            encode = await _encoder(changes_topic.get_topic_name(), AUDIENCE_CHANGE_RECORD)
+            await changes_topic.send(key=key, value=encode(change))
         if fresh:
             count(emission)
 

@@ -47,3 +47,6 @@ class ActivationMetrics:
             ["rule"], registry=registry)
         self.timers = Counter(
             "activation_timers_fired", "Per-profile timers that came due.", registry=registry)
+        self.timer_errors = Counter(
+            "activation_timer_errors", "Timers dropped because handling them failed (see log).",
+            registry=registry)

@@ -117,8 +117,15 @@ async def run_tick(message: Any, store: TableStore) -> None:
     await emit(read_outbox(act.scanner, message.offset), fresh=False)
     definitions, ctx = definitions_in_force(), act.timer_context()
     for tkey, pid in due_timers(act.scanner(TIMER, settings.timer_batch), now):
-        emission = fire_timer(store, tkey, pid, message.offset, now, definitions, ctx)
         activation_metrics.timers.inc()
+        try:
+            emission = fire_timer(store, tkey, pid, message.offset, now, definitions, ctx)
+        except Exception:  # a bug in one profile's timer must not stall every timer
+            log.exception("timer of profile %s failed; dropped (its next event re-arms it)",
+                          pid)
+            activation_metrics.timer_errors.inc()
+            del state[tkey]
+            continue
         if emission is not None:
             await emit([emission], fresh=True)
 
