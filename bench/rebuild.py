@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -260,7 +260,7 @@ def run_worker(settings: Settings, log: Path, need_done: bool, probe: str) -> Wo
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _watch(proc, log, start, need_done, run)
-        time.sleep(2.0)  # let RocksDB flush its memtables: RSS holding the state, at rest
+        time.sleep(2.0)  # settle: the RSS of a worker holding the state, at rest
         status = _proc_status(proc.pid)
         run.rss_mb, run.peak_mb, run.cpu_s = status["VmRSS"], status["VmHWM"], status["cpu"]
         url = f"http://127.0.0.1:{settings.worker_web_port}/v1/profiles?customer_id={probe}"
@@ -299,11 +299,24 @@ def changelog_topic(settings: Settings, admin: AdminClient) -> str:
 
 def cleanup(admin: AdminClient, uid: str) -> list[str]:
     """Delete every topic this run created (its prefix and its app ids)."""
-    names = [t for t in admin.list_topics(timeout=30).topics
-             if t.startswith((f"rebuild{uid}.", f"rebuild-{uid}"))]
-    for future in admin.delete_topics(names, operation_timeout=60).values() if names else []:
-        future.result(90)
+    try:
+        names = [t for t in admin.list_topics(timeout=30).topics
+                 if t.startswith((f"rebuild{uid}.", f"rebuild-{uid}"))]
+        for future in admin.delete_topics(names, operation_timeout=60).values() if names else []:
+            future.result(90)
+    except KafkaException as exc:
+        print(f"could not delete topics rebuild{uid}.* and rebuild-{uid}-*: {exc}",
+              file=sys.stderr)
+        return []
     return names
+
+
+def remove_dirs(root: Path, keep_logs: bool) -> None:
+    for path in root.iterdir():
+        if not (keep_logs and path.suffix == ".log"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if not keep_logs:
+        root.rmdir()
 
 
 def report(profiles: int, made: Produced, raw_s: float, empty: WorkerRun,
@@ -352,18 +365,18 @@ def main() -> None:
                         help="profiles to rebuild (try 20000 for a quick smoke run)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs")
     args = parser.parse_args()
+    # SIGTERM too must stop the workers and delete the topics (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     uid = uuid.uuid4().hex[:8]
     root = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
-    settings, admin = prepare(uid, root)
     try:
-        lines = measure(settings, admin, root, max(1, args.profiles))
+        settings, admin = prepare(uid, root)
+        try:
+            lines = measure(settings, admin, root, max(1, args.profiles))
+        finally:
+            deleted = cleanup(admin, uid)
     finally:
-        deleted = cleanup(admin, uid)
-        for path in root.iterdir():
-            if not (args.keep_logs and path.suffix == ".log"):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-        if not args.keep_logs:
-            root.rmdir()
+        remove_dirs(root, args.keep_logs)
     print("\n".join(lines))
     print(f"deleted {len(deleted)} topics" + (f"; worker logs in {root}" if args.keep_logs
                                                else ""))
