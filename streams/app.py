@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from mode.utils.queues import FlowControlEvent
 from prometheus_client import CollectorRegistry
 
 from streams.schemas import SchemaCatalog
@@ -30,8 +31,31 @@ def faust_broker_credentials(settings: Settings) -> Any:
     )
 
 
+def _resume_keeping_queued(self: FlowControlEvent) -> None:
+    self._suspend.clear()
+    self._resume.set()
+
+
+def keep_queued_messages_on_resume() -> None:
+    """Stop Faust from dropping fetched records when it resumes flow after recovery.
+
+    Faust resumes the stream partitions, seeks them to their committed offsets while
+    the fetcher already runs, then resumes flow control, which empties every stream
+    buffer. A record fetched during that seek sits in a buffer, is emptied away, and
+    is never fetched again (the position is past it); and Faust's commit tolerates a
+    one-offset hole, so its offset was committed unprocessed: a lost event, seen as
+    the first record after a restart going missing. Keeping the buffers on resume
+    closes the hole. Buffers of revoked partitions are still emptied by Faust's
+    explicit ``flow_control.clear()`` on revocation, and records of an old consumer
+    generation are still skipped by the stream; at worst a record is delivered twice,
+    which the profile stage already treats as a replay.
+    """
+    FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured entirely from ``settings``."""
+    keep_queued_messages_on_resume()
     # Faust expects its data directory to exist; a fresh checkout has none.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     servers = ";".join(f"kafka://{s}" for s in settings.kafka_bootstrap_servers.split(","))

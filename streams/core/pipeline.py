@@ -32,6 +32,9 @@ from streams.records import Envelope
 
 APPLIED, DUPLICATE = "applied", "duplicate"
 REPLAYED = "replayed"  # the same record again (redelivery after a restart): not a duplicate
+# Records of duplicates remembered per event id, so that a redelivered duplicate is a
+# replay too (a handful: producers rarely resend one event more than once or twice).
+DUPLICATE_ORIGINS_KEPT = 8
 
 
 class Store(Protocol):
@@ -101,6 +104,17 @@ def _marker(now: datetime, offset: int, origin: str, res: Resolution) -> bytes:
                        "pid": res.profile_id,
                        "created": res.created, "links": res.links, "losers": list(res.losers),
                        "linking": list(res.linking_keys)}).encode()
+
+
+def _noted_duplicate(marker: bytes, origin: str) -> bytes | None:
+    """``marker`` with ``origin`` noted as a duplicate's record, or None when it is noted
+    already: that duplicate record delivered again, which must not count twice."""
+    m = json.loads(marker)
+    dups = [str(d) for d in m.get("dups", ())]
+    if origin in dups:
+        return None
+    m["dups"] = [*dups, origin][-DUPLICATE_ORIGINS_KEPT:]
+    return json.dumps(m).encode()
 
 
 def _from_marker(raw: bytes) -> tuple[int, int, str, Resolution]:
@@ -197,6 +211,11 @@ def process_event(
         if fresh and done is not None and done.last_offset >= first_offset:
             replay = offset == first_offset or bool(origin and origin == first_origin)
             if not replay:
+                noted = _noted_duplicate(marker, origin) if origin else None
+                if origin and noted is None:
+                    return Outcome(REPLAYED, canonical_id(store, res.profile_id), (), offset)
+                if noted is not None:
+                    store[marker_key] = noted
                 return Outcome(DUPLICATE, canonical_id(store, res.profile_id))
             _reassert(store, marker_key, marker, res, first_offset)
             return Outcome(REPLAYED, canonical_id(store, res.profile_id), (), first_offset)

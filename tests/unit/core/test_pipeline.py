@@ -56,6 +56,8 @@ def test_duplicates_are_dropped_within_window(
     assert process_event(store, ev, 0, T0, cfg).status == REPLAYED  # same record redelivered
     ingest = "events.ingest:1:5"
     assert process_event(store, ev, 11, T0, cfg, origin=ingest).status == DUPLICATE
+    # that duplicate's record forwarded again: dropped, but not counted a second time
+    assert process_event(store, ev, 14, T0, cfg, origin=ingest).status == REPLAYED
     other = event("e2", "page_viewed", 0)
     process_event(store, other, 12, T0, cfg, origin=ingest)
     # forwarded twice by the screening stage (its offsets were not committed): a replay
@@ -144,6 +146,9 @@ def test_replay_rewrites_state_for_the_changelog(
     store.writes.clear()
     assert process_event(store, ev, 5, T0, cfg).status == DUPLICATE
     assert store.writes == []
+    # with its ingestion record named, only the marker changes (noting that record)
+    assert process_event(store, ev, 6, T0, cfg, origin="events.ingest:0:6").status == DUPLICATE
+    assert store.writes == [b"d:e1"]
 
 
 def test_sweep_finds_expired_markers_in_chunks(
