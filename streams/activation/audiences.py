@@ -43,8 +43,9 @@ def evaluate(condition: Condition, facts: Facts, now: datetime) -> bool:
     if isinstance(condition, TraitCondition):
         return _trait(condition, facts.resolve(condition.trait))
     if isinstance(condition, EventCondition):
-        return _event_holds(condition, _matching(condition, facts.events, now), now)
-    return _date_holds(condition, facts, now)
+        return _event_holds(condition, _matching(condition, facts.named(condition.event), now),
+                            now)
+    return _date_holds(_window(condition, facts), condition.if_missing, now)
 
 
 def next_change(condition: Condition, facts: Facts, now: datetime) -> datetime | None:
@@ -55,10 +56,34 @@ def next_change(condition: Condition, facts: Facts, now: datetime) -> datetime |
     if isinstance(condition, NotOf):
         return next_change(condition.not_, facts, now)
     if isinstance(condition, EventCondition):
-        return _event_change(condition, facts, now)
+        named = facts.named(condition.event)
+        return _event_change(condition, named, _matching(condition, named, now), now)
     if isinstance(condition, DateCondition):
-        return _date_change(condition, facts, now)
+        return _date_change(_window(condition, facts), now)
     return None  # traits only change with events
+
+
+def assess(condition: Condition, facts: Facts, now: datetime) -> tuple[bool, datetime | None]:
+    """``(evaluate(...), next_change(...))`` in one pass over the condition: what an
+    audience step needs for every audience it re-evaluates (the hot path)."""
+    if isinstance(condition, AllOf):
+        parts = [assess(c, facts, now) for c in condition.all]
+        return all(p[0] for p in parts), _earliest(p[1] for p in parts)
+    if isinstance(condition, AnyOf):
+        parts = [assess(c, facts, now) for c in condition.any]
+        return any(p[0] for p in parts), _earliest(p[1] for p in parts)
+    if isinstance(condition, NotOf):
+        holds, wake = assess(condition.not_, facts, now)
+        return not holds, wake
+    if isinstance(condition, TraitCondition):
+        return _trait(condition, facts.resolve(condition.trait)), None
+    if isinstance(condition, EventCondition):
+        named = facts.named(condition.event)
+        matched = _matching(condition, named, now)
+        return (_event_holds(condition, matched, now),
+                _event_change(condition, named, matched, now))
+    window = _window(condition, facts)
+    return _date_holds(window, condition.if_missing, now), _date_change(window, now)
 
 
 def transitions(
@@ -147,13 +172,15 @@ def audience_step(
         for name in touched:
             ids.update(index.get(name, ()))
     before = set(members)
-    holding = {aid for aid in ids if evaluate(audiences[aid].condition, facts, now)}
-    after = ((before & set(audiences)) - ids) | holding
+    holding: set[str] = set()
     new_wakes = {aid: t for aid, t in wakes.items() if aid in audiences and aid not in ids}
     for aid in ids:
-        wake = next_change(audiences[aid].condition, facts, now)
+        holds, wake = assess(audiences[aid].condition, facts, now)
+        if holds:
+            holding.add(aid)
         if wake is not None:
             new_wakes[aid] = wake
+    after = ((before & set(audiences)) - ids) | holding
     return AudienceStep(sorted(after - before), sorted(before - after), sorted(after), new_wakes)
 
 
@@ -205,16 +232,16 @@ def _event_holds(cond: EventCondition, matched: list[HistoryEvent], now: datetim
     return holds if cond.did else not holds
 
 
-def _event_change(cond: EventCondition, facts: Facts, now: datetime) -> datetime | None:
-    """The next instant an event enters (future-dated) or leaves the window."""
-    named = [e for e in facts.events if e.name == cond.event]
+def _event_change(cond: EventCondition, named: Iterable[HistoryEvent],
+                  matched: list[HistoryEvent], now: datetime) -> datetime | None:
+    """The next instant an event enters (future-dated) or leaves the window; ``named``
+    are the events of the condition's name, ``matched`` those inside the window now."""
     entering = [e.time for e in named if e.time > now]
-    leaving = [] if cond.within is None else [
-        e.time + cond.within for e in _matching(cond, named, now)]
+    leaving = [] if cond.within is None else [e.time + cond.within for e in matched]
     return _earliest([*entering, *leaving])
 
 
-def _window(cond: DateCondition, facts: Facts) -> tuple[datetime | None, datetime | None] | None:
+def _window(cond: DateCondition, facts: Facts) -> Window:
     """The [start, end) interval of ``now`` during which the date condition holds."""
     when = as_datetime(facts.resolve(cond.date))
     if when is None:
@@ -224,16 +251,17 @@ def _window(cond: DateCondition, facts: Facts) -> tuple[datetime | None, datetim
     return (None if hi is None else when - hi, None if lo is None else when - lo)
 
 
-def _date_holds(cond: DateCondition, facts: Facts, now: datetime) -> bool:
-    window = _window(cond, facts)
+Window = tuple[datetime | None, datetime | None] | None
+
+
+def _date_holds(window: Window, if_missing: bool, now: datetime) -> bool:
     if window is None:
-        return cond.if_missing
+        return if_missing
     start, end = window
     return (start is None or start <= now) and (end is None or now < end)
 
 
-def _date_change(cond: DateCondition, facts: Facts, now: datetime) -> datetime | None:
-    window = _window(cond, facts)
+def _date_change(window: Window, now: datetime) -> datetime | None:
     if window is None:
         return None
     return _earliest(t for t in window if t is not None and t > now)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 from streams.core.profile import Profile, from_micros
@@ -87,11 +88,27 @@ class Facts:
 
     def subscription(self) -> dict[str, Any]:
         """The active subscription that ends last (no end date counts as latest)."""
+        return self._subscription
+
+    def named(self, name: str) -> list[HistoryEvent]:
+        """The history events called ``name``, newest first."""
+        return self._by_name.get(name, [])
+
+    # Derived once per Facts (they are frozen): every audience condition asks again.
+    @cached_property
+    def _subscription(self) -> dict[str, Any]:
         active = [s for s in self.subscriptions.values() if s.get("status") == "active"]
         if not active:
             return {}
         far = datetime.max.replace(tzinfo=UTC)
         return max(active, key=lambda s: as_datetime(s.get("contract_end_date")) or far)
+
+    @cached_property
+    def _by_name(self) -> dict[str, list[HistoryEvent]]:
+        index: dict[str, list[HistoryEvent]] = {}
+        for event in self.events:
+            index.setdefault(event.name, []).append(event)
+        return index
 
     def resolve(self, path: str) -> Any:
         """A value by path: ``traits.x`` (or bare ``x``), ``subscription.x``,
