@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.worker_session_timeout.total_seconds(),
         broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,
+        consumer_max_fetch_size=settings.worker_fetch_max_bytes,
         autodiscover=["agents", "tables"],
         origin="streams",
     )

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     dedup_window: timedelta = timedelta(days=7)
     ordering_window: timedelta = timedelta(seconds=5)
     standby_replicas: int = Field(0, ge=0, le=5)
+    worker_fetch_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024,
+        description="Most bytes a worker fetches per partition per request. Large fetches "
+        "rebuild tables from their changelogs several times faster than Faust's 1 MiB.",
+    )
     worker_session_timeout: timedelta = Field(
         timedelta(seconds=10),
         description="Consumer-group session timeout: how soon a dead worker's partitions move.",

@@ -1,6 +1,7 @@
 """Publishing definitions to the compacted definitions topic, and following what is in force.
 
-Every publication is one record keyed ``v<sequence>`` (``v00000003``) on the one-partition
+Every publication is one record keyed ``v<sequence>-<record id>`` (``v00000003-5f0c2a9e1b7d``;
+records written before record ids existed are keyed ``v00000003``) on the one-partition
 topic ``settings.topic(DEFINITIONS)``. Distinct keys mean compaction never removes a
 publication, so the topic itself is the history of who published which version, when.
 The value is JSON::
@@ -13,8 +14,9 @@ The valid record with the highest sequence is in force. Readers re-validate ever
 skipped, so a bad record can never replace the definitions in force.
 
 Publishers read the topic to pick the next sequence. Two publishers racing can both write
-the same sequence; the later record then wins (it is also the one compaction keeps), and
-``choose_in_force`` applies that same rule to readers that saw both.
+the same sequence; the later record then wins, and ``choose_in_force`` applies that same
+rule to readers that saw both. The random record id in the key keeps the two keys apart,
+so compaction keeps both and the history loses neither.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Published:
     published_by: str
     published_at: datetime
     definitions: DefinitionSet
+    record_id: str = ""  # what keeps racing publications' keys apart ("" in old records)
 
     def __post_init__(self) -> None:
         if self.sequence < 1:
@@ -81,8 +84,8 @@ class Published:
         object.__setattr__(self, "published_at", self.published_at.astimezone(UTC))
 
 
-def record_key(sequence: int) -> bytes:
-    return b"v%08d" % sequence
+def record_key(sequence: int, record_id: str = "") -> bytes:
+    return b"v%08d" % sequence + (f"-{record_id}".encode() if record_id else b"")
 
 
 def encode_record(p: Published) -> tuple[bytes, bytes]:
@@ -90,16 +93,23 @@ def encode_record(p: Published) -> tuple[bytes, bytes]:
     doc = {"sequence": p.sequence, "version": p.version, "published_by": p.published_by,
            "published_at": p.published_at.isoformat(),
            "snapshot": json.loads(snapshot(p.definitions))}
-    return record_key(p.sequence), json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    value = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return record_key(p.sequence, p.record_id), value
+
+
+def _key_parts(key: bytes | None) -> tuple[int, str] | None:
+    """(sequence, record id) of a key (``v00000003-5f0c`` -> (3, "5f0c"), ``v00000003`` ->
+    (3, "")), or None if it is not one of ours."""
+    text = (key or b"").decode("utf-8", errors="replace")
+    digits, _, record_id = text.removeprefix(_KEY_PREFIX).partition("-")
+    if text.startswith(_KEY_PREFIX) and digits.isascii() and digits.isdigit():
+        return int(digits), record_id
+    return None
 
 
 def _key_sequence(key: bytes | None) -> int | None:
-    """The sequence a key claims (``v00000003`` -> 3), or None if it is not one of ours."""
-    text = (key or b"").decode("utf-8", errors="replace")
-    digits = text.removeprefix(_KEY_PREFIX)
-    if text.startswith(_KEY_PREFIX) and digits.isascii() and digits.isdigit():
-        return int(digits)
-    return None
+    parts = _key_parts(key)
+    return None if parts is None else parts[0]
 
 
 def _fields(value: bytes) -> dict[str, Any]:
@@ -119,14 +129,15 @@ def _decode(key: bytes | None, value: bytes | None) -> Published:
     if value is None:
         raise ValueError("tombstone (no value)")
     doc = _fields(value)
-    if record_key(doc["sequence"]) != key:
+    parts = _key_parts(key)
+    if parts is None or parts[0] != doc["sequence"]:
         raise ValueError(f"sequence {doc['sequence']} does not match the key")
     published_at = datetime.fromisoformat(doc["published_at"])
     if published_at.tzinfo is None:
         raise ValueError(f"published_at: {doc['published_at']!r} has no UTC offset")
     definitions = from_snapshot(json.dumps(doc["snapshot"]).encode())
     return Published(doc["sequence"], doc["version"], doc["published_by"], published_at,
-                     definitions)
+                     definitions, parts[1])
 
 
 def decode_record(key: bytes | None, value: bytes | None) -> Published:
@@ -205,8 +216,9 @@ def _read_messages(settings: Settings, timeout_s: float) -> list[Message]:
 
 
 def _scan(settings: Settings, timeout_s: float) -> tuple[list[Published], int]:
-    """Valid publications by sequence, and the highest sequence any key claims."""
-    by_sequence: dict[int, Published] = {}
+    """Valid publications by sequence (racing ones of the same sequence in log order),
+    and the highest sequence any key claims."""
+    by_key: dict[bytes | None, tuple[int, Published]] = {}
     highest = 0
     for msg in _read_messages(settings, timeout_s):
         highest = max(highest, _key_sequence(msg.key()) or 0)
@@ -215,8 +227,9 @@ def _scan(settings: Settings, timeout_s: float) -> tuple[list[Published], int]:
         except DefinitionError as exc:
             log.warning("skipping invalid definitions record: %s", exc)
             continue
-        by_sequence[p.sequence] = p  # a later record with the same key replaces it
-    return [by_sequence[s] for s in sorted(by_sequence)], highest
+        by_key[msg.key()] = (msg.offset() or 0, p)  # a later record of a key replaces it
+    ordered = sorted(by_key.values(), key=lambda item: (item[1].sequence, item[0]))
+    return [p for _, p in ordered], highest
 
 
 def read_history(settings: Settings, timeout_s: float = 10.0) -> list[Published]:
@@ -260,7 +273,7 @@ def publish(settings: Settings, directory: Path, author: str,
     # must not share a key with ours, or compaction would delete one of the two.
     sequence = max(highest, current.sequence if current else 0) + 1
     new = Published(sequence, definitions.version, author, now or datetime.now(UTC),
-                    definitions)
+                    definitions, uuid.uuid4().hex[:12])
     _write(settings, new)
     return new, True
 

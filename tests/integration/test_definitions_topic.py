@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from streams.activation import distribution
 from streams.activation.cli import main
 from streams.activation.definitions import snapshot
 from streams.activation.distribution import (
@@ -192,3 +193,23 @@ def test_history_lists_every_publication(
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["1", "2", "3"]
     assert lines[0].endswith("by ana") and lines[2].endswith("by cy  (in force)")
+
+
+def test_racing_publishers_both_stay_in_the_history(
+    settings: Settings, follow: Follow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(settings, REPO_DEFINITIONS, "ana")
+    # Both publishers read the topic (sequence 1 in force) before either writes: the race.
+    seen = distribution._scan(settings, 10.0)
+    monkeypatch.setattr(distribution, "_scan", lambda *_: seen)
+    bo, _ = publish(settings, modified_copy(tmp_path, "v2"), "bo")
+    cy, _ = publish(settings, modified_copy(tmp_path, "v3"), "cy")
+    monkeypatch.undo()
+    assert bo.sequence == cy.sequence == 2 and bo.record_id != cy.record_id
+
+    history = read_history(settings)
+    # Distinct keys: compaction keeps both; the later record is in force everywhere.
+    assert [(p.sequence, p.published_by) for p in history] == [(1, "ana"), (2, "bo"), (2, "cy")]
+    assert sequence_of(follow()) == 2 and follow().current() == cy
+    following, _ = publish(settings, REPO_DEFINITIONS, "dee")
+    assert following.sequence == 3

@@ -43,6 +43,17 @@ def test_round_trip(defs: DefinitionSet) -> None:
     assert decode_record(key, value) == p
 
 
+def test_record_id_in_the_key_round_trips_and_must_match_the_sequence(
+    defs: DefinitionSet
+) -> None:
+    p = published(defs, 7, record_id="5f0c2a9e1b7d")
+    key, value = encode_record(p)
+    assert key == b"v00000007-5f0c2a9e1b7d"
+    assert decode_record(key, value) == p
+    with pytest.raises(DefinitionError, match="does not match the key"):
+        decode_record(b"v00000008-5f0c2a9e1b7d", value)
+
+
 def test_published_at_is_aware_and_kept_in_utc(defs: DefinitionSet) -> None:
     berlin = timezone(timedelta(hours=1))
     p = published(defs, published_at=datetime(2026, 3, 2, 11, 0, tzinfo=berlin))
@@ -133,7 +144,8 @@ def test_choose_in_force_keeps_the_higher_sequence(defs: DefinitionSet) -> None:
 def test_same_sequence_other_version_later_record_wins(
     defs: DefinitionSet, tmp_path: Path
 ) -> None:
-    # Two racing publishers: the later record is the one compaction keeps, so readers agree.
+    # Two racing publishers: the later record wins, so readers agree (distinct record ids
+    # in the keys keep both in the compacted history).
     shutil.copytree("definitions", tmp_path / "defs")
     audience = tmp_path / "defs" / "audiences" / "trial_ending.yaml"
     audience.write_text(audience.read_text().replace("has not bought yet", "has not paid"))
