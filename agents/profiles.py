@@ -92,11 +92,14 @@ class Activation:
         return scan(state, self.partition, prefix, limit, prefix)
 
     def hook(self, before: Profile | None, profile: Profile, envelope: Envelope,
-             offset: int) -> Profile:
+             offset: int, merged: tuple[str, ...]) -> Profile:
         now = clock_now(self.store, MANUAL, datetime.now(UTC))
+        # Merged-away profiles as they were: the merge moved their identifiers and
+        # history into ``profile`` but left their own records in place.
+        losers = [p for p in (load_profile(self.store, pid) for pid in merged) if p]
         profile, self.emission = activate_event(
             self.store, before, profile, envelope, offset, now, definitions_in_force(),
-            CONFIG.timeline_limit)
+            CONFIG.timeline_limit, losers)
         return profile
 
     def timer_context(self) -> TimerContext:

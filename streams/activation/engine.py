@@ -22,6 +22,7 @@ from streams.activation.facts import Facts, HistoryEvent
 from streams.activation.governance import decide, record_send
 from streams.activation.journeys import (
     JourneyState,
+    end_all,
     forget_withheld_add,
     next_wake,
     on_audience_change,
@@ -125,3 +126,19 @@ def on_profile_timer(state: ActivationState, facts: Facts, now: datetime,
     journeys, more = on_timer(journeys, facts, now, definitions)
     state = state.model_copy(update={"journeys": journeys})
     return _finish(state, actions + more, facts, now, definitions, (step.entered, step.exited))
+
+
+def on_profile_merged_away(state: ActivationState, facts: Facts, now: datetime,
+                           definitions: DefinitionSet, cause: str
+                           ) -> tuple[ActivationState, Output]:
+    """The profile was merged into another (by event ``cause``): it leaves every audience
+    and journey, with the journeys' clean-up (paid-media removals, which governance always
+    allows), so nothing keeps acting on identifiers under a profile id that is gone. The
+    surviving profile is evaluated on its own, with the merged facts."""
+    journeys, actions = end_all(state.journeys, facts, now, cause)
+    left = sorted(state.memberships)
+    # No evaluated version: if the merge is undone, the restored profile's next event
+    # evaluates every audience again instead of trusting memberships it no longer has.
+    state = state.model_copy(update={"journeys": journeys, "memberships": [],
+                                     "audience_wakes": {}, "evaluated_version": None})
+    return _finish(state, actions, facts, now, definitions, ([], left))

@@ -200,6 +200,15 @@ def _exit(state: JourneyState, journey_id: str, facts: Facts, now: datetime, cau
     return state.with_active(journey_id, None, now)
 
 
+def end_all(state: JourneyState, facts: Facts, now: datetime, cause: str) -> Result:
+    """Every active enrollment ends, each with its paid-media clean-up: the profile was
+    merged into another and no longer exists on its own."""
+    actions: list[PlannedAction] = []
+    for jid in sorted(state.active):
+        state = _exit(state, jid, facts, now, cause, actions)
+    return state, actions
+
+
 def on_event(state: JourneyState, facts: Facts, event: HistoryEvent, now: datetime,
              definitions: DefinitionSet) -> Result:
     """Exit criteria first, then waiting steps, then event-triggered enrollments."""

@@ -19,14 +19,20 @@ re-send is a duplicate that consumers drop, never a second different action.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from streams.activation.actions import command_identifiers
 from streams.activation.definitions import DefinitionSet
-from streams.activation.engine import ActivationState, Output, on_profile_event, on_profile_timer
+from streams.activation.engine import (
+    ActivationState,
+    Output,
+    on_profile_event,
+    on_profile_merged_away,
+    on_profile_timer,
+)
 from streams.activation.facts import Facts, HistoryEvent, facts_from_profile
 from streams.activation.model import stable_id
 from streams.core.profile import Profile, from_micros, insert_timeline, micros
@@ -189,6 +195,8 @@ def with_notes(profile: Profile, emission: Emission, limit: int) -> Profile:
     for c in emission.changes:
         detail = {k: v for k, v in c.items() if k in (
             "audience_id", "change", "caused_by", "definitions_version")}
+        if c["profile_id"] != profile.profile_id:  # a profile merged into this one
+            detail["profile_id"] = c["profile_id"]
         timeline = insert_timeline(timeline, _note(
             c["change_id"], f"audience.{c['change']}", micros(c["changed_at"]),
             f"{c['change']} audience {c['audience_id']}", detail), limit)
@@ -223,22 +231,60 @@ def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
     return HistoryEvent(envelope.event_id, envelope.event_name, envelope.event_time, props)
 
 
+Retired = tuple[ActivationState, int, Emission]  # new state, its last offset, what it emits
+
+
+def _retirements(store: Store, losers: Sequence[Profile], cause: str, now: datetime,
+                 definitions: DefinitionSet) -> list[Retired]:
+    """What profiles merged away by event ``cause`` leave behind (their audiences, their
+    journeys with clean-up); nothing for one that was in none."""
+    out: list[Retired] = []
+    for loser in losers:
+        state, last = load_state(store, loser.profile_id)
+        if not state.memberships and not state.journeys.active:
+            continue
+        facts = facts_from_profile(loser)
+        new, result = on_profile_merged_away(state, facts, now, definitions, cause)
+        out.append((new, last, emission_of(state, new, result, facts, cause, now,
+                                           definitions.version)))
+    return out
+
+
+def _save_retired(store: Store, retired: list[Retired]) -> None:
+    for state, last, _ in retired:
+        save_state(store, state, last)
+        arm_timer(store, state.profile_id, None)
+
+
+def _combined(profile_id: str, parts: Iterable[Emission]) -> Emission:
+    """One emission, published under ``profile_id`` in this order: merged-away profiles'
+    removals reach each action topic partition before the survivor's additions."""
+    parts = list(parts)
+    return Emission(profile_id, [c for e in parts for c in e.commands],
+                    [c for e in parts for c in e.changes],
+                    [d for e in parts for d in e.decisions], [j for e in parts for j in e.enrolled])
+
+
 def activate_event(store: Store, before: Profile | None, profile: Profile, envelope: Envelope,
-                   offset: int, now: datetime, definitions: DefinitionSet | None, limit: int
-                   ) -> tuple[Profile, Emission | None]:
+                   offset: int, now: datetime, definitions: DefinitionSet | None, limit: int,
+                   losers: Sequence[Profile] = ()) -> tuple[Profile, Emission | None]:
     """Run activation for an event just applied to ``profile`` (not yet stored; ``before``
-    is the stored one, None if new).
+    is the stored one, None if new; ``losers``: profiles this event merged into it, as
+    they were).
 
     Returns the profile with its timeline notes, and the emission to publish (None when
     there are no definitions or nothing happened). A partial earlier attempt at this
     offset already stored its outcome: that is reused, so nothing is decided twice (no
-    outbox entry then means it emitted nothing).
+    outbox entry then means it emitted nothing). Write order: outbox, the profile's
+    state, then the merged-away profiles' (so a replay finds the outbox complete).
     """
     if definitions is None:
         return profile, None
     state, last = load_state(store, profile.profile_id)
     okey = outbox_key(offset, profile.profile_id)
+    retired = _retirements(store, losers, envelope.event_id, now, definitions)
     if last >= offset:
+        _save_retired(store, retired)
         raw = store.get(okey)
         emission = None if raw is None else Emission.from_json(raw)
         return (profile, None) if emission is None else (
@@ -246,15 +292,18 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
     facts = facts_from_profile(profile)
     new, out = on_profile_event(state, facts, history_event(envelope, profile), now,
                                 definitions, touched(before, profile))
-    emission = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
+    own = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
+    emission = _combined(profile.profile_id, [*(r[2] for r in retired), own])
     if emission.is_empty():
         if new != state:
             save_state(store, new, offset)
         arm_timer(store, profile.profile_id, out.wake_at)
+        _save_retired(store, retired)
         return profile, None
     store[okey] = emission.to_json()
     save_state(store, new, offset)
     arm_timer(store, profile.profile_id, out.wake_at)
+    _save_retired(store, retired)
     return with_notes(profile, emission, limit), emission
 
 

@@ -63,7 +63,9 @@ class Outcome:
 # Called with the profile as it was (None if new) and as updated, just before the
 # update is stored (activation runs here, so its writes precede the profile's: see the
 # crash-safety note above).
-Activate = Callable[[Profile | None, Profile, Envelope, int], Profile]
+# (stored profile or None, updated profile, event, offset, ids of profiles merged into
+# it by this event) -> the profile to store.
+Activate = Callable[[Profile | None, Profile, Envelope, int, tuple[str, ...]], Profile]
 
 
 def pkey(profile_id: str) -> bytes:
@@ -183,6 +185,7 @@ def _reassert(store: Store, marker_key: bytes, marker: bytes, res: Resolution,
     # Activation's keys of this event (streams/activation/runtime.py): state, timer, outbox.
     pid = res.profile_id.encode()
     keys += [b"a:" + pid, b"w:" + pid, b"o:%016d:" % offset + pid]
+    keys += [b"a:" + loser.encode() for loser in res.losers]
     wake = store.get(b"w:" + pid)
     if wake is not None:
         keys.append(wake)
@@ -234,6 +237,6 @@ def process_event(
         profile = _apply_merges(store, profile, res, envelope, cfg.timeline_limit)
     profile = apply_event(profile, envelope, cfg.ordering_window, cfg.timeline_limit)
     if activate is not None:
-        profile = activate(before, profile, envelope, offset)
+        profile = activate(before, profile, envelope, offset, res.losers)
     store[pkey(res.profile_id)] = replace(profile, last_offset=offset).to_json()
     return Outcome(APPLIED, res.profile_id, res.losers, offset)

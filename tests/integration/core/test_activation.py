@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -147,3 +148,25 @@ def test_churn_example(activation: CoreStack, serde: AvroSerde,
     assert len(commands(core, serde, "email", 2, deadline_s=3)) == 1  # none for B, ever
     assert wait_for(lambda: worker.metric("activation_suppressions_total") >= 1, 30,
                     "the suppression metric")
+
+
+def test_a_merge_takes_the_merged_away_profile_out_of_its_journey(
+        activation: CoreStack, serde: AvroSerde, workers: Callable[..., Worker]) -> None:
+    core = activation
+    workers(core.settings)
+    tick(core, CLOCK)
+    one, two = customer("merge-a"), customer("merge-b")
+    winner, loser = sorted(new_profile_id(f"cid:{c}") for c in (one, two))
+    end = (CLOCK + timedelta(days=20)).date()
+    produce(core.settings, core.ingest, encode_all(core.encode, [
+        *onboarding(one, "GRANTED", end), *onboarding(two, "GRANTED", end)]))
+    assert sorted(c[:2] for c in commands(core, serde, "paid_media", 2)) == sorted(
+        [(winner, "audience_add"), (loser, "audience_add")])
+    # The same device seen with both customer ids: one person, two profiles merge.
+    links = [replace(event(f"link-{c}", "identify", c),
+                     identifiers=Identifiers(customer_id=c, anonymous_id="shared-device"))
+             for c in (one, two)]
+    produce(core.settings, core.ingest, encode_all(core.encode, links))
+    assert commands(core, serde, "paid_media", 3)[2][:2] == (loser, "audience_remove")
+    changes = distinct(core, serde, core.settings.topic(AUDIENCE_CHANGES), 3, "change_id")
+    assert (loser, "exited") in [(c["profile_id"], c["change"]) for c in changes]

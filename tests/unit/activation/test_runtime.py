@@ -7,6 +7,7 @@ an in-memory store and an injected clock: no broker, no sleeps.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,7 +44,7 @@ from streams.core.pipeline import (
     process_event,
 )
 from streams.core.profile import Profile
-from streams.records import Envelope
+from streams.records import Envelope, Identifiers
 from tests.unit.activation.conftest import T0, Clock, end_date
 
 CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 100)
@@ -76,10 +77,11 @@ class Stage:
         self.offset = max(self.offset, offset + 1)
         emitted: list[Emission] = []
 
-        def hook(before: Profile | None, profile: Profile, envelope: Envelope, at: int
-                 ) -> Profile:
+        def hook(before: Profile | None, profile: Profile, envelope: Envelope, at: int,
+                 merged: tuple[str, ...]) -> Profile:
+            losers = [p for p in (load_profile(self.store, m) for m in merged) if p]
             profile, emission = activate_event(self.store, before, profile, envelope, at,
-                                               self.clock.now, self.definitions, 100)
+                                               self.clock.now, self.definitions, 100, losers)
             emitted.extend([emission] if emission else [])
             return profile
 
@@ -210,6 +212,40 @@ def test_a_half_applied_event_reuses_the_recorded_decisions(
     assert stage.event(sub, offset=10) == APPLIED
     assert stage.store[outbox_key(10, pid)] == recorded
     assert [e.to_json() for e in stage.sent] == [recorded]
+
+
+def test_a_profile_merged_away_leaves_its_audiences_and_journeys_first(
+        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
+    """Both profiles are in the churn journey (paid-media audience added); an event links
+    them. The merged-away one exits its audience and journey (removal included) before
+    anything the survivor does, all under the survivor's key; it keeps no timer."""
+    one, two = [c for c in (f"cust-{n}" for n in range(10_000))
+                if not in_holdout(new_profile_id(f"cid:{c}"), JOURNEY, 10, "2026")][:2]
+    for cust in (one, two):
+        onboard(stage, cust)
+        stage.event(subscribe(envelope, cust, T0, 20))
+    winner, loser = sorted(new_profile_id(f"cid:{c}") for c in (one, two))
+    stage.sent.clear()
+    link = replace(envelope("link", "identify", stage.clock.now, one),
+                   identifiers=Identifiers(customer_id=one, anonymous_id="device-9"))
+    stage.event(link)
+    again = replace(envelope("link-2", "identify", stage.clock.now, two),
+                    identifiers=Identifiers(customer_id=two, anonymous_id="device-9"))
+    stage.event(again)
+    assert canonical_id(stage.store, loser) == winner
+    (emission,) = [e for e in stage.sent if e.commands or e.changes]
+    assert emission.profile_id == winner
+    assert [(c["profile_id"], c["action_type"]) for c in emission.commands][:1] == \
+        [(loser, "audience_remove")]
+    assert [(c["profile_id"], c["audience_id"], c["change"]) for c in emission.changes][:1] \
+        == [(loser, "contract_ending", "exited")]
+    view = activation_view(stage.store, loser)
+    assert view["audiences"] == [] and view["journeys"] == {} and view["next_timer"] is None
+    assert activation_view(stage.store, winner)["audiences"] == ["contract_ending"]
+    survivor = load_profile(stage.store, winner)
+    assert survivor is not None
+    noted = [e for e in survivor.timeline if e.get("kind") == "audience"]
+    assert noted[0]["detail"]["profile_id"] == loser
 
 
 def test_without_definitions_nothing_is_emitted(
