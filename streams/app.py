@@ -48,7 +48,12 @@ def keep_queued_messages_on_resume() -> None:
     closes the hole. Buffers of revoked partitions are still emptied by Faust's
     explicit ``flow_control.clear()`` on revocation, and records of an old consumer
     generation are still skipped by the stream; at worst a record is delivered twice,
-    which the profile stage already treats as a replay.
+    which the profile stage already treats as a replay. One narrow window stays: Faust
+    checks the generation before that seek, not after, so a revocation starting during
+    the seek meets a resumed flow (as before this patch) and a record queued after the
+    revocation's clear is no longer emptied by the resume; it is processed once and
+    its offset is not committed by this worker, so at worst it is processed again by
+    the partition's next owner (at-least-once, idempotent).
     """
     FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
 
