@@ -51,9 +51,9 @@ def keep_queued_messages_on_resume() -> None:
     which the profile stage already treats as a replay. One narrow window stays: Faust
     checks the generation before that seek, not after, so a revocation starting during
     the seek meets a resumed flow (as before this patch) and a record queued after the
-    revocation's clear is no longer emptied by the resume; it is processed once and
-    its offset is not committed by this worker, so at worst it is processed again by
-    the partition's next owner (at-least-once, idempotent).
+    revocation's clear is no longer emptied by the resume but processed; if its offset
+    is not committed before the partition moves, the next owner processes it again
+    (at-least-once; the profile stage's effects are idempotent). Nothing is lost.
     """
     FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
 
