@@ -96,8 +96,7 @@ class Pipeline:
                                    [None] * len(fresh), positions=fresh)
         await self._ensure_encoder()
         frames = [self._encode(e) for e in envelopes]  # all or nothing: encode before writing
-        outcomes = await asyncio.gather(*(self.sink.send(k, v) for k, v in frames),
-                                        return_exceptions=True)
+        outcomes = await self.sink.send_many(frames)
         results: list[dict[str, Any]] = [dict(c, duplicate=True) if c else {} for c in cached]
         failed = 0
         for index, envelope, outcome in zip(fresh, envelopes, outcomes, strict=True):

@@ -4,7 +4,10 @@ confluent-kafka calls delivery callbacks from ``poll()``; a dedicated thread
 polls and hands each result to the event loop with ``call_soon_threadsafe``,
 so a request handler simply awaits a future that resolves only once the broker
 acknowledged the write (``acks=all`` with idempotence: no duplicates from
-librdkafka's own retries, no loss of an acknowledged event).
+librdkafka's own retries, no loss of an acknowledged event). Wake-ups of the event
+loop are coalesced: a batch wakes it once, when its last delivery report arrives,
+and single sends share one wake-up per burst of reports. Waking it per event (a
+self-pipe write each) was the gateway's biggest cost after Avro encoding.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +51,8 @@ class EventSink:
             "compression.type": "lz4",
             "message.timeout.ms": int(self._timeout * 1000),
         })
+        self._settlers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Settler] = (
+            weakref.WeakKeyDictionary())
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="producer-poll", daemon=True)
         self._poller.start()
@@ -83,7 +89,10 @@ class EventSink:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         started = time.perf_counter()
-        self._produce(key, value, _bridge(loop, future))
+        settler = self._settlers.get(loop)
+        if settler is None:
+            settler = self._settlers[loop] = _Settler(loop)
+        self._produce(key, value, settler.callback(future))
         try:
             # librdkafka's message.timeout.ms fires first; this is a backstop.
             await asyncio.wait_for(asyncio.shield(future), self._timeout + 5)
@@ -91,6 +100,27 @@ class EventSink:
             raise Unavailable("Kafka did not acknowledge in time", RETRY_AFTER) from exc
         finally:
             self._metrics.produce_seconds.observe(time.perf_counter() - started)
+
+    async def send_many(self, frames: list[tuple[bytes, bytes]]) -> list[Exception | None]:
+        """Write every (key, value); per frame None once the broker acknowledged it, else
+        the :class:`Unavailable` that says why not. All are attempted whatever happens."""
+        loop = asyncio.get_running_loop()
+        batch = _Batch(loop, len(frames))
+        started = time.perf_counter()
+        for index, (key, value) in enumerate(frames):
+            try:
+                self._produce(key, value, batch.callback(index))
+            except Unavailable as exc:
+                batch.report(index, exc)
+        try:
+            await asyncio.wait_for(asyncio.shield(batch.done), self._timeout + 5)
+        except TimeoutError:
+            pass  # a backstop, as in send(): reports still missing become timeouts
+        finally:
+            elapsed = time.perf_counter() - started
+            for _ in frames:
+                self._metrics.produce_seconds.observe(elapsed)
+        return batch.outcomes()
 
     def _produce(self, key: bytes, value: bytes, callback: Callable[..., None]) -> None:
         for _ in range(2):
@@ -120,11 +150,72 @@ class EventSink:
         return True
 
 
-def _bridge(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[..., None]:
-    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-        loop.call_soon_threadsafe(_settle, future, err)
+class _Settler:
+    """Settles single sends' futures on their loop: reports arriving while a wake-up is
+    already scheduled ride along with it instead of scheduling their own."""
 
-    return on_delivery
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
+
+    def callback(self, future: asyncio.Future[None]) -> Callable[..., None]:
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            with self._lock:
+                self._reports.append((future, err))
+                first = len(self._reports) == 1
+            if first:
+                self._loop.call_soon_threadsafe(self._drain)
+
+        return on_delivery
+
+    def _drain(self) -> None:
+        with self._lock:
+            reports, self._reports = self._reports, []
+        for future, err in reports:
+            _settle(future, err)
+
+
+class _Batch:
+    """Delivery reports of one batch, collected on the polling thread; the event loop
+    is woken once, when the last one is in."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._results: list[Exception | None] = [None] * size
+        self._reported = [False] * size
+        self._pending = size
+        self.done: asyncio.Future[None] = loop.create_future()
+        if size == 0:
+            self.done.set_result(None)
+
+    def callback(self, index: int) -> Callable[..., None]:
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            self.report(index, None if err is None else Unavailable(
+                f"Kafka did not persist the event: {err.str()}", RETRY_AFTER))
+
+        return on_delivery
+
+    def report(self, index: int, error: Exception | None) -> None:
+        with self._lock:
+            if self._reported[index]:
+                return
+            self._reported[index], self._results[index] = True, error
+            self._pending -= 1
+            last = self._pending == 0
+        if last:
+            self._loop.call_soon_threadsafe(_finish, self.done)
+
+    def outcomes(self) -> list[Exception | None]:
+        with self._lock:
+            return [r if seen else Unavailable("Kafka did not acknowledge in time", RETRY_AFTER)
+                    for r, seen in zip(self._results, self._reported, strict=True)]
+
+
+def _finish(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:

@@ -32,6 +32,11 @@ class MemorySink:
         await self.gate.wait()
         self.written.append(value)
 
+    async def send_many(self, frames: list[tuple[bytes, bytes]]) -> list[Exception | None]:
+        for key, value in frames:
+            await self.send(key, value)
+        return [None] * len(frames)
+
 
 def _pipeline(policy: Policy, sink: MemorySink) -> Pipeline:
     return Pipeline(policy, sink, AnswerCache(60), Metrics(CollectorRegistry()))  # type: ignore[arg-type]
