@@ -122,11 +122,11 @@ async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
 @app.page("/v1/profiles/{profile_id}/merges")
 async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
     def fetch(store: TableStore) -> Any:
-        pid = canonical_id(store, profile_id)
-        if load_profile(store, pid) is None:
+        profile = find_profile(store, profile_id)
+        if profile is None:
             return _not_found(web, profile_id)
-        merges = [m.explain() for m in merge_history(store, pid)]
-        return web.json({"profile_id": pid, "merges": merges})
+        merges = [m.explain() for m in merge_history(store, profile.profile_id)]
+        return web.json({"profile_id": profile.profile_id, "merges": merges})
 
     return await _guarded(web, request, fetch)
 
@@ -134,10 +134,10 @@ async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
 @app.page("/v1/profiles/{profile_id}/activation")
 async def profile_activation(web: Any, request: Any, profile_id: str) -> Any:
     def fetch(store: TableStore) -> Any:
-        pid = canonical_id(store, profile_id)
-        if load_profile(store, pid) is None:
+        profile = find_profile(store, profile_id)
+        if profile is None:
             return _not_found(web, profile_id)
-        return web.json(activation_view(store, pid))
+        return web.json(activation_view(store, profile.profile_id))
 
     return await _guarded(web, request, fetch)
 

@@ -35,6 +35,7 @@ from streams.activation.runtime import (
     TimerContext,
     activate_event,
     clock_now,
+    drop_timer,
     due_timers,
     expired_outbox,
     fire_timer,
@@ -127,7 +128,7 @@ async def run_tick(message: Any, store: TableStore) -> None:
             log.exception("timer of profile %s failed; dropped (its next event re-arms it)",
                           pid)
             activation_metrics.timer_errors.inc()
-            del state[tkey]
+            drop_timer(store, tkey, pid)
             continue
         if emission is not None:
             await emit([emission], fresh=True)

@@ -4,9 +4,8 @@ confluent-kafka calls delivery callbacks from ``poll()``; a dedicated thread
 polls and hands each result to the event loop with ``call_soon_threadsafe``,
 so a request handler simply awaits a future that resolves only once the broker
 acknowledged the write (``acks=all`` with idempotence: no duplicates from
-librdkafka's own retries, no loss of an acknowledged event). Wake-ups of the event
-loop are coalesced: a batch wakes it once, when its last delivery report arrives,
-and single sends share one wake-up per burst of reports. Waking it per event (a
+librdkafka's own retries, no loss of an acknowledged event). A batch wakes the
+event loop once, when its last delivery report arrives: waking it per event (a
 self-pipe write each) was the gateway's biggest cost after Avro encoding.
 """
 
@@ -15,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -51,8 +49,6 @@ class EventSink:
             "compression.type": "lz4",
             "message.timeout.ms": int(self._timeout * 1000),
         })
-        self._settlers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Settler] = (
-            weakref.WeakKeyDictionary())
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="producer-poll", daemon=True)
         self._poller.start()
@@ -89,10 +85,7 @@ class EventSink:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         started = time.perf_counter()
-        settler = self._settlers.get(loop)
-        if settler is None:
-            settler = self._settlers[loop] = _Settler(loop)
-        self._produce(key, value, settler.callback(future))
+        self._produce(key, value, _bridge(loop, future))
         try:
             # librdkafka's message.timeout.ms fires first; this is a backstop.
             await asyncio.wait_for(asyncio.shield(future), self._timeout + 5)
@@ -150,30 +143,11 @@ class EventSink:
         return True
 
 
-class _Settler:
-    """Settles single sends' futures on their loop: reports arriving while a wake-up is
-    already scheduled ride along with it instead of scheduling their own."""
+def _bridge(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[..., None]:
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        loop.call_soon_threadsafe(_settle, future, err)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
-
-    def callback(self, future: asyncio.Future[None]) -> Callable[..., None]:
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            with self._lock:
-                self._reports.append((future, err))
-                first = len(self._reports) == 1
-            if first:
-                self._loop.call_soon_threadsafe(self._drain)
-
-        return on_delivery
-
-    def _drain(self) -> None:
-        with self._lock:
-            reports, self._reports = self._reports, []
-        for future, err in reports:
-            _settle(future, err)
+    return on_delivery
 
 
 class _Batch:

@@ -50,22 +50,13 @@ def evaluate(condition: Condition, facts: Facts, now: datetime) -> bool:
 
 def next_change(condition: Condition, facts: Facts, now: datetime) -> datetime | None:
     """Earliest instant after ``now`` at which ``evaluate`` could flip with no new facts."""
-    if isinstance(condition, AllOf | AnyOf):
-        children = condition.all if isinstance(condition, AllOf) else condition.any
-        return _earliest(next_change(c, facts, now) for c in children)
-    if isinstance(condition, NotOf):
-        return next_change(condition.not_, facts, now)
-    if isinstance(condition, EventCondition):
-        named = facts.named(condition.event)
-        return _event_change(condition, named, _matching(condition, named, now), now)
-    if isinstance(condition, DateCondition):
-        return _date_change(_window(condition, facts), now)
-    return None  # traits only change with events
+    return assess(condition, facts, now)[1]
 
 
 def assess(condition: Condition, facts: Facts, now: datetime) -> tuple[bool, datetime | None]:
     """``(evaluate(...), next_change(...))`` in one pass over the condition: what an
-    audience step needs for every audience it re-evaluates (the hot path)."""
+    audience step needs for every audience it re-evaluates (the hot path). Every child
+    of all/any is visited (no short cut): each can bring the next change closer."""
     if isinstance(condition, AllOf):
         parts = [assess(c, facts, now) for c in condition.all]
         return all(p[0] for p in parts), _earliest(p[1] for p in parts)

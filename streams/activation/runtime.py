@@ -132,6 +132,16 @@ def arm_timer(store: Store, profile_id: str, wake_at: datetime | None) -> None:
     store[wkey] = new
 
 
+def drop_timer(store: Store, tkey: bytes, profile_id: str) -> None:
+    """Remove timer ``tkey`` and, if it is the profile's current one, the ``w:`` pointer
+    to it (a pointer left dangling would make the next equal re-arm a no-op)."""
+    if store.get(tkey) is not None:
+        del store[tkey]
+    wkey = WAKE + profile_id.encode()
+    if store.get(wkey) == tkey:
+        del store[wkey]
+
+
 def activation_view(store: Store, profile_id: str) -> dict[str, Any]:
     """What the profile API shows: memberships, journey enrollments, the next timer."""
     state, last = load_state(store, profile_id)
@@ -357,9 +367,7 @@ def fire_timer(store: Store, tkey: bytes, pid: str, offset: int, now: datetime,
     profile = ctx.load_profile(pid)
     if definitions is None or profile is None or ctx.canonical(pid) != pid:
         # merged away (the surviving profile keeps its own timer) or gone: drop it
-        del store[tkey]
-        if store.get(WAKE + pid.encode()) == tkey:
-            del store[WAKE + pid.encode()]
+        drop_timer(store, tkey, pid)
         return None
     state, last = load_state(store, pid)
     facts = facts_from_profile(profile)

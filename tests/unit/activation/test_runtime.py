@@ -24,6 +24,7 @@ from streams.activation.runtime import (
     activation_view,
     arm_timer,
     clock_now,
+    drop_timer,
     due_timers,
     expired_outbox,
     fire_timer,
@@ -273,6 +274,15 @@ def test_arm_timer_keeps_one_timer_per_profile() -> None:
     assert [k for k in store if k.startswith(TIMER)] == [timer_key(T0 + timedelta(days=1), "p1")]
     arm_timer(store, "p1", None)
     assert store == {}
+
+
+def test_a_dropped_timer_takes_its_pointer_and_the_same_wake_arms_again() -> None:
+    store = DictStore()
+    arm_timer(store, "p1", T0)
+    drop_timer(store, timer_key(T0, "p1"), "p1")  # e.g. its check raised
+    assert store == {}
+    arm_timer(store, "p1", T0)
+    assert store[timer_key(T0, "p1")] == b"" and store[b"w:p1"] == timer_key(T0, "p1")
 
 
 def test_due_timers_stop_at_now() -> None:

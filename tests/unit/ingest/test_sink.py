@@ -1,4 +1,4 @@
-"""Delivery reports reach the event loop in bursts: one wake-up per batch or per burst."""
+"""A batch's delivery reports: collected on the polling thread, one wake-up at the end."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from ingest.errors import Unavailable
-from ingest.sink import _Batch, _Settler
+from ingest.sink import _Batch
 
 
 async def test_done_once_every_report_is_in_even_from_another_thread() -> None:
@@ -32,14 +32,3 @@ async def test_reports_still_missing_become_timeouts() -> None:
 async def test_an_empty_batch_is_done_at_once() -> None:
     assert _Batch(asyncio.get_running_loop(), 0).done.done()
 
-
-async def test_single_sends_settle_from_the_polling_thread() -> None:
-    loop = asyncio.get_running_loop()
-    settler = _Settler(loop)
-    futures = [loop.create_future() for _ in range(50)]
-    callbacks = [settler.callback(f) for f in futures]
-    poller = threading.Thread(target=lambda: [cb(None, None) for cb in callbacks])
-    poller.start()
-    await asyncio.wait_for(asyncio.gather(*futures), 5)
-    poller.join()
-    assert all(f.result() is None for f in futures)
