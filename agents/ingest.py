@@ -1,34 +1,56 @@
-"""Screening stage: ingestion topic -> (dead letters | profile stage).
+"""Screening stage: ingestion topic -> (dead letters | profile stage), in batches.
 
 Reads raw bytes so that a record that cannot be decoded is still in hand, byte for
-byte, to dead-letter. Valid records are forwarded unchanged to the one-partition
-profile-core topic: the identity graph and the profiles need a single owner to
-stay consistent (repartitioning by canonical profile id is future work).
-Faust flushes the producer before it commits offsets, so a forward or a dead
-letter is durable before its input offset is: at-least-once.
+byte, to dead-letter. Valid records are forwarded unchanged, many to a record
+(streams/core/batch.py), to the one-partition profile-core topic: the identity graph
+and the profiles need a single owner to stay consistent (repartitioning by canonical
+profile id is future work).
+
+Not a Faust agent: Faust's per-record stream step costs more than screening itself, so
+the stage is a librdkafka consumer and producer in a thread of the worker, in its own
+consumer group (``<app id>-screen``; several workers share the ingestion partitions).
+Each poll's records are screened, their forwards and dead letters produced and
+flushed, and only then are their offsets committed: at-least-once. A record forwarded
+twice (a crash between flush and commit) has the same origin, which the profile stage
+treats as a replay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from mode import Service
+
 from agents.metrics import StreamMetrics
 from streams.app import app, metrics_registry, serde, settings
+from streams.core.batch import BATCH_HEADER, VERSION, BatchItem, chunked, encode_batch
 from streams.core.deadletter import SourceRecord, screen
 from streams.errors import RegistryError
 from streams.serde import Encoder
-from streams.topics import DEAD_LETTER, DEAD_LETTER_RECORD, INGEST, PROFILE_CORE
+from streams.settings import Settings
+from streams.topics import (
+    DEAD_LETTER,
+    DEAD_LETTER_RECORD,
+    INGEST,
+    PROFILE_CORE,
+    PROFILE_CORE_MAX_BYTES,
+)
 
 log = logging.getLogger(__name__)
 STAGE = "stream.screen"
 MAX_BACKOFF_S = 10.0
+POLL_EVENTS = 2_000
+POLL_TIMEOUT_S = 0.1
+FLUSH_TIMEOUT_S = 30.0
 
 metrics = StreamMetrics(metrics_registry)
-ingest_topic: Any = app.topic(settings.topic(INGEST), key_type=bytes, value_type=bytes,
-                              key_serializer="raw", value_serializer="raw")
 dead_letter_topic: Any = app.topic(settings.topic(DEAD_LETTER), key_type=bytes,
                                    value_type=bytes, key_serializer="raw",
                                    value_serializer="raw")
@@ -48,9 +70,9 @@ def origin_of(source: SourceRecord) -> bytes:
     return f"{source.topic}:{source.partition}:{source.offset}".encode()
 
 
-def redrive_count(message: Any) -> int:
+def _redrive_count(headers: Sequence[tuple[str, bytes]]) -> int:
     """How often scripts/deadletters re-drove this record already (0 if never)."""
-    raw = header(message, REDRIVE_HEADER)
+    raw = next((v for k, v in reversed(headers) if k == REDRIVE_HEADER), None)
     try:
         return int(raw) if raw else 0
     except ValueError:
@@ -79,33 +101,147 @@ async def retrying(stage: str, attempt: int) -> int:
     return attempt + 1
 
 
-async def handle(message: Any) -> None:
-    source = SourceRecord(message.topic, message.partition, message.offset, message.key,
-                          message.value, tuple(message.headers or ()))
-    attempt = 0
-    while True:
+def screen_records(records: Sequence[Message], now: datetime
+                   ) -> tuple[list[BatchItem], list[tuple[bytes | None, bytes]]]:
+    """(events to forward, (key, dead letter) pairs) for one poll, in input order.
+
+    Raises :class:`RegistryError` when the registry is unreachable: the caller retries
+    the whole poll rather than dead-letter good data.
+    """
+    forwards: list[BatchItem] = []
+    letters: list[tuple[bytes | None, bytes]] = []
+    for rec in records:
+        raw: Any = rec.headers() or ()
+        headers = [(str(k), bytes(v or b"")) for k, v in raw]
+        source = SourceRecord(rec.topic() or "", rec.partition() or 0, rec.offset() or 0,
+                              rec.key(), rec.value(), tuple(headers))
+        result = screen(source, serde.decode, now, STAGE, _redrive_count(headers))
+        if result.dead_letter is None:
+            forwards.append(BatchItem(origin_of(source).decode(), source.key,
+                                      source.value or b""))
+            continue
+        letters.append((source.key, dead_letter_encoder()(result.dead_letter)))
+        metrics.dead_letters.labels(result.dead_letter["reason_code"]).inc()
+        log.warning("dead-lettered %s[%d]@%d: %s", source.topic, source.partition,
+                    source.offset, result.dead_letter["reason"])
+    return forwards, letters
+
+
+class Screener:
+    """The stage's loop (run in a thread): poll, screen, produce, flush, commit."""
+
+    def __init__(self, settings: Settings) -> None:
+        client = settings.kafka_client_config()
+        timeout_ms = int(settings.worker_session_timeout.total_seconds() * 1000)
+        self.consumer = Consumer({
+            **client, "group.id": settings.screen_group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": timeout_ms,
+            "max.partition.fetch.bytes": settings.worker_fetch_max_bytes,
+            "log_level": 3})
+        self.producer = Producer({
+            **client, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+            "message.max.bytes": PROFILE_CORE_MAX_BYTES + 65_536, "log_level": 3})
+        self.core = settings.topic(PROFILE_CORE)
+        self.dead_letters = settings.topic(DEAD_LETTER)
+        self.ingest = settings.topic(INGEST)
+        self.attempt = 0
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe([self.ingest])
         try:
-            result = screen(source, serde.decode, datetime.now(UTC), STAGE,
-                            redrive_count(message))
-            if result.dead_letter is None:
-                await core_topic.send(key=message.key, value=message.value,
-                                      headers={ORIGIN_HEADER: origin_of(source)})
-                metrics.events.labels(STAGE, "forwarded").inc()
-                return
-            value = dead_letter_encoder()(result.dead_letter)
-            await dead_letter_topic.send(key=message.key, value=value)
-            metrics.dead_letters.labels(result.dead_letter["reason_code"]).inc()
-            metrics.events.labels(STAGE, "dead_letter").inc()
-            log.warning("dead-lettered %s[%d]@%d: %s", source.topic, source.partition,
-                        source.offset, result.dead_letter["reason"])
+            while not stop.is_set():
+                records = [r for r in self.consumer.consume(POLL_EVENTS, POLL_TIMEOUT_S)
+                           if not self._is_error(r)]
+                if records:
+                    self.process(records, stop)
+        finally:
+            self.producer.flush(FLUSH_TIMEOUT_S)
+            self.consumer.close()
+
+    @staticmethod
+    def _is_error(record: Message) -> bool:
+        if record.error() is None:
+            return False
+        log.warning("ingestion consumer: %s", record.error())
+        return True
+
+    def process(self, records: list[Message], stop: threading.Event) -> None:
+        try:
+            forwards, letters = screen_records(records, datetime.now(UTC))
+            self._produce(forwards, letters)
+        except (RegistryError, KafkaException) as exc:
+            log.warning("screening retried after a transient failure: %s", exc)
+            self._rewind(records)
+            metrics.retries.labels(STAGE).inc()
+            stop.wait(min(MAX_BACKOFF_S, 0.2 * 2**self.attempt))
+            self.attempt += 1
             return
-        except RegistryError as exc:
-            log.warning("registry unavailable, retrying %s@%d: %s", source.topic,
-                        source.offset, exc)
-            attempt = await retrying(STAGE, attempt)
+        self.attempt = 0
+        metrics.events.labels(STAGE, "forwarded").inc(len(forwards))
+        metrics.events.labels(STAGE, "dead_letter").inc(len(letters))
+        self._commit(records)
+
+    def _produce(self, forwards: list[BatchItem], letters: list[tuple[bytes | None, bytes]]
+                 ) -> None:
+        failures: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for run in chunked(forwards):
+            self.producer.produce(self.core, value=encode_batch(run), on_delivery=delivered,
+                                  headers={BATCH_HEADER: str(VERSION).encode()})
+        for key, value in letters:
+            self.producer.produce(self.dead_letters, key=key, value=value,
+                                  on_delivery=delivered)
+        left = self.producer.flush(FLUSH_TIMEOUT_S)
+        if failures or left:
+            raise KafkaException(f"{len(failures)} writes failed, {left} unconfirmed: "
+                                 f"{failures[:1]}")
+
+    def _positions(self, records: list[Message], after: bool) -> list[TopicPartition]:
+        first: dict[tuple[str, int], int] = {}
+        for rec in records:
+            tp = (rec.topic() or "", rec.partition() or 0)
+            offset = (rec.offset() or 0) + 1 if after else (rec.offset() or 0)
+            first[tp] = offset if after else min(first.get(tp, offset), offset)
+        return [TopicPartition(t, p, o) for (t, p), o in first.items()]
+
+    def _rewind(self, records: list[Message]) -> None:
+        for tp in self._positions(records, after=False):
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as exc:  # revoked meanwhile: its new owner reads it
+                log.info("not rewinding %s[%d]: %s", tp.topic, tp.partition, exc)
+
+    def _commit(self, records: list[Message]) -> None:
+        try:
+            self.consumer.commit(offsets=self._positions(records, after=True),
+                                 asynchronous=False)
+        except KafkaException as exc:  # a rebalance: the next owner screens them again
+            log.info("commit refused (%s); the records will be screened again", exc)
 
 
-@app.agent(ingest_topic, name="screen")
-async def screen_agent(stream: Any) -> None:
-    async for event in stream.events():
-        await handle(event.message)
+@app.service
+class ScreeningService(Service):
+    """Runs the :class:`Screener` in a thread for as long as the worker runs."""
+
+    async def on_start(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="screener", daemon=True)
+        self._owner_loop = asyncio.get_running_loop()
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            Screener(settings).run(self._stop)
+        except Exception as exc:  # a bug: stop the worker loudly rather than screen nothing
+            log.exception("the screening stage failed")
+            asyncio.run_coroutine_threadsafe(self.crash(exc), self._owner_loop)
+
+    async def on_stop(self) -> None:
+        self._stop.set()
+        started = time.monotonic()
+        await asyncio.to_thread(self._thread.join, FLUSH_TIMEOUT_S + 5)
+        log.info("screening stopped in %.1f s", time.monotonic() - started)

@@ -43,6 +43,15 @@ from streams.activation.runtime import (
     set_clock,
 )
 from streams.app import app, serde, settings
+from streams.core.batch import (
+    BATCH_HEADER,
+    BATCH_SPAN,
+    BatchFormatError,
+    BatchItem,
+    decode_batch,
+    parse_origin,
+    position,
+)
 from streams.core.contract import ContractViolation, validate_record
 from streams.core.deadletter import PROCESSING_ERROR, SourceRecord, dead_letter
 from streams.core.dedup import DEDUP_PREFIX
@@ -67,19 +76,24 @@ STAGE = "stream.profile"
 PURGE_INTERVAL_S = 5.0
 PURGE_CHUNK = 2000
 # Outbox entries are needed until their input offset is committed (seconds); keeping
-# the last 100k records' worth is a wide margin that still bounds the table.
-OUTBOX_KEEP = 100_000
+# the last 1,000 records' worth (positions, see streams/core/batch.py) is a wide margin
+# that still bounds the table.
+OUTBOX_KEEP = 1_000 * BATCH_SPAN
 MANUAL = settings.activation_clock == "manual"
 CONFIG = StageConfig(settings.dedup_window, settings.ordering_window,
                      settings.profile_timeline_limit)
 
 
-async def _dead_letter(message: Any, reason: str) -> None:
-    source = SourceRecord(message.topic, message.partition, message.offset, message.key,
-                          message.value)
+async def _dead_letter(source: SourceRecord, reason: str) -> None:
     record = dead_letter(source, PROCESSING_ERROR, reason, STAGE, datetime.now(UTC))
-    await dead_letter_topic.send(key=message.key, value=dead_letter_encoder()(record))
+    await dead_letter_topic.send(key=source.key, value=dead_letter_encoder()(record))
     metrics.dead_letters.labels(PROCESSING_ERROR).inc()
+
+
+def _source(item: BatchItem) -> SourceRecord:
+    """The ingestion record an event came from: a dead letter re-drives to it."""
+    topic, partition, offset = parse_origin(item.origin)
+    return SourceRecord(topic, partition, offset, item.key, item.value)
 
 
 class Activation:
@@ -118,12 +132,13 @@ async def run_tick(message: Any, store: TableStore) -> None:
     if MANUAL:
         set_clock(store, now)
     act = Activation(store, message.partition)
-    await emit(read_outbox(act.scanner, message.offset), fresh=False)
+    at = position(message.offset)
+    await emit(read_outbox(act.scanner, at), fresh=False)
     definitions, ctx = definitions_in_force(), act.timer_context()
     for tkey, pid in due_timers(act.scanner(TIMER, settings.timer_batch), now):
         activation_metrics.timers.inc()
         try:
-            emission = fire_timer(store, tkey, pid, message.offset, now, definitions, ctx)
+            emission = fire_timer(store, tkey, pid, at, now, definitions, ctx)
         except Exception:  # a bug in one profile's timer must not stall every timer
             log.exception("timer of profile %s failed; dropped (its next event re-arms it)",
                           pid)
@@ -151,44 +166,73 @@ async def run_command(message: Any, store: TableStore) -> None:
         log.warning("ignored malformed command at offset %d: %s", message.offset, exc)
 
 
-async def _apply(message: Any, store: TableStore, envelope: Envelope, now: datetime) -> None:
-    origin = (header(message, ORIGIN_HEADER) or b"").decode()
-    act = Activation(store, message.partition)
-    try:
-        outcome = process_event(store, envelope, message.offset, now, CONFIG, origin,
-                                activate=act.hook)
-    except Exception as exc:  # a bug must not stall the partition: park the record
-        log.exception("profile stage failed on offset %d", message.offset)
-        await _dead_letter(message, f"{type(exc).__name__}: {exc}")
-        return
+def _apply(store: TableStore, partition: int, item: BatchItem, at: int,
+           envelope: Envelope, now: datetime, out: list[tuple[Emission, bool]]) -> None:
+    act = Activation(store, partition)
+    outcome = process_event(store, envelope, at, now, CONFIG, item.origin, activate=act.hook)
     if act.emission is not None:
-        await emit([act.emission], fresh=True)
+        out.append((act.emission, True))
     elif outcome.status == REPLAYED:  # re-send what it emitted the first time
-        await emit(read_outbox(act.scanner, outcome.offset), fresh=False)
+        out.extend((e, False) for e in read_outbox(act.scanner, outcome.offset))
     metrics.events.labels(STAGE, outcome.status).inc()
     if outcome.status == DUPLICATE:
         metrics.duplicates.inc()
     metrics.merges.inc(len(outcome.merged))
 
 
+async def _decoded(item: BatchItem, now: datetime) -> Envelope | str:
+    """The item's valid envelope, or why it has none; waits out a registry outage."""
+    attempt = 0
+    while True:
+        try:
+            return validate_record(serde.decode(item.value)[1], now)
+        except (DecodeError, ContractViolation) as exc:
+            return str(exc)
+        except RegistryError as exc:
+            log.warning("registry unavailable, retrying: %s", exc)
+            attempt = await retrying(STAGE, attempt)
+
+
+async def run_events(message: Any, store: TableStore, items: list[BatchItem]) -> None:
+    """Apply a record's events in order; then send what they emitted, once, in order.
+
+    Sends wait for the end of the record (not one await per event): state and outbox
+    are written first, so a crash before the sends is a replay that re-sends them.
+    """
+    out: list[tuple[Emission, bool]] = []
+    for index, item in enumerate(items):
+        now = datetime.now(UTC)
+        envelope = await _decoded(item, now)
+        try:
+            if isinstance(envelope, str):
+                raise ContractViolation(envelope)
+            _apply(store, message.partition, item, position(message.offset, index),
+                   envelope, now, out)
+        except Exception as exc:  # a bug must not stall the partition: park the event
+            log.exception("profile stage failed on %s", item.origin)
+            await _dead_letter(_source(item), f"{type(exc).__name__}: {exc}")
+    for emission, fresh in out:
+        await emit([emission], fresh=fresh)
+
+
 async def handle(message: Any, store: TableStore) -> None:
     if header(message, COMMAND_HEADER) is not None:
         await run_command(message, store)
         return
-    attempt = 0
-    while True:
-        now = datetime.now(UTC)
-        try:
-            envelope = validate_record(serde.decode(message.value)[1], now)
-        except (DecodeError, ContractViolation) as exc:
-            await _dead_letter(message, str(exc))
-            return
-        except RegistryError as exc:
-            log.warning("registry unavailable, retrying: %s", exc)
-            attempt = await retrying(STAGE, attempt)
-            continue
-        await _apply(message, store, envelope, now)
+    if header(message, BATCH_HEADER) is None:  # one event, from a worker before batches
+        origin = header(message, ORIGIN_HEADER) or (
+            f"{message.topic}:{message.partition}:{message.offset}".encode())
+        await run_events(message, store, [BatchItem(origin.decode(), message.key,
+                                                    message.value or b"")])
         return
+    try:
+        items = decode_batch(message.value or b"")
+    except BatchFormatError as exc:
+        log.error("unreadable batch at offset %d dead-lettered: %s", message.offset, exc)
+        await _dead_letter(SourceRecord(message.topic, message.partition, message.offset,
+                                        message.key, message.value), str(exc))
+        return
+    await run_events(message, store, items)
 
 
 class MarkerSweeper:
@@ -204,7 +248,7 @@ class MarkerSweeper:
         self.cursor = DEDUP_PREFIX
         self.due = time.monotonic() + interval_s
 
-    def maybe_sweep(self, partition: int, offset: int) -> None:
+    def maybe_sweep(self, partition: int, at: int) -> None:
         if time.monotonic() < self.due:
             return
         self.due = time.monotonic() + self.interval_s
@@ -216,7 +260,7 @@ class MarkerSweeper:
         self.cursor = cursor or DEDUP_PREFIX
         metrics.purged.inc(len(expired))
         for key in expired_outbox(scan(state, partition, OUTBOX, self.chunk, OUTBOX),
-                                  offset - OUTBOX_KEEP):
+                                  at - OUTBOX_KEEP):
             del state[key]
 
 
@@ -227,4 +271,4 @@ async def profile_agent(stream: Any) -> None:
     sweeper = MarkerSweeper()
     async for event in stream.events():
         await handle(event.message, store)
-        sweeper.maybe_sweep(event.message.partition, event.message.offset)
+        sweeper.maybe_sweep(event.message.partition, position(event.message.offset))

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
         """The full topic name for a logical name, with the configured prefix."""
         return f"{self.topic_prefix}{name}"
 
+    @property
+    def screen_group(self) -> str:
+        """The screening stage's consumer group (the workers' Faust group is ``app_id``)."""
+        return f"{self.app_id}-screen"
+
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection properties."""
         conf = {

@@ -40,9 +40,11 @@ API_KEYS = "ops.api_keys"
 DEFINITIONS = "ops.definitions"
 # Audience entries and exits, for downstream consumers (and the demo).
 AUDIENCE_CHANGES = "activation.audience_changes"
-# Valid events on their way to the profile stage. One partition: the identity
-# graph needs one owner (see agents/ingest.py); scaling it out is future work.
+# Valid events on their way to the profile stage, in batch records
+# (streams/core/batch.py). One partition: the identity graph needs one owner (see
+# agents/ingest.py); scaling it out is future work.
 PROFILE_CORE = "internal.profile-core"
+PROFILE_CORE_MAX_BYTES = 4 * 1024 * 1024
 ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 
 ENVELOPE = "io.activation.events.EventEnvelope"
@@ -131,7 +133,10 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         1,
         None,
         "NONE",
-        {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete"},
+        # A batch is at most ~1 MB (streams/core/batch.py) but one oversized event
+        # travels alone with its framing: room for the largest ingestion record.
+        {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete",
+         "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)},
     )
     return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core]
 

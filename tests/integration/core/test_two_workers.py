@@ -27,15 +27,24 @@ def test_survivor_takes_over_with_nothing_lost(
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde, tmp_path: Path
 ) -> None:
     settings = core.settings
-    encoded = [(e.key.encode(), core.encode(e.to_avro())) for e in workload(6000, 300)]
+    encoded = [(e.key.encode(), core.encode(e.to_avro())) for e in workload(12_000, 300)]
     events = [Envelope.from_avro(serde.decode(value)[1]) for _, value in encoded]
     a = workers(settings, data_dir=tmp_path / "a")
     b = workers(settings, data_dir=tmp_path / "b", worker_web_port=free_port())
-    produce(settings, core.ingest, encoded[:3000])
-    wait_for(lambda: a.metric(SCREENED) > 0 and b.metric(SCREENED) > 0, 120,
-             "both workers own ingestion partitions")
-    produce(settings, core.ingest, encoded[3000:])
-    wait_for(lambda: a.metric(APPLIED) + b.metric(APPLIED) >= 3500, 120, "work under way")
+    sent = 0
+
+    def trickle() -> bool:
+        """A little at a time: a worker alone screens a big burst before the other joins."""
+        nonlocal sent
+        if sent < 3000:
+            produce(settings, core.ingest, encoded[sent:sent + 50])
+            sent += 50
+        return a.metric(SCREENED) > 0 and b.metric(SCREENED) > 0
+
+    wait_for(trickle, 120, "both workers own ingestion partitions")
+    produce(settings, core.ingest, encoded[sent:])
+    wait_for(lambda: a.metric(APPLIED) + b.metric(APPLIED) >= sent + 1000, 120,
+             "work under way")
     # Kill the worker that owns the profile stage (the stateful one), mid-stream.
     victim, survivor = (a, b) if a.metric(APPLIED) >= b.metric(APPLIED) else (b, a)
     victim.kill()

@@ -14,6 +14,7 @@ from streams.core.pipeline import StageConfig, canonical_id, load_profile, proce
 from streams.core.profile import timeline_page, to_api
 from streams.records import Envelope, Identifiers
 from streams.settings import Settings
+from streams.topics import INGEST
 from tests.integration.core.harness import Worker, as_json
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -99,8 +100,17 @@ def fetch_views(worker: Worker, customers: list[str], limit: int) -> dict[str, A
 
 
 def group_caught_up(settings: Settings, topics: dict[str, int]) -> bool:
-    """True when the worker's group committed every partition up to its end."""
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": settings.app_id,
+    """True when the workers committed every partition up to its end (the ingestion
+    topic in the screening stage's group, the others in Faust's)."""
+    ingest = settings.topic(INGEST)
+    return all(
+        _caught_up(settings, settings.screen_group if topic == ingest else settings.app_id,
+                   {topic: n})
+        for topic, n in topics.items())
+
+
+def _caught_up(settings: Settings, group: str, topics: dict[str, int]) -> bool:
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": group,
                          "enable.auto.commit": False})
     try:
         tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]

@@ -1,0 +1,123 @@
+"""Screened events travel to the profile stage in batches: one record, many events.
+
+Why: Faust spends a stream step (hundreds of microseconds of asyncio and bookkeeping)
+on every record it delivers, more than the profile stage's own work on an event. The
+screening stage therefore packs the events it passed into one record of the internal
+profile topic, and the profile agent pays that step once per batch.
+
+The framing is internal to the workers (the topic is ``internal.profile-core``, never
+read by anyone else), so it is a plain length-prefixed layout with a version byte
+rather than a registered Avro type; each event inside keeps its original
+Confluent-framed Avro bytes, exactly as the producer wrote them, so a dead letter
+raised in the profile stage still carries the original record::
+
+    version (1 byte, 1) | count (u32)
+    per event: origin (u16 length + utf-8) | key (i32 length, -1 = null) | value (u32 + bytes)
+
+An event's *position* in the profile stage is ``offset * BATCH_SPAN + index``: unique,
+increasing in processing order, the same when a batch record is read again after a
+restart (which is what tells a replay from a new event), and equal to ``offset * BATCH_SPAN``
+for a record that is not a batch (commands, and single events written by older workers).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+BATCH_HEADER = "x-activation-batch"  # present (value: the version) on batch records
+VERSION = 1
+BATCH_SPAN = 10_000  # positions per record; a batch holds at most this many events
+MAX_BATCH_EVENTS = 2_000
+# Below the topic's max.message.bytes (streams/topics.py) with room for the framing, so
+# that the largest record a producer could write to the ingestion topic still fits alone.
+MAX_BATCH_BYTES = 1_000_000
+
+_HEAD = struct.Struct(">BI")
+_U16, _I32, _U32 = struct.Struct(">H"), struct.Struct(">i"), struct.Struct(">I")
+
+
+class BatchFormatError(ValueError):
+    """A batch record that cannot be read (truncated, or a version this worker lacks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One screened event: the ingestion record it came from and its bytes as read."""
+
+    origin: str  # topic:partition:offset of the ingestion record
+    key: bytes | None
+    value: bytes
+
+    @property
+    def size(self) -> int:
+        return 10 + len(self.origin) + len(self.key or b"") + len(self.value)
+
+
+def position(offset: int, index: int = 0) -> int:
+    return offset * BATCH_SPAN + index
+
+
+def encode_batch(items: Iterable[BatchItem]) -> bytes:
+    items = list(items)
+    if len(items) > BATCH_SPAN:
+        raise ValueError(f"a batch holds at most {BATCH_SPAN} events, got {len(items)}")
+    parts = [_HEAD.pack(VERSION, len(items))]
+    for item in items:
+        origin = item.origin.encode()
+        parts += [_U16.pack(len(origin)), origin]
+        parts += [_I32.pack(-1)] if item.key is None else [_I32.pack(len(item.key)), item.key]
+        parts += [_U32.pack(len(item.value)), item.value]
+    return b"".join(parts)
+
+
+def decode_batch(data: bytes) -> list[BatchItem]:
+    try:
+        version, count = _HEAD.unpack_from(data, 0)
+        if version != VERSION:
+            raise BatchFormatError(f"batch format version {version}; this worker reads "
+                                   f"{VERSION} (upgrade the worker)")
+        pos, items = _HEAD.size, []
+        for _ in range(count):
+            (n,) = _U16.unpack_from(data, pos)
+            origin = data[pos + 2:pos + 2 + n].decode()
+            pos += 2 + n
+            (n,) = _I32.unpack_from(data, pos)
+            pos += 4
+            key = None if n < 0 else data[pos:pos + n]
+            pos += max(n, 0)
+            (n,) = _U32.unpack_from(data, pos)
+            value = data[pos + 4:pos + 4 + n]
+            if len(value) != n:
+                raise BatchFormatError("batch record truncated")
+            pos += 4 + n
+            items.append(BatchItem(origin, key, value))
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise BatchFormatError(f"unreadable batch record: {exc}") from exc
+    if pos != len(data):
+        raise BatchFormatError(f"{len(data) - pos} unexpected bytes after the batch")
+    return items
+
+
+def chunked(items: Iterable[BatchItem], max_events: int = MAX_BATCH_EVENTS,
+            max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[BatchItem]]:
+    """Consecutive runs of ``items`` (order kept) within both limits; an event larger
+    than ``max_bytes`` on its own travels alone."""
+    run: list[BatchItem] = []
+    size = 0
+    for item in items:
+        if run and (len(run) >= max_events or size + item.size > max_bytes):
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += item.size
+    if run:
+        yield run
+
+
+def parse_origin(origin: str) -> tuple[str, int, int]:
+    """(topic, partition, offset) of an origin string; topics may contain ':' only
+    before the last two fields."""
+    topic, partition, offset = origin.rsplit(":", 2)
+    return topic, int(partition), int(offset)

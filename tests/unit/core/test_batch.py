@@ -1,0 +1,69 @@
+"""Batch records between the screening and profile stages (streams/core/batch.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.core.batch import (
+    BATCH_SPAN,
+    BatchFormatError,
+    BatchItem,
+    chunked,
+    decode_batch,
+    encode_batch,
+    parse_origin,
+    position,
+)
+
+
+@pytest.fixture
+def items() -> list[BatchItem]:
+    return [
+        BatchItem("activation.events.ingest:3:17", b"cust_1", b"\x00\x00\x00\x00\x01abc"),
+        BatchItem("activation.events.ingest:0:0", None, b""),
+        BatchItem("t:1:2", b"", b"x" * 70_000),
+    ]
+
+
+def test_round_trip_keeps_order_bytes_and_null_keys(items: list[BatchItem]) -> None:
+    assert decode_batch(encode_batch(items)) == items
+    assert decode_batch(encode_batch([])) == []
+
+
+def test_truncated_or_padded_or_unknown_version_is_refused(items: list[BatchItem]) -> None:
+    data = encode_batch(items)
+    with pytest.raises(BatchFormatError, match="truncated|unreadable"):
+        decode_batch(data[:-1])
+    with pytest.raises(BatchFormatError, match="unexpected bytes"):
+        decode_batch(data + b"\x00")
+    with pytest.raises(BatchFormatError, match="version 2"):
+        decode_batch(b"\x02" + data[1:])
+    with pytest.raises(BatchFormatError):
+        decode_batch(b"")
+
+
+def test_chunks_respect_both_limits_and_keep_order() -> None:
+    small = [BatchItem(f"t:0:{i}", None, b"v" * 90) for i in range(10)]
+    runs = list(chunked(small, max_events=4, max_bytes=10_000))
+    assert [len(r) for r in runs] == [4, 4, 2]
+    assert [i for r in runs for i in r] == small
+    runs = list(chunked(small, max_events=100, max_bytes=350))  # ~104 bytes each
+    assert [len(r) for r in runs] == [3, 3, 3, 1]
+
+
+def test_an_event_larger_than_the_limit_travels_alone() -> None:
+    big = BatchItem("t:0:1", None, b"v" * 5_000)
+    small = BatchItem("t:0:2", None, b"v")
+    assert [len(r) for r in chunked([small, big, small], max_bytes=1_000)] == [1, 1, 1]
+
+
+def test_positions_are_unique_increasing_and_compatible_with_plain_offsets() -> None:
+    assert position(7) == 7 * BATCH_SPAN
+    assert position(7, BATCH_SPAN - 1) < position(8)
+    assert position(7, 1) > position(7)
+    with pytest.raises(ValueError, match="at most"):
+        encode_batch([BatchItem("t:0:0", None, b"")] * (BATCH_SPAN + 1))
+
+
+def test_origin_parses_back_to_topic_partition_offset() -> None:
+    assert parse_origin("activation.events.ingest:3:17") == ("activation.events.ingest", 3, 17)
