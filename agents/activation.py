@@ -10,9 +10,10 @@ table. This module gives it what it needs:
   the profile topic, so due per-profile timers are handled by the profile's owner, in
   order with its events (with ``activation_clock=manual`` only explicit ticks move
   time, which is how tests and demos control it);
-- :func:`emit`, which publishes an emission's action commands and audience changes
-  (Avro, Confluent wire format) and counts it. Faust sends these when the input
-  offset commits, so they are at-least-once; ids are deterministic for the dedup.
+- :func:`emit`, which encodes an emission's action commands and audience changes
+  (Avro, Confluent wire format) for the profile stage to send in the transaction of
+  the record that caused them, and :func:`count`, for once it committed. Ids are
+  deterministic, so a consumer reading uncommitted data can still deduplicate.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from agents.ingest import COMMAND_HEADER, core_topic, retrying
 from agents.metrics import ActivationMetrics
@@ -45,13 +45,10 @@ STAGE = "stream.activation"
 log = logging.getLogger(__name__)
 
 metrics = ActivationMetrics(metrics_registry)
-action_topics: dict[str, Any] = {
-    channel: app.topic(settings.topic(action_topic(channel)), key_type=bytes,
-                       value_type=bytes, key_serializer="raw", value_serializer="raw")
-    for channel in ACTION_CHANNELS
-}
-changes_topic: Any = app.topic(settings.topic(AUDIENCE_CHANGES), key_type=bytes,
-                               value_type=bytes, key_serializer="raw", value_serializer="raw")
+action_topics = {channel: settings.topic(action_topic(channel)) for channel in ACTION_CHANNELS}
+changes_topic = settings.topic(AUDIENCE_CHANGES)
+# (topic, key, value): the profile stage sends within its transaction (tables/state.py).
+Send = Callable[[str, bytes, bytes], None]
 _encoders: dict[str, Encoder] = {}
 
 
@@ -94,19 +91,16 @@ def count(emission: Emission) -> None:
             metrics.suppressions.labels(decision["rule"]).inc()
 
 
-async def emit(emissions: Iterable[Emission], fresh: bool) -> None:
-    """Publish the records of ``emissions`` (a re-send after a replay is not counted)."""
+async def emit(emissions: Iterable[Emission], send: Send) -> None:
+    """Encode the action commands and audience changes of ``emissions`` and ``send`` them."""
     for emission in emissions:
         key = emission.profile_id.encode()
         for command in emission.commands:
             topic = action_topics[command["channel"]]
-            encode = await _encoder(topic.get_topic_name(), ACTION_COMMAND)
-            await topic.send(key=key, value=encode(command))
+            send(topic, key, (await _encoder(topic, ACTION_COMMAND))(command))
         for change in emission.changes:
-            encode = await _encoder(changes_topic.get_topic_name(), AUDIENCE_CHANGE_RECORD)
-            await changes_topic.send(key=key, value=encode(change))
-        if fresh:
-            count(emission)
+            encode = await _encoder(changes_topic, AUDIENCE_CHANGE_RECORD)
+            send(changes_topic, key, encode(change))
 
 
 def tick_value(now: datetime) -> bytes:

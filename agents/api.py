@@ -29,7 +29,7 @@ from streams.app import app, metrics_registry
 from streams.core.identity import KIND_PREFIX
 from streams.core.pipeline import canonical_id, load_profile, merge_history
 from streams.core.profile import Profile, timeline_page, to_api
-from tables.state import TableStore, state
+from tables.state import StateStore, state
 
 READ_SCOPE = "profiles:read"
 WRITE_SCOPE = "profiles:admin"
@@ -53,11 +53,11 @@ def _error(web: Any, status: int, code: str, message: str) -> Any:
     return web.json({"error": {"code": code, "message": message}}, status=status)
 
 
-def find_profile(store: TableStore, profile_id: str) -> Profile | None:
+def find_profile(store: StateStore, profile_id: str) -> Profile | None:
     return load_profile(store, canonical_id(store, profile_id))
 
 
-def lookup_by_identifier(store: TableStore, query: dict[str, str]) -> Profile | None:
+def lookup_by_identifier(store: StateStore, query: dict[str, str]) -> Profile | None:
     for kind, prefix in KIND_PREFIX.items():
         if query.get(kind):
             pid = store.get(f"i:{prefix}:{query[kind]}".encode())
@@ -65,10 +65,10 @@ def lookup_by_identifier(store: TableStore, query: dict[str, str]) -> Profile | 
     return None
 
 
-async def _guarded(web: Any, request: Any, fetch: Callable[[TableStore], Any]) -> Any:
+async def _guarded(web: Any, request: Any, fetch: Callable[[StateStore], Any]) -> Any:
     if not await _allowed(request):
         return _error(web, 401, "unauthorized", f"an API key with scope {READ_SCOPE} is needed")
-    return fetch(TableStore(state))
+    return fetch(state)
 
 
 def _not_found(web: Any, what: str) -> Any:
@@ -82,7 +82,7 @@ async def profiles_by_identifier(web: Any, request: Any) -> Any:
         kinds = ", ".join(KIND_PREFIX)
         return _error(web, 400, "missing_identifier", f"give one of: {kinds}")
 
-    def fetch(store: TableStore) -> Any:
+    def fetch(store: StateStore) -> Any:
         profile = lookup_by_identifier(store, query)
         return _not_found(web, str(query)) if profile is None else web.json(to_api(profile))
 
@@ -91,7 +91,7 @@ async def profiles_by_identifier(web: Any, request: Any) -> Any:
 
 @app.page("/v1/profiles/{profile_id}")
 async def profile_by_id(web: Any, request: Any, profile_id: str) -> Any:
-    def fetch(store: TableStore) -> Any:
+    def fetch(store: StateStore) -> Any:
         profile = find_profile(store, profile_id)
         return _not_found(web, profile_id) if profile is None else web.json(to_api(profile))
 
@@ -110,7 +110,7 @@ async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
     offset = _int(request.query.get("offset"), 0, 1_000_000)
     limit = _int(request.query.get("limit"), 50, MAX_PAGE) or 1
 
-    def fetch(store: TableStore) -> Any:
+    def fetch(store: StateStore) -> Any:
         profile = find_profile(store, profile_id)
         if profile is None:
             return _not_found(web, profile_id)
@@ -121,7 +121,7 @@ async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
 
 @app.page("/v1/profiles/{profile_id}/merges")
 async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
-    def fetch(store: TableStore) -> Any:
+    def fetch(store: StateStore) -> Any:
         profile = find_profile(store, profile_id)
         if profile is None:
             return _not_found(web, profile_id)
@@ -133,7 +133,7 @@ async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
 
 @app.page("/v1/profiles/{profile_id}/activation")
 async def profile_activation(web: Any, request: Any, profile_id: str) -> Any:
-    def fetch(store: TableStore) -> Any:
+    def fetch(store: StateStore) -> Any:
         profile = find_profile(store, profile_id)
         if profile is None:
             return _not_found(web, profile_id)
@@ -150,7 +150,7 @@ class UndoMerge(View):
         if _authorizer and not await _authorizer[0](request, WRITE_SCOPE):
             return _error(self, 401, "unauthorized",
                           f"an API key with scope {WRITE_SCOPE} is needed")
-        store = TableStore(state)
+        store = state
         pid = canonical_id(store, profile_id)
         if not any(m.event_id == event_id for m in merge_history(store, pid)):
             return _error(self, 404, "merge_not_found",

@@ -9,13 +9,14 @@ here is dead-lettered with reason ``processing_error`` so the partition keeps fl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.activation import TICK, definitions_in_force, emit, wait_for_definitions
+from agents.activation import TICK, count, definitions_in_force, emit, wait_for_definitions
 from agents.activation import metrics as activation_metrics
 from agents.ingest import (
     COMMAND_HEADER,
@@ -67,13 +68,14 @@ from streams.core.pipeline import (
 )
 from streams.core.profile import Profile
 from streams.core.unmerge import undo_merge
-from streams.errors import DecodeError, RegistryError
+from streams.errors import BrokerError, DecodeError, RegistryError, StateFencedError
 from streams.records import Envelope
-from tables.state import TableStore, scan, state
+from tables.state import StateStore, state
 
 log = logging.getLogger(__name__)
 STAGE = "stream.profile"
 PURGE_INTERVAL_S = 5.0
+STANDBY_INTERVAL_S = 10.0
 PURGE_CHUNK = 2000
 # Outbox entries are needed until their input offset is committed (seconds); keeping
 # the last 1,000 records' worth (positions, see streams/core/batch.py) is a wide margin
@@ -99,12 +101,12 @@ def _source(item: BatchItem) -> SourceRecord:
 class Activation:
     """The profile stage's activation hook for one record, and what it emitted."""
 
-    def __init__(self, store: TableStore, partition: int) -> None:
-        self.store, self.partition = store, partition
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
         self.emission: Emission | None = None
 
     def scanner(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        return scan(state, self.partition, prefix, limit, prefix)
+        return self.store.scan(prefix, limit, prefix)
 
     def hook(self, before: Profile | None, profile: Profile, envelope: Envelope,
              offset: int, merged: tuple[str, ...]) -> Profile:
@@ -125,20 +127,26 @@ class Activation:
                             lambda pid: canonical_id(self.store, pid), CONFIG.timeline_limit)
 
 
-async def run_tick(message: Any, store: TableStore) -> None:
+# What a record emitted: (emission, fresh); a re-sent emission (a replay) is not counted.
+Out = list[tuple[Emission, bool]]
+
+
+def run_tick(message: Any, store: StateStore, out: Out) -> None:
     """Fire the due timers of this partition. A replayed tick first re-sends what it
     emitted before (its outbox), then fires what is still due, at the same instant."""
     now = datetime.fromisoformat(json.loads(message.value)["now"])
     if MANUAL:
         set_clock(store, now)
-    act = Activation(store, message.partition)
+    act = Activation(store)
     at = position(message.offset)
-    await emit(read_outbox(act.scanner, at), fresh=False)
+    out.extend((e, False) for e in read_outbox(act.scanner, at))
     definitions, ctx = definitions_in_force(), act.timer_context()
     for tkey, pid in due_timers(act.scanner(TIMER, settings.timer_batch), now):
         activation_metrics.timers.inc()
         try:
             emission = fire_timer(store, tkey, pid, at, now, definitions, ctx)
+        except BrokerError:
+            raise
         except Exception:  # a bug in one profile's timer must not stall every timer
             log.exception("timer of profile %s failed; dropped (its next event re-arms it)",
                           pid)
@@ -146,16 +154,16 @@ async def run_tick(message: Any, store: TableStore) -> None:
             drop_timer(store, tkey, pid)
             continue
         if emission is not None:
-            await emit([emission], fresh=True)
+            out.append((emission, True))
 
 
-async def run_command(message: Any, store: TableStore) -> None:
+def run_command(message: Any, store: StateStore, out: Out) -> None:
     """Operator commands and ticks travel on the profile topic so that they are applied
     by the profile's owner, in order with its events (writes need the owner's table)."""
     try:
         command = header(message, COMMAND_HEADER)
         if command == TICK:
-            await run_tick(message, store)
+            run_tick(message, store, out)
             return
         body = json.loads(message.value)
         if command == UNDO_MERGE:
@@ -166,9 +174,9 @@ async def run_command(message: Any, store: TableStore) -> None:
         log.warning("ignored malformed command at offset %d: %s", message.offset, exc)
 
 
-def _apply(store: TableStore, partition: int, item: BatchItem, at: int,
-           envelope: Envelope, now: datetime, out: list[tuple[Emission, bool]]) -> None:
-    act = Activation(store, partition)
+def _apply(store: StateStore, item: BatchItem, at: int, envelope: Envelope,
+           now: datetime, out: Out) -> None:
+    act = Activation(store)
     outcome = process_event(store, envelope, at, now, CONFIG, item.origin, activate=act.hook)
     if act.emission is not None:
         out.append((act.emission, True))
@@ -193,37 +201,32 @@ async def _decoded(item: BatchItem, now: datetime) -> Envelope | str:
             attempt = await retrying(STAGE, attempt)
 
 
-async def run_events(message: Any, store: TableStore, items: list[BatchItem]) -> None:
-    """Apply a record's events in order; then send what they emitted, once, in order.
-
-    Sends wait for the end of the record (not one await per event): state and outbox
-    are written first, so a crash before the sends is a replay that re-sends them.
-    """
-    out: list[tuple[Emission, bool]] = []
+async def run_events(message: Any, store: StateStore, items: list[BatchItem],
+                     out: Out) -> None:
+    """Apply a record's events in order, collecting what they emit."""
     for index, item in enumerate(items):
         now = datetime.now(UTC)
         envelope = await _decoded(item, now)
         try:
             if isinstance(envelope, str):
                 raise ContractViolation(envelope)
-            _apply(store, message.partition, item, position(message.offset, index),
-                   envelope, now, out)
+            _apply(store, item, position(message.offset, index), envelope, now, out)
+        except BrokerError:  # the state's transaction failed: the record is done again
+            raise
         except Exception as exc:  # a bug must not stall the partition: park the event
             log.exception("profile stage failed on %s", item.origin)
             await _dead_letter(_source(item), f"{type(exc).__name__}: {exc}")
-    for emission, fresh in out:
-        await emit([emission], fresh=fresh)
 
 
-async def handle(message: Any, store: TableStore) -> None:
+async def handle(message: Any, store: StateStore, out: Out) -> None:
     if header(message, COMMAND_HEADER) is not None:
-        await run_command(message, store)
+        run_command(message, store, out)
         return
     if header(message, BATCH_HEADER) is None:  # one event, from a worker before batches
         origin = header(message, ORIGIN_HEADER) or (
             f"{message.topic}:{message.partition}:{message.offset}".encode())
         await run_events(message, store, [BatchItem(origin.decode(), message.key,
-                                                    message.value or b"")])
+                                                    message.value or b"")], out)
         return
     try:
         items = decode_batch(message.value or b"")
@@ -232,15 +235,15 @@ async def handle(message: Any, store: TableStore) -> None:
         await _dead_letter(SourceRecord(message.topic, message.partition, message.offset,
                                         message.key, message.value), str(exc))
         return
-    await run_events(message, store, items)
+    await run_events(message, store, items, out)
 
 
 class MarkerSweeper:
     """Deletes expired dedup markers and old outbox entries a chunk at a time, between
     events.
 
-    Deletes are table writes, which Faust allows only while an event is current:
-    hence inside the agent loop rather than in a timer.
+    Deletes are writes, which belong to a record's transaction: hence inside the agent
+    loop rather than in a timer.
     """
 
     def __init__(self, interval_s: float = PURGE_INTERVAL_S, chunk: int = PURGE_CHUNK) -> None:
@@ -248,27 +251,117 @@ class MarkerSweeper:
         self.cursor = DEDUP_PREFIX
         self.due = time.monotonic() + interval_s
 
-    def maybe_sweep(self, partition: int, at: int) -> None:
+    def maybe_sweep(self, store: StateStore, at: int) -> None:
         if time.monotonic() < self.due:
             return
         self.due = time.monotonic() + self.interval_s
-        items = scan(state, partition, self.cursor, self.chunk, DEDUP_PREFIX)
+        items = store.scan(self.cursor, self.chunk, DEDUP_PREFIX)
         expired, cursor = expired_markers(items, datetime.now(UTC), settings.dedup_window,
                                           self.chunk)
         for key in expired:
-            del state[key]
+            del store[key]
         self.cursor = cursor or DEDUP_PREFIX
         metrics.purged.inc(len(expired))
-        for key in expired_outbox(scan(state, partition, OUTBOX, self.chunk, OUTBOX),
-                                  at - OUTBOX_KEEP):
-            del state[key]
+        for key in expired_outbox(store.scan(OUTBOX, self.chunk, OUTBOX), at - OUTBOX_KEEP):
+            del store[key]
+
+
+async def _still_ours(message: Any) -> bool:
+    """After a fencing: wait for this worker's group membership to settle, then say
+    whether the record's partition is still assigned here (if not, its new owner has
+    it; if so, the fencing came from a worker that has since lost it)."""
+    generation = app.consumer_generation_id
+    deadline = time.monotonic() + settings.worker_session_timeout.total_seconds() * 2
+    while app.consumer_generation_id == generation and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    return message.tp in app.consumer.assignment()
+
+
+_claiming: list[asyncio.Lock] = []
+
+
+def _lock() -> asyncio.Lock:
+    if not _claiming:  # created on the worker's loop, not at import
+        _claiming.append(asyncio.Lock())
+    return _claiming[0]
+
+
+async def ensure_claimed(store: StateStore) -> None:
+    """Claim the state (in a thread: it reads the changelog) unless it is claimed; one
+    claim or catch-up at a time, whoever asks."""
+    async with _lock():
+        if not store.claimed:
+            await asyncio.to_thread(store.claim)
+
+
+class Ownership:
+    """Claims the state as soon as this worker is assigned the profile partition, not at
+    its first record (the profile API answers from it, a takeover is ready sooner);
+    releases it when the partition leaves; with ``ACTIVATION_STANDBY_REPLICAS`` > 0 keeps
+    a warm copy meanwhile (a catch-up with the changelog every few seconds)."""
+
+    def __init__(self) -> None:
+        self.next_catch_up = 0.0
+
+    def assigned(self) -> bool:
+        return any(tp.topic == core_topic.get_topic_name() for tp in app.consumer.assignment())
+
+    async def watch(self) -> None:
+        try:
+            if self.assigned():
+                await ensure_claimed(state)
+                return
+            state.release()
+            if settings.standby_replicas > 0 and time.monotonic() >= self.next_catch_up:
+                self.next_catch_up = time.monotonic() + STANDBY_INTERVAL_S
+                async with _lock():
+                    if not self.assigned():
+                        await asyncio.to_thread(state.catch_up)
+        except BrokerError as exc:
+            log.warning("profile state claim or catch-up failed, will retry: %s", exc)
+
+
+app.timer(interval=1.0)(Ownership().watch)
+
+
+async def process_record(message: Any, store: StateStore, sweeper: MarkerSweeper) -> None:
+    """One input record in one transaction: its state writes and what it emits commit
+    together, before Faust commits its offset. A failed transaction is abandoned (the
+    next claim rebuilds the state from the changelog) and the record is done again."""
+    attempt = 0
+    while True:
+        out: Out = []
+        try:
+            async with _lock():  # no claim or catch-up while a record is under way
+                if not store.claimed:
+                    await asyncio.to_thread(store.claim)
+                store.begin()
+                await handle(message, store, out)
+                sweeper.maybe_sweep(store, position(message.offset))
+                await emit((e for e, _ in out), store.produce)
+                await asyncio.to_thread(store.commit)
+        except StateFencedError as exc:
+            log.warning("%s", exc)
+            store.abandon()
+            if not await _still_ours(message):
+                log.warning("partition %s moved to another worker; record %d left to it",
+                            message.tp, message.offset)
+                return
+            continue
+        except BrokerError as exc:
+            log.warning("profile stage transaction failed, retrying the record: %s", exc)
+            store.abandon()
+            attempt = await retrying(STAGE, attempt)
+            continue
+        for emission, fresh in out:
+            if fresh:
+                count(emission)
+        return
 
 
 @app.agent(core_topic, name="profiles")
 async def profile_agent(stream: Any) -> None:
     await wait_for_definitions()
-    store = TableStore(state)
     sweeper = MarkerSweeper()
     async for event in stream.events():
-        await handle(event.message, store)
-        sweeper.maybe_sweep(event.message.partition, position(event.message.offset))
+        await process_record(event.message, state, sweeper)

@@ -13,12 +13,12 @@ state and log directories) is deleted at the end.
    graph, ``p:`` profile, ``r:``/``h:`` merges) are copied for every profile with its
    own customer id, event ids, email/phone hashes and profile ids. The records go
    straight onto ``<app id>-profile-state-changelog`` (compacted, 1 partition, as
-   Faust declares it): one record per key, i.e. a fully compacted changelog.
+   tables/state.py declares it): one record per key, i.e. a fully compacted changelog.
 2. Baseline: a plain confluent-kafka consumer reads that topic from start to end.
 3. Baseline: a worker (``python -m streams.app worker``) with an empty changelog
-   (another app id) from process start to Faust's ``Worker ready``: start-up cost.
+   (another app id) from process start to ``profile state claimed``: start-up cost.
 4. The worker with the filled changelog and an empty data directory, from process
-   start to ``Worker ready`` following ``Done reading from changelog topics``;
+   start to ``profile state claimed`` (the changelog read to its end);
    then its RSS (``VmRSS``) and peak (``VmHWM``) from /proc, and one profile read
    through the profile API as a check that the state really is there.
 
@@ -58,11 +58,13 @@ from tests.integration.core.harness import AUTH, free_port, settings_env
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = 40
 TARGET_MB = 600
-TIMEOUT_S = 4 * 3600  # 1,000,000 profiles take about 14 minutes at 16 MiB fetches, an hour at 1 MiB
-READY, DONE = "Worker ready", "Done reading from changelog topics"
-MARKS = ("Restoring state from changelog topics", DONE, "Recovery complete", READY)
+TIMEOUT_S = 4 * 3600  # generous: 1,000,000 profiles took 14 minutes through Faust's tables
+# The worker claims the profile state as soon as it is assigned its partition, and logs
+# this line once the changelog is read to its end (tables/state.py).
+READY = "profile state claimed"
+MARKS = ("Worker ready", READY)
 HEX = "0123456789abcdef"
-REMAINING = "total remaining="  # Faust's recovery progress line, every 5 s
+REMAINING = "profile state restore: "  # progress, every million records
 
 
 @dataclass
@@ -210,8 +212,7 @@ def _proc_status(pid: int) -> dict[str, float]:
     return out
 
 
-def _watch(proc: subprocess.Popen[bytes], log: Path, start: float, need_done: bool,
-           run: WorkerRun) -> None:
+def _watch(proc: subprocess.Popen[bytes], log: Path, start: float, run: WorkerRun) -> None:
     """Note when each of MARKS first appears in the log; return once recovery ended."""
     pos, tail, shown = 0, "", 0.0
     while time.monotonic() - start < TIMEOUT_S:
@@ -224,14 +225,13 @@ def _watch(proc: subprocess.Popen[bytes], log: Path, start: float, need_done: bo
         text, now = tail + chunk.decode(errors="replace"), time.monotonic() - start
         tail = text[-200:]
         for mark in MARKS:
-            if mark in text and mark not in run.marks and (mark != READY or DONE in run.marks
-                                                           or not need_done):
+            if mark in text and mark not in run.marks:
                 run.marks[mark] = now
         if READY in run.marks:
             return
         if REMAINING in text and now - shown >= 60:
-            left = text.rsplit(REMAINING, 1)[1].split(")", 1)[0]
-            print(f"  {now:,.0f} s: {left} changelog records left to restore", flush=True)
+            done = text.rsplit(REMAINING, 1)[1].split(" ", 1)[0]
+            print(f"  {now:,.0f} s: {done} changelog records restored", flush=True)
             shown = now
         time.sleep(0.05)
     raise SystemExit(f"worker not ready within {TIMEOUT_S} s; log: {log}")
@@ -249,7 +249,7 @@ def fetch_size(settings: Settings) -> int:
     return int(out.stdout.split()[-1])
 
 
-def run_worker(settings: Settings, log: Path, need_done: bool, probe: str) -> WorkerRun:
+def run_worker(settings: Settings, log: Path, probe: str) -> WorkerRun:
     """Start a worker, wait for recovery, read its memory, query one profile, stop it."""
     env = worker_env(settings)
     cmd = [sys.executable, "-m", "streams.app", "worker", "-l", "info",
@@ -259,7 +259,7 @@ def run_worker(settings: Settings, log: Path, need_done: bool, probe: str) -> Wo
         start = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _watch(proc, log, start, need_done, run)
+        _watch(proc, log, start, run)
         time.sleep(2.0)  # settle: the RSS of a worker holding the state, at rest
         status = _proc_status(proc.pid)
         run.rss_mb, run.peak_mb, run.cpu_s = status["VmRSS"], status["VmHWM"], status["cpu"]
@@ -289,7 +289,7 @@ def prepare(uid: str, root: Path) -> tuple[Settings, AdminClient]:
 
 
 def changelog_topic(settings: Settings, admin: AdminClient) -> str:
-    """The table's changelog as Faust names and declares it: compacted, one partition."""
+    """The state's changelog as tables/state.py names and declares it."""
     topic = f"{settings.app_id}-profile-state-changelog"
     futures = admin.create_topics([NewTopic(topic, 1, settings.kafka_replication_factor,
                                             config={"cleanup.policy": "compact"})])
@@ -353,9 +353,9 @@ def measure(settings: Settings, admin: AdminClient, root: Path, profiles: int) -
     raw_s = raw_read(settings, topic, made.records)
     empty_settings = settings.model_copy(update={"app_id": settings.app_id + "-empty",
                                                  "data_dir": root / "state-empty"})
-    empty = run_worker(empty_settings, root / "worker-empty.log", False, _token(0))
+    empty = run_worker(empty_settings, root / "worker-empty.log", _token(0))
     print(f"empty worker ready in {empty.marks[READY]:.1f} s", flush=True)
-    full = run_worker(settings, root / "worker-rebuild.log", True, _token(profiles - 1))
+    full = run_worker(settings, root / "worker-rebuild.log", _token(profiles - 1))
     return list(report(profiles, made, raw_s, empty, full, fetch_size(settings)))
 
 

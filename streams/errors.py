@@ -21,7 +21,8 @@ the original cause stays on ``__cause__`` while callers only need our names::
     │   ├── EncodeError              a record does not fit its schema
     │   └── DecodeError              not our wire format, unknown schema id, corrupt body
     └── BrokerError                  Kafka is unreachable or refused an admin request
-        └── TopicConfigError         an existing topic differs from its declaration
+        ├── TopicConfigError         an existing topic differs from its declaration
+        └── StateFencedError         another worker claimed the profile state (tables/state.py)
 """
 
 from __future__ import annotations
@@ -75,3 +76,7 @@ class BrokerError(ActivationError):
 
 class TopicConfigError(BrokerError):
     """An existing topic's partitions or policy differ from its declaration."""
+
+
+class StateFencedError(BrokerError):
+    """Another worker claimed the profile state: this one's transaction was fenced."""
