@@ -4,11 +4,13 @@ Pure over the :class:`streams.core.pipeline.Store` (plus a key-ordered ``Scanner
 unit tests run it on a dict. Keys, next to the profile stage's own (same table, same
 changelog partition, so one event's writes stay in order):
 
-``a:<profile>``                ActivationState JSON and the offset of the last event applied
+``a:<profile>``                ActivationState JSON and the position of the last event applied
 ``t:<wake µs, 20 digits>:<p>`` a due-time index: the profile's one timer, scanned in order
 ``w:<profile>``                the profile's current ``t:`` key (re-arming deletes the old)
-``o:<offset, 16 digits>:<p>``  outbox: what the record at that offset emitted for that profile
+``o:<position, 16 digits>:<p>`` outbox: what the event at that position emitted
 ``c:clock``                    the manual clock (``activation_clock=manual``), µs
+
+(A position is an event's place in the profile stage: streams/core/batch.py.)
 
 Nothing is lost or done twice across a crash: the outbox entry of a record is written
 BEFORE the state it changes, and a record processed again (a replay after a restart)
