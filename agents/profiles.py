@@ -353,6 +353,14 @@ async def process_record(message: Any, store: StateStore, sweeper: MarkerSweeper
             store.abandon()
             attempt = await retrying(STAGE, attempt)
             continue
+        except asyncio.CancelledError:  # shutting down: leave no transaction open
+            store.abandon()
+            raise
+        except Exception:  # e.g. the local database: never drop the record, retry it
+            log.exception("profile stage failed on record %d; retrying it", message.offset)
+            store.abandon()
+            attempt = await retrying(STAGE, attempt)
+            continue
         for emission, fresh in out:
             if fresh:
                 count(emission)

@@ -29,6 +29,7 @@ partition) and record format, so state written by older workers is read as is.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ META_DIRTY = b"\x00meta:dirty"
 RESTORE_CHUNK = 50_000
 PROGRESS_EVERY = 1_000_000
 TXN_TIMEOUT_S = 60.0
+ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -60,6 +62,7 @@ class StateStore:
         self.topic = changelog_topic(settings)
         self.path: Path = settings.data_dir / "profile-state"
         self._handle: Rdict | None = None  # opened on first use, not at import
+        self._opening = threading.Lock()
         self._producer: Any = None
         self._in_txn = False
         self._last_offset = -1
@@ -67,10 +70,14 @@ class StateStore:
 
     @property
     def _db(self) -> Rdict:
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = Rdict(str(self.path), Options(raw_mode=True))
-        return self._handle
+        handle = self._handle
+        if handle is not None:
+            return handle
+        with self._opening:  # the API's reads and a claim's thread may race to open it
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = Rdict(str(self.path), Options(raw_mode=True))
+            return self._handle
 
     # --- reads and writes ----------------------------------------------------------------
 
@@ -135,9 +142,11 @@ class StateStore:
 
     def abandon(self) -> None:
         """After a failed record: the next record claims again (and rebuilds)."""
-        self._in_txn, self.claimed = False, False
+        was_open, self._in_txn, self.claimed = self._in_txn, False, False
+        if not was_open or self._producer is None:
+            return
         try:
-            self._producer.abort_transaction(TXN_TIMEOUT_S)
+            self._producer.abort_transaction(ABORT_TIMEOUT_S)
         except KafkaException as exc:  # fenced or fatal: the claim starts over anyway
             log.info("abort of the failed transaction: %s", exc)
 
@@ -198,9 +207,11 @@ class StateStore:
         self.claimed = False
 
     def _wipe(self) -> None:
-        self._db.close()
-        self._handle = None
-        Rdict.destroy(str(self.path))
+        with self._opening:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            Rdict.destroy(str(self.path))
 
     def _restore(self) -> int:
         consumer = Consumer({
@@ -255,9 +266,10 @@ class StateStore:
     def close(self) -> None:
         """Closes the database; an open transaction is left to be aborted by the next
         claim (as after a crash)."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        with self._opening:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
 
 
 def _declare() -> StateStore:
