@@ -11,7 +11,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from confluent_kafka import Producer
+
+from streams.core.batch import BATCH_HEADER as BATCH
+from streams.core.batch import BatchItem, encode_batch
 from streams.serde import AvroSerde
+from streams.topics import PROFILE_CORE
 from tests.integration.core.conftest import CoreStack
 from tests.integration.core.events import purchase
 from tests.integration.core.harness import (
@@ -25,6 +30,7 @@ from tests.integration.core.harness import (
 )
 
 CLI = REPO / "scripts" / "deadletters"
+ORIGIN = "x-activation-origin"  # agents/ingest.py: an older worker's single forwards
 
 
 def test_corrupt_and_invalid_records_are_dead_lettered_and_stream_goes_on(
@@ -87,3 +93,34 @@ def test_cli_lists_and_redrives_dead_letters(
     assert [d["redrive_count"] for d in letters] == [0, 1]
     assert letters[1]["original_value"] == letters[0]["original_value"]
     assert worker.metric("activation_stream_dead_letters_total") == 2
+
+
+def test_profile_topic_reads_batches_old_single_records_and_parks_unreadable_ones(
+    core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde
+) -> None:
+    """The internal profile topic as a rolling upgrade finds it: a single event with its
+    origin header (an older worker's forward), an unreadable batch record, and a batch."""
+    topic = core.settings.topic(PROFILE_CORE)  # created by the core fixture
+    single = core.encode(purchase("e-old-worker", "c7", "1.00").to_avro())
+    batch = encode_batch([BatchItem(f"{core.ingest}:0:{i}", b"c7",
+                                    core.encode(purchase(f"e-b{i}", "c7", "2.00").to_avro()))
+                          for i in (1, 2)])
+    producer = Producer(core.settings.kafka_client_config())
+    producer.produce(topic, key=b"c7", value=single,
+                     headers={ORIGIN: f"{core.ingest}:0:0".encode()})
+    producer.produce(topic, value=b"\x01\x00\x00\x00\x05truncated", headers={BATCH: b"1"})
+    producer.produce(topic, value=batch, headers={BATCH: b"1"})
+    assert producer.flush(30) == 0
+    worker = workers(core.settings)
+
+    def profile() -> Any:
+        resp = worker.get("/v1/profiles?customer_id=c7")
+        body = as_json(resp) if resp.status_code == 200 else None
+        return body if body and body["aggregates"]["order_count"] == 3 else None
+
+    body = wait_for(profile, 60, "the single event and the batch's two on the profile")
+    assert Decimal(body["aggregates"]["lifetime_value"]["EUR"]) == Decimal("5.00")
+    (letter,) = read_all(core.settings, serde, core.dead_letter, expected=1)
+    assert (letter["reason_code"], letter["source_topic"], letter["source_offset"]) == (
+        "processing_error", topic, 1)
+    assert "batch" in letter["reason"] and letter["stage"] == "stream.profile"
