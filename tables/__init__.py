@@ -1,1 +1,1 @@
-"""Faust tables (RocksDB via rocksdict), one domain per module."""
+"""Worker state (RocksDB via rocksdict, with Kafka changelogs), one domain per module."""

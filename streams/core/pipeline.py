@@ -1,7 +1,7 @@
 """What the profile stage does with one valid event, over a plain key-value store.
 
-Keys in the one state table (one table, so that all writes of one event go to one
-changelog partition, in order):
+Keys in the one state store (tables/state.py; one store, so that all writes of one
+event go to one changelog partition, in order):
 
 ``d:<event id>``  dedup marker and write-ahead intent: first-seen time, offset, resolution
 ``i:<id key>``    identity graph: identifier key -> profile id
