@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 STAGE = "stream.profile"
 PURGE_INTERVAL_S = 5.0
 STANDBY_INTERVAL_S = 10.0
+YIELD_EVERY = 200  # events of a batch between two turns of the event loop
 PURGE_CHUNK = 2000
 # Outbox entries are needed until their input offset is committed (seconds); keeping
 # the last 1,000 records' worth (positions, see streams/core/batch.py) is a wide margin
@@ -205,6 +206,8 @@ async def run_events(message: Any, store: StateStore, items: list[BatchItem],
                      out: Out) -> None:
     """Apply a record's events in order, collecting what they emit."""
     for index, item in enumerate(items):
+        if index % YIELD_EVERY == YIELD_EVERY - 1:  # let heartbeats and the API run
+            await asyncio.sleep(0)
         now = datetime.now(UTC)
         envelope = await _decoded(item, now)
         try:
