@@ -51,9 +51,6 @@ POLL_TIMEOUT_S = 0.1
 FLUSH_TIMEOUT_S = 30.0
 
 metrics = StreamMetrics(metrics_registry)
-dead_letter_topic: Any = app.topic(settings.topic(DEAD_LETTER), key_type=bytes,
-                                   value_type=bytes, key_serializer="raw",
-                                   value_serializer="raw")
 core_topic: Any = app.topic(settings.topic(PROFILE_CORE), partitions=1, internal=True,
                             key_type=bytes, value_type=bytes, key_serializer="raw",
                             value_serializer="raw")
@@ -200,13 +197,18 @@ class Screener:
             raise KafkaException(f"{len(failures)} writes failed, {left} unconfirmed: "
                                  f"{failures[:1]}")
 
-    def _positions(self, records: list[Message], after: bool) -> list[TopicPartition]:
-        first: dict[tuple[str, int], int] = {}
+    @staticmethod
+    def _positions(records: list[Message], after: bool) -> list[TopicPartition]:
+        """Per partition (records come in offset order): the first record's offset, to
+        rewind to, or (``after``) the one past the last, to commit."""
+        at: dict[tuple[str, int], int] = {}
         for rec in records:
-            tp = (rec.topic() or "", rec.partition() or 0)
-            offset = (rec.offset() or 0) + 1 if after else (rec.offset() or 0)
-            first[tp] = offset if after else min(first.get(tp, offset), offset)
-        return [TopicPartition(t, p, o) for (t, p), o in first.items()]
+            tp, offset = (rec.topic() or "", rec.partition() or 0), rec.offset() or 0
+            if after:
+                at[tp] = offset + 1
+            else:
+                at.setdefault(tp, offset)
+        return [TopicPartition(t, p, o) for (t, p), o in at.items()]
 
     def _rewind(self, records: list[Message]) -> None:
         for tp in self._positions(records, after=False):

@@ -13,6 +13,8 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +26,6 @@ from agents.ingest import (
     UNDO_MERGE,
     core_topic,
     dead_letter_encoder,
-    dead_letter_topic,
     header,
     metrics,
     retrying,
@@ -70,10 +71,12 @@ from streams.core.profile import Profile
 from streams.core.unmerge import undo_merge
 from streams.errors import BrokerError, DecodeError, RegistryError, StateFencedError
 from streams.records import Envelope
+from streams.topics import DEAD_LETTER
 from tables.state import StateStore, state
 
 log = logging.getLogger(__name__)
 STAGE = "stream.profile"
+DEAD_LETTERS = settings.topic(DEAD_LETTER)
 PURGE_INTERVAL_S = 5.0
 STANDBY_INTERVAL_S = 10.0
 YIELD_EVERY = 200  # events of a batch between two turns of the event loop
@@ -87,10 +90,34 @@ CONFIG = StageConfig(settings.dedup_window, settings.ordering_window,
                      settings.profile_timeline_limit)
 
 
-async def _dead_letter(source: SourceRecord, reason: str) -> None:
-    record = dead_letter(source, PROCESSING_ERROR, reason, STAGE, datetime.now(UTC))
-    await dead_letter_topic.send(key=source.key, value=dead_letter_encoder()(record))
-    metrics.dead_letters.labels(PROCESSING_ERROR).inc()
+@dataclass
+class Outputs:
+    """What one record caused: sent within its transaction, counted once it committed
+    (so a record done again after a failed transaction is neither sent nor counted twice)."""
+
+    emissions: list[tuple[Emission, bool]] = field(default_factory=list)  # (what, fresh)
+    letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    merges: int = 0
+
+    def park(self, source: SourceRecord, reason: str) -> None:
+        record = dead_letter(source, PROCESSING_ERROR, reason, STAGE, datetime.now(UTC))
+        self.letters.append((source.key, dead_letter_encoder()(record)))
+
+    async def send(self, store: StateStore) -> None:
+        await emit((e for e, _ in self.emissions), store.produce)
+        for key, value in self.letters:
+            store.produce(DEAD_LETTERS, key, value)
+
+    def count(self) -> None:
+        for status, n in self.statuses.items():
+            metrics.events.labels(STAGE, status).inc(n)
+        metrics.duplicates.inc(self.statuses[DUPLICATE])
+        metrics.merges.inc(self.merges)
+        metrics.dead_letters.labels(PROCESSING_ERROR).inc(len(self.letters))
+        for emission, fresh in self.emissions:
+            if fresh:
+                count(emission)
 
 
 def _source(item: BatchItem) -> SourceRecord:
@@ -128,11 +155,7 @@ class Activation:
                             lambda pid: canonical_id(self.store, pid), CONFIG.timeline_limit)
 
 
-# What a record emitted: (emission, fresh); a re-sent emission (a replay) is not counted.
-Out = list[tuple[Emission, bool]]
-
-
-def run_tick(message: Any, store: StateStore, out: Out) -> None:
+def run_tick(message: Any, store: StateStore, out: Outputs) -> None:
     """Fire the due timers of this partition. A replayed tick first re-sends what it
     emitted before (its outbox), then fires what is still due, at the same instant."""
     now = datetime.fromisoformat(json.loads(message.value)["now"])
@@ -140,7 +163,7 @@ def run_tick(message: Any, store: StateStore, out: Out) -> None:
         set_clock(store, now)
     act = Activation(store)
     at = position(message.offset)
-    out.extend((e, False) for e in read_outbox(act.scanner, at))
+    out.emissions.extend((e, False) for e in read_outbox(act.scanner, at))
     definitions, ctx = definitions_in_force(), act.timer_context()
     for tkey, pid in due_timers(act.scanner(TIMER, settings.timer_batch), now):
         activation_metrics.timers.inc()
@@ -155,10 +178,10 @@ def run_tick(message: Any, store: StateStore, out: Out) -> None:
             drop_timer(store, tkey, pid)
             continue
         if emission is not None:
-            out.append((emission, True))
+            out.emissions.append((emission, True))
 
 
-def run_command(message: Any, store: StateStore, out: Out) -> None:
+def run_command(message: Any, store: StateStore, out: Outputs) -> None:
     """Operator commands and ticks travel on the profile topic so that they are applied
     by the profile's owner, in order with its events (writes need the owner's table)."""
     try:
@@ -176,17 +199,15 @@ def run_command(message: Any, store: StateStore, out: Out) -> None:
 
 
 def _apply(store: StateStore, item: BatchItem, at: int, envelope: Envelope,
-           now: datetime, out: Out) -> None:
+           now: datetime, out: Outputs) -> None:
     act = Activation(store)
     outcome = process_event(store, envelope, at, now, CONFIG, item.origin, activate=act.hook)
     if act.emission is not None:
-        out.append((act.emission, True))
+        out.emissions.append((act.emission, True))
     elif outcome.status == REPLAYED:  # re-send what it emitted the first time
-        out.extend((e, False) for e in read_outbox(act.scanner, outcome.offset))
-    metrics.events.labels(STAGE, outcome.status).inc()
-    if outcome.status == DUPLICATE:
-        metrics.duplicates.inc()
-    metrics.merges.inc(len(outcome.merged))
+        out.emissions.extend((e, False) for e in read_outbox(act.scanner, outcome.offset))
+    out.statuses[outcome.status] += 1
+    out.merges += len(outcome.merged)
 
 
 async def _decoded(item: BatchItem, now: datetime) -> Envelope | str:
@@ -203,7 +224,7 @@ async def _decoded(item: BatchItem, now: datetime) -> Envelope | str:
 
 
 async def run_events(message: Any, store: StateStore, items: list[BatchItem],
-                     out: Out) -> None:
+                     out: Outputs) -> None:
     """Apply a record's events in order, collecting what they emit."""
     for index, item in enumerate(items):
         if index % YIELD_EVERY == YIELD_EVERY - 1:  # let heartbeats and the API run
@@ -218,10 +239,10 @@ async def run_events(message: Any, store: StateStore, items: list[BatchItem],
             raise
         except Exception as exc:  # a bug must not stall the partition: park the event
             log.exception("profile stage failed on %s", item.origin)
-            await _dead_letter(_source(item), f"{type(exc).__name__}: {exc}")
+            out.park(_source(item), f"{type(exc).__name__}: {exc}")
 
 
-async def handle(message: Any, store: StateStore, out: Out) -> None:
+async def handle(message: Any, store: StateStore, out: Outputs) -> None:
     if header(message, COMMAND_HEADER) is not None:
         run_command(message, store, out)
         return
@@ -235,8 +256,8 @@ async def handle(message: Any, store: StateStore, out: Out) -> None:
         items = decode_batch(message.value or b"")
     except BatchFormatError as exc:
         log.error("unreadable batch at offset %d dead-lettered: %s", message.offset, exc)
-        await _dead_letter(SourceRecord(message.topic, message.partition, message.offset,
-                                        message.key, message.value), str(exc))
+        out.park(SourceRecord(message.topic, message.partition, message.offset,
+                              message.key, message.value), str(exc))
         return
     await run_events(message, store, items, out)
 
@@ -333,7 +354,7 @@ async def process_record(message: Any, store: StateStore, sweeper: MarkerSweeper
     next claim rebuilds the state from the changelog) and the record is done again."""
     attempt = 0
     while True:
-        out: Out = []
+        out = Outputs()
         try:
             async with _lock():  # no claim or catch-up while a record is under way
                 if not store.claimed:
@@ -341,7 +362,7 @@ async def process_record(message: Any, store: StateStore, sweeper: MarkerSweeper
                 store.begin()
                 await handle(message, store, out)
                 sweeper.maybe_sweep(store, position(message.offset))
-                await emit((e for e, _ in out), store.produce)
+                await out.send(store)
                 await asyncio.to_thread(store.commit)
         except StateFencedError as exc:
             log.warning("%s", exc)
@@ -364,9 +385,7 @@ async def process_record(message: Any, store: StateStore, sweeper: MarkerSweeper
             store.abandon()
             attempt = await retrying(STAGE, attempt)
             continue
-        for emission, fresh in out:
-            if fresh:
-                count(emission)
+        out.count()
         return
 
 

@@ -33,6 +33,16 @@ CLI = REPO / "scripts" / "deadletters"
 ORIGIN = "x-activation-origin"  # agents/ingest.py: an older worker's single forwards
 
 
+def with_orders(worker: Worker, customer: str, orders: int) -> Callable[[], Any]:
+    """A poll for the customer's profile once it counts ``orders`` orders (else None)."""
+    def poll() -> Any:
+        resp = worker.get(f"/v1/profiles?customer_id={customer}")
+        body = as_json(resp) if resp.status_code == 200 else None
+        return body if body and body["aggregates"]["order_count"] == orders else None
+
+    return poll
+
+
 def test_corrupt_and_invalid_records_are_dead_lettered_and_stream_goes_on(
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde
 ) -> None:
@@ -54,12 +64,7 @@ def test_corrupt_and_invalid_records_are_dead_lettered_and_stream_goes_on(
     produce(core.settings, core.ingest, records, partition=0)
     worker = workers(core.settings)
 
-    def profile() -> Any:
-        resp = worker.get("/v1/profiles?customer_id=c1")
-        body = as_json(resp) if resp.status_code == 200 else None
-        return body if body and body["aggregates"]["order_count"] == 3 else None
-
-    body = wait_for(profile, 60, "the three good purchases on the profile")
+    body = wait_for(with_orders(worker, "c1", 3), 60, "the three good purchases on the profile")
     assert Decimal(body["aggregates"]["lifetime_value"]["EUR"]) == Decimal("15.00")
 
     letters = read_all(core.settings, serde, core.dead_letter, expected=4)
@@ -113,12 +118,8 @@ def test_profile_topic_reads_batches_old_single_records_and_parks_unreadable_one
     assert producer.flush(30) == 0
     worker = workers(core.settings)
 
-    def profile() -> Any:
-        resp = worker.get("/v1/profiles?customer_id=c7")
-        body = as_json(resp) if resp.status_code == 200 else None
-        return body if body and body["aggregates"]["order_count"] == 3 else None
-
-    body = wait_for(profile, 60, "the single event and the batch's two on the profile")
+    body = wait_for(with_orders(worker, "c7", 3), 60,
+                    "the single event and the batch's two on the profile")
     assert Decimal(body["aggregates"]["lifetime_value"]["EUR"]) == Decimal("5.00")
     (letter,) = read_all(core.settings, serde, core.dead_letter, expected=1)
     assert (letter["reason_code"], letter["source_topic"], letter["source_offset"]) == (
