@@ -7,8 +7,9 @@ table. This module gives it what it needs:
 - the definitions in force, followed from the compacted definitions topic (every
   worker reads all of it, so all agree on the version without a restart);
 - a ticker: every ``timer_interval`` the leader worker sends a ``tick`` command onto
-  the profile topic, so due per-profile timers are handled by the profile's owner, in
-  order with its events (with ``activation_clock=manual`` only explicit ticks move
+  the identity stage's topic, which fans it out to every partition of the profile
+  stage, so due per-profile timers are handled by the profile's owner, in order with
+  its events (with ``activation_clock=manual`` only explicit ticks move
   time, which is how tests and demos control it);
 - :func:`emit`, which encodes an emission's action commands and audience changes
   (Avro, Confluent wire format) for the profile stage to send in the transaction of
@@ -30,6 +31,7 @@ from streams.activation.definitions import DefinitionSet
 from streams.activation.distribution import DefinitionsFollower
 from streams.activation.runtime import Emission
 from streams.app import app, metrics_registry, serde, settings
+from streams.core.routing import TICK
 from streams.errors import RegistryError
 from streams.serde import Encoder
 from streams.topics import (
@@ -40,7 +42,6 @@ from streams.topics import (
     action_topic,
 )
 
-TICK = b"tick"
 STAGE = "stream.activation"
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,14 @@ from typing import Any
 from faust.web import View
 from prometheus_client import generate_latest
 
-from agents.ingest import COMMAND_HEADER, UNDO_MERGE, core_topic
+from agents.ingest import COMMAND_HEADER, core_topic
 from streams.activation.runtime import activation_view
-from streams.app import app, metrics_registry
+from streams.app import app, metrics_registry, settings
 from streams.core.identity import KIND_PREFIX
 from streams.core.pipeline import canonical_id, load_profile, merge_history
 from streams.core.profile import Profile, timeline_page, to_api
-from tables.state import StateStore, state
+from streams.core.routing import UNDO_MERGE, partition_of
+from tables.state import StateStore, identity_state, profile_states
 
 READ_SCOPE = "profiles:read"
 WRITE_SCOPE = "profiles:admin"
@@ -53,22 +54,63 @@ def _error(web: Any, status: int, code: str, message: str) -> Any:
     return web.json({"error": {"code": code, "message": message}}, status=status)
 
 
-def find_profile(store: StateStore, profile_id: str) -> Profile | None:
-    return load_profile(store, canonical_id(store, profile_id))
+def locate(profile_id: str) -> tuple[StateStore, str]:
+    """The profile stage store that holds ``profile_id``'s history, and its id there:
+    the identity graph's redirects, then the partitions' own (a merge the identity
+    stage made is recorded there before the profile partitions have carried it out)."""
+    pid = canonical_id(served(identity_state), profile_id)
+    store = served(profile_states[partition_of(pid, settings.profile_partitions)])
+    for _ in range(8):  # a chain of merges across partitions, followed a few hops
+        nxt = canonical_id(store, pid)
+        if nxt == pid:
+            break
+        pid = nxt
+        store = served(profile_states[partition_of(nxt, settings.profile_partitions)])
+    return store, pid
 
 
-def lookup_by_identifier(store: StateStore, query: dict[str, str]) -> Profile | None:
+def find_profile(profile_id: str) -> Profile | None:
+    store, pid = locate(profile_id)
+    return load_profile(store, pid)
+
+
+def lookup_by_identifier(query: dict[str, str]) -> Profile | None:
     for kind, prefix in KIND_PREFIX.items():
         if query.get(kind):
-            pid = store.get(f"i:{prefix}:{query[kind]}".encode())
-            return None if pid is None else find_profile(store, pid.decode())
+            pid = served(identity_state).get(f"i:{prefix}:{query[kind]}".encode())
+            return None if pid is None else find_profile(pid.decode())
     return None
 
 
-async def _guarded(web: Any, request: Any, fetch: Callable[[StateStore], Any]) -> Any:
+class NotServedHere(Exception):
+    """A store behind the answer is not claimed by this worker: still being restored
+    from its changelog, or its partition is owned by another worker."""
+
+    def __init__(self, store: StateStore) -> None:
+        super().__init__(f"state {store.label} is not served by this worker right now "
+                         "(being restored after a start or a rebalance, or owned by "
+                         "another worker); retry shortly, or ask the worker that owns it")
+
+
+def served(store: StateStore) -> StateStore:
+    if not store.claimed:
+        raise NotServedHere(store)
+    return store
+
+
+async def _guarded(web: Any, request: Any, fetch: Callable[[], Any]) -> Any:
     if not await _allowed(request):
         return _error(web, 401, "unauthorized", f"an API key with scope {READ_SCOPE} is needed")
-    return fetch(state)
+    try:
+        return fetch()
+    except NotServedHere as exc:
+        return _unavailable(web, exc)
+
+
+def _unavailable(web: Any, exc: NotServedHere) -> Any:
+    response = _error(web, 503, "state_unavailable", str(exc))
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def _not_found(web: Any, what: str) -> Any:
@@ -82,8 +124,8 @@ async def profiles_by_identifier(web: Any, request: Any) -> Any:
         kinds = ", ".join(KIND_PREFIX)
         return _error(web, 400, "missing_identifier", f"give one of: {kinds}")
 
-    def fetch(store: StateStore) -> Any:
-        profile = lookup_by_identifier(store, query)
+    def fetch() -> Any:
+        profile = lookup_by_identifier(query)
         return _not_found(web, str(query)) if profile is None else web.json(to_api(profile))
 
     return await _guarded(web, request, fetch)
@@ -91,8 +133,8 @@ async def profiles_by_identifier(web: Any, request: Any) -> Any:
 
 @app.page("/v1/profiles/{profile_id}")
 async def profile_by_id(web: Any, request: Any, profile_id: str) -> Any:
-    def fetch(store: StateStore) -> Any:
-        profile = find_profile(store, profile_id)
+    def fetch() -> Any:
+        profile = find_profile(profile_id)
         return _not_found(web, profile_id) if profile is None else web.json(to_api(profile))
 
     return await _guarded(web, request, fetch)
@@ -110,8 +152,8 @@ async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
     offset = _int(request.query.get("offset"), 0, 1_000_000)
     limit = _int(request.query.get("limit"), 50, MAX_PAGE) or 1
 
-    def fetch(store: StateStore) -> Any:
-        profile = find_profile(store, profile_id)
+    def fetch() -> Any:
+        profile = find_profile(profile_id)
         if profile is None:
             return _not_found(web, profile_id)
         return web.json(timeline_page(profile, offset, limit))
@@ -121,10 +163,11 @@ async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
 
 @app.page("/v1/profiles/{profile_id}/merges")
 async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
-    def fetch(store: StateStore) -> Any:
-        profile = find_profile(store, profile_id)
+    def fetch() -> Any:
+        profile = find_profile(profile_id)
         if profile is None:
             return _not_found(web, profile_id)
+        store, _ = locate(profile.profile_id)
         merges = [m.explain() for m in merge_history(store, profile.profile_id)]
         return web.json({"profile_id": profile.profile_id, "merges": merges})
 
@@ -133,10 +176,11 @@ async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
 
 @app.page("/v1/profiles/{profile_id}/activation")
 async def profile_activation(web: Any, request: Any, profile_id: str) -> Any:
-    def fetch(store: StateStore) -> Any:
-        profile = find_profile(store, profile_id)
+    def fetch() -> Any:
+        profile = find_profile(profile_id)
         if profile is None:
             return _not_found(web, profile_id)
+        store, _ = locate(profile.profile_id)
         return web.json(activation_view(store, profile.profile_id))
 
     return await _guarded(web, request, fetch)
@@ -150,8 +194,10 @@ class UndoMerge(View):
         if _authorizer and not await _authorizer[0](request, WRITE_SCOPE):
             return _error(self, 401, "unauthorized",
                           f"an API key with scope {WRITE_SCOPE} is needed")
-        store = state
-        pid = canonical_id(store, profile_id)
+        try:
+            store, pid = locate(profile_id)
+        except NotServedHere as exc:
+            return _unavailable(self, exc)
         if not any(m.event_id == event_id for m in merge_history(store, pid)):
             return _error(self, 404, "merge_not_found",
                           f"no merge by event {event_id} on profile {pid}")

@@ -2,16 +2,16 @@
 
 Reads raw bytes so that a record that cannot be decoded is still in hand, byte for
 byte, to dead-letter. Valid records are forwarded unchanged, many to a record
-(streams/core/batch.py), to the one-partition profile-core topic: the identity graph
-and the profiles need a single owner to stay consistent (repartitioning by canonical
-profile id is future work).
+(streams/core/batch.py), to the one-partition profile-core topic, read by the identity stage
+(agents/identity.py: the identity graph needs a single owner), which passes them on
+to the profile stage partitioned by canonical profile id (agents/profiles.py).
 
 Not a Faust agent: Faust's per-record stream step costs more than screening itself, so
 the stage is a librdkafka consumer and producer in a thread of the worker, in its own
 consumer group (``<app id>-screen``; several workers share the ingestion partitions).
 Each poll's records are screened, their forwards and dead letters produced and
 flushed, and only then are their offsets committed: at-least-once. A record forwarded
-twice (a crash between flush and commit) has the same origin, which the profile stage
+twice (a crash between flush and commit) has the same origin, which the identity stage
 treats as a replay.
 """
 
@@ -59,8 +59,7 @@ _dead_letter_encoder: list[Encoder] = []
 # a redelivery (same record) from a producer's duplicate (same event id, new record).
 ORIGIN_HEADER = "x-activation-origin"
 REDRIVE_HEADER = "x-activation-redrive-count"  # set by scripts/deadletters
-COMMAND_HEADER = "x-activation-command"  # operator commands on the profile topic
-UNDO_MERGE = b"undo-merge"
+COMMAND_HEADER = "x-activation-command"  # commands between stages (streams/core/routing.py)
 
 
 def origin_of(source: SourceRecord) -> bytes:

@@ -8,17 +8,19 @@ state and log directories) is deleted at the end.
 
 1. Content: a few dozen template customers (identifiers, traits, a subscription,
    consent, purchases, a timeline of 5 entries, one in ten merged from two profiles)
-   go through the real pure pipeline (``process_event`` over a dict), and the
-   resulting keys of the ``profile-state`` table (``d:`` markers, ``i:`` identity
-   graph, ``p:`` profile, ``r:``/``h:`` merges) are copied for every profile with its
-   own customer id, event ids, email/phone hashes and profile ids. The records go
-   straight onto ``<app id>-profile-state-changelog`` (compacted, 1 partition, as
-   tables/state.py declares it): one record per key, i.e. a fully compacted changelog.
-2. Baseline: a plain confluent-kafka consumer reads that topic from start to end.
-3. Baseline: a worker (``python -m streams.app worker``) with an empty changelog
-   (another app id) from process start to ``profile state claimed``: start-up cost.
-4. The worker with the filled changelog and an empty data directory, from process
-   start to ``profile state claimed`` (the changelog read to its end);
+   go through the real pure stages (tests/unit/core/stages.py over dicts), and the
+   resulting keys of the identity store (``d:`` markers, ``i:``/``k:`` identity graph,
+   ``r:`` redirects) and of the profile stores (``p:`` profile, ``r:``/``h:`` merges)
+   are copied for every profile with its own customer id, event ids, email/phone
+   hashes and profile ids. The records go straight onto ``<app id>-identity-changelog``
+   (1 partition) and ``<app id>-profiles-changelog`` (the partition of each profile id),
+   compacted, as tables/state.py declares them: one record per key, i.e. fully
+   compacted changelogs.
+2. Baseline: a plain confluent-kafka consumer reads those topics from start to end.
+3. Baseline: a worker (``python -m streams.app worker``) with empty changelogs
+   (another app id) from process start to every store claimed: start-up cost.
+4. The worker with the filled changelogs and an empty data directory, from process
+   start to every store claimed (the changelogs read to their end);
    then its RSS (``VmRSS``) and peak (``VmHWM``) from /proc, and one profile read
    through the profile API as a check that the state really is there.
 
@@ -50,27 +52,33 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.core.identity import identifier_keys, new_profile_id
-from streams.core.pipeline import StageConfig, process_event
+from streams.core.pipeline import StageConfig
+from streams.core.routing import partition_of
 from streams.records import Envelope, Identifiers
 from streams.settings import Settings, load_settings
 from tests.integration.core.harness import AUTH, free_port, settings_env
+from tests.unit.core.stages import Stages
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = 40
 TARGET_MB = 600
 TIMEOUT_S = 4 * 3600  # generous: 1,000,000 profiles took 14 minutes through Faust's tables
-# The worker claims the profile state as soon as it is assigned its partition, and logs
-# this line once the changelog is read to its end (tables/state.py).
-READY = "profile state claimed"
+# The worker claims each store as soon as it is assigned its partition, and logs
+# "state <name>[<partition>] claimed" once that changelog partition is read to its end
+# (tables/state.py); ready = every store claimed.
+CLAIMED = " claimed: "
+READY = "every store claimed"
 MARKS = ("Worker ready", READY)
 HEX = "0123456789abcdef"
-REMAINING = "profile state restore: "  # progress, every million records
+REMAINING = " restore: "  # progress, every million records of one store
+IDENTITY_KEYS = (b"d:", b"i:", b"k:")  # and the identity store's r: (see build_templates)
 
 
 @dataclass
 class Template:
     token: str  # the customer's token, e.g. "c0000007": in every id the customer owns
-    records: list[tuple[bytes, bytes]]
+    identity: list[tuple[bytes, bytes]]  # the identity store's records
+    profiles: list[tuple[bytes, bytes]]  # the profile stores' records
     creators: list[str]  # identifier keys (with the token) each profile id derives from
 
 
@@ -114,27 +122,41 @@ def build_templates(count: int, now: datetime) -> list[Template]:
     cfg = StageConfig(timedelta(days=7), timedelta(seconds=5), 200)
     out = []
     for t in range(count):
-        store: dict[bytes, bytes] = {}
+        stages = Stages(cfg, partitions=1)
         events = _events(t, rng, now)
         for offset, envelope in enumerate(events):
-            process_event(store, envelope, offset, now, cfg, f"bench:0:{offset}")
+            stages.send(envelope, now, f"bench:0:{offset}")
         creators = sorted({k for e in events for k in identifier_keys(e.identifiers)
-                           if b"p:" + new_profile_id(k).encode() in store})
-        out.append(Template(_token(t), list(store.items()), creators))
+                           if b"p:" + new_profile_id(k).encode() in stages.parts[0]})
+        out.append(Template(_token(t), sorted(stages.identity.items()),
+                            sorted(stages.parts[0].items()), creators))
     return out
 
 
-def profile_records(template: Template, n: int) -> list[tuple[bytes, bytes]]:
-    """The template's records for profile ``n``: its token and profile ids swapped in."""
+def _swapped(records: list[tuple[bytes, bytes]], swaps: list[tuple[bytes, bytes]]
+             ) -> list[tuple[bytes, bytes]]:
+    out = []
+    for key, value in records:
+        if key.startswith(b"\x00"):  # a store's own bookkeeping (its input offset)
+            continue
+        for old, new in swaps:
+            key, value = key.replace(old, new), value.replace(old, new)
+        out.append((key, value))
+    return out
+
+
+def profile_records(template: Template, n: int, partitions: int
+                    ) -> list[tuple[str, int, bytes, bytes]]:
+    """The template's records for profile ``n`` (its token and profile ids swapped in):
+    (store, partition, key, value); profile records go to their profile's partition."""
     tok = _token(n)
     swaps = [(template.token.encode(), tok.encode())]
     swaps += [(new_profile_id(k).encode(), new_profile_id(k.replace(template.token, tok)).encode())
               for k in template.creators]
-    out = []
-    for key, value in template.records:
-        for old, new in swaps:
-            key, value = key.replace(old, new), value.replace(old, new)
-        out.append((key, value))
+    out = [("identity", 0, k, v) for k, v in _swapped(template.identity, swaps)]
+    for key, value in _swapped(template.profiles, swaps):
+        pid = key.split(b":", 1)[1].decode()
+        out.append(("profiles", partition_of(pid, partitions), key, value))
     return out
 
 
@@ -146,17 +168,19 @@ class Produced:
     seconds: float = 0.0
 
 
-def produce_changelog(settings: Settings, topic: str, profiles: int,
+def produce_changelog(settings: Settings, topics: dict[str, str], profiles: int,
                       templates: list[Template]) -> Produced:
     producer = Producer({**settings.kafka_client_config(), "linger.ms": 50,
                          "batch.size": 1_000_000, "compression.type": "none",
                          "queue.buffering.max.messages": 500_000, "acks": "all"})
     stats, start = Produced(), time.monotonic()
+    parts = settings.profile_partitions
     for n in range(profiles):
-        for key, value in profile_records(templates[n % len(templates)], n):
+        for store, partition, key, value in profile_records(templates[n % len(templates)], n,
+                                                            parts):
             while True:
                 try:
-                    producer.produce(topic, key=key, value=value, partition=0)
+                    producer.produce(topics[store], key=key, value=value, partition=partition)
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -171,13 +195,16 @@ def produce_changelog(settings: Settings, topic: str, profiles: int,
     return stats
 
 
-def raw_read(settings: Settings, topic: str, expected: int) -> float:
-    """Seconds for a plain consumer to read ``topic`` from the first to the last record."""
+def raw_read(settings: Settings, topics: dict[str, str], expected: int) -> float:
+    """Seconds for a plain consumer to read the changelogs from the first to the last
+    record."""
     consumer = Consumer({**settings.kafka_client_config(), "group.id": f"raw-{uuid.uuid4()}",
                          "enable.auto.commit": False})
     try:
         start, seen = time.monotonic(), 0
-        consumer.assign([TopicPartition(topic, 0, 0)])
+        consumer.assign([TopicPartition(topics["identity"], 0, 0)]
+                        + [TopicPartition(topics["profiles"], p, 0)
+                           for p in range(settings.profile_partitions)])
         while seen < expected and time.monotonic() - start < 1800:
             for msg in consumer.consume(10_000, 1.0):
                 # key() and value() copy the bytes into Python objects, as the worker must
@@ -212,9 +239,11 @@ def _proc_status(pid: int) -> dict[str, float]:
     return out
 
 
-def _watch(proc: subprocess.Popen[bytes], log: Path, start: float, run: WorkerRun) -> None:
-    """Note when each of MARKS first appears in the log; return once recovery ended."""
-    pos, tail, shown = 0, "", 0.0
+def _watch(proc: subprocess.Popen[bytes], log: Path, start: float, run: WorkerRun,
+           stores: int) -> None:
+    """Note when each of MARKS first appears in the log; return once recovery ended
+    (``stores`` claims logged)."""
+    pos, tail, shown, claims = 0, "", 0.0, 0
     while time.monotonic() - start < TIMEOUT_S:
         if proc.poll() is not None:
             raise SystemExit(f"worker exited {proc.returncode}; log: {log}")
@@ -222,8 +251,11 @@ def _watch(proc: subprocess.Popen[bytes], log: Path, start: float, run: WorkerRu
             fh.seek(pos)
             chunk = fh.read()
         pos += len(chunk)
+        claims += chunk.decode(errors="replace").count(CLAIMED)
         text, now = tail + chunk.decode(errors="replace"), time.monotonic() - start
         tail = text[-200:]
+        if claims >= stores:
+            text += READY
         for mark in MARKS:
             if mark in text and mark not in run.marks:
                 run.marks[mark] = now
@@ -259,7 +291,7 @@ def run_worker(settings: Settings, log: Path, probe: str) -> WorkerRun:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _watch(proc, log, start, run)
+        _watch(proc, log, start, run, 1 + settings.profile_partitions)
         time.sleep(2.0)  # settle: the RSS of a worker holding the state, at rest
         status = _proc_status(proc.pid)
         run.rss_mb, run.peak_mb, run.cpu_s = status["VmRSS"], status["VmHWM"], status["cpu"]
@@ -288,13 +320,17 @@ def prepare(uid: str, root: Path) -> tuple[Settings, AdminClient]:
     return settings, admin
 
 
-def changelog_topic(settings: Settings, admin: AdminClient) -> str:
-    """The state's changelog as tables/state.py names and declares it."""
-    topic = f"{settings.app_id}-profile-state-changelog"
-    futures = admin.create_topics([NewTopic(topic, 1, settings.kafka_replication_factor,
-                                            config={"cleanup.policy": "compact"})])
-    futures[topic].result(30)
-    return topic
+def changelog_topics(settings: Settings, admin: AdminClient) -> dict[str, str]:
+    """The stores' changelogs as tables/state.py names and declares them."""
+    topics = {name: f"{settings.app_id}-{name}-changelog" for name in ("identity", "profiles")}
+    futures = admin.create_topics([
+        NewTopic(topics["identity"], 1, settings.kafka_replication_factor,
+                 config={"cleanup.policy": "compact"}),
+        NewTopic(topics["profiles"], settings.profile_partitions,
+                 settings.kafka_replication_factor, config={"cleanup.policy": "compact"})])
+    for future in futures.values():
+        future.result(30)
+    return topics
 
 
 def cleanup(admin: AdminClient, uid: str) -> list[str]:
@@ -347,10 +383,10 @@ def report(profiles: int, made: Produced, raw_s: float, empty: WorkerRun,
 def measure(settings: Settings, admin: AdminClient, root: Path, profiles: int) -> list[str]:
     now = datetime.now(UTC)
     templates = build_templates(TEMPLATES, now)
-    topic = changelog_topic(settings, admin)
-    made = produce_changelog(settings, topic, profiles, templates)
+    topics = changelog_topics(settings, admin)
+    made = produce_changelog(settings, topics, profiles, templates)
     print(f"produced {made.records:,} records in {made.seconds:.1f} s", flush=True)
-    raw_s = raw_read(settings, topic, made.records)
+    raw_s = raw_read(settings, topics, made.records)
     empty_settings = settings.model_copy(update={"app_id": settings.app_id + "-empty",
                                                  "data_dir": root / "state-empty"})
     empty = run_worker(empty_settings, root / "worker-empty.log", _token(0))

@@ -58,9 +58,35 @@ def keep_queued_messages_on_resume() -> None:
     FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
 
 
+def read_committed_only() -> None:
+    """Make Faust's worker consumer read only committed records.
+
+    The profile stage's input (``internal.profiles``) is written inside the identity
+    stage's transactions; a record of an aborted transaction (its writer was fenced or
+    crashed) must never be applied. Faust asks for ``read_committed`` only under its own
+    exactly-once mode, which would also make its producers transactional; our stages
+    manage their transactions themselves (tables/state.py), so only the isolation level
+    is changed. Topics written without transactions read the same either way.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "read_committed", False):
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._isolation_level = "read_committed"  # read when the fetcher starts
+        return consumer
+
+    create.read_committed = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured entirely from ``settings``."""
     keep_queued_messages_on_resume()
+    read_committed_only()
     # Faust expects its data directory to exist; a fresh checkout has none.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     servers = ";".join(f"kafka://{s}" for s in settings.kafka_bootstrap_servers.split(","))

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     )
 
     profile_timeline_limit: int = Field(200, ge=10, le=10_000)
+    profile_partitions: int = Field(
+        4, ge=1, le=256,
+        description="Partitions of internal.profiles: profiles are spread over them by "
+        "canonical profile id, and the workers share them (the profile stage's unit of "
+        "scale). Fixed once the topic exists.",
+    )
 
     # --- Activation ------------------------------------------------------------------
     definitions_dir: Path = Field(

@@ -40,10 +40,13 @@ API_KEYS = "ops.api_keys"
 DEFINITIONS = "ops.definitions"
 # Audience entries and exits, for downstream consumers (and the demo).
 AUDIENCE_CHANGES = "activation.audience_changes"
-# Valid events on their way to the profile stage, in batch records
-# (streams/core/batch.py). One partition: the identity graph needs one owner (see
-# agents/ingest.py); scaling it out is future work.
+# Valid events on their way to the identity stage, in batch records
+# (streams/core/batch.py). One partition: the identity graph needs one owner
+# (agents/identity.py); it is the light stage (dedup and graph lookups).
 PROFILE_CORE = "internal.profile-core"
+# Resolved events, merges and per-profile commands, partitioned by canonical profile id
+# (streams/core/routing.py): the profile stage (agents/profiles.py), shared by workers.
+PROFILES = "internal.profiles"
 PROFILE_CORE_MAX_BYTES = 4 * 1024 * 1024
 ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 
@@ -138,7 +141,16 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete",
          "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)},
     )
-    return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core]
+    profiles = TopicSpec(
+        settings.topic(PROFILES),
+        settings.profile_partitions,
+        None,
+        "NONE",
+        {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete",
+         "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)},
+    )
+    return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core,
+            profiles]
 
 
 def admin_client(settings: Settings) -> AdminClient:

@@ -1,29 +1,33 @@
-"""The profile stage's state: a local RocksDB (rocksdict) with a Kafka changelog, whose
-writes for one input record form one Kafka transaction.
+"""The stages' state: a local RocksDB (rocksdict) per owned partition, with a Kafka
+changelog, whose writes for one input record form one Kafka transaction.
 
-One store on purpose (key layout: streams/core/pipeline.py and
-streams/activation/runtime.py): every write of one event lands in one changelog
-partition, in order. Keys and values are bytes; the pure code encodes them.
+Two kinds (tables/state.py declares both): the identity stage's one store (dedup
+markers and the identity graph, key layout in streams/core/identity_stage.py), and one
+store per partition of the profile stage (profiles, merge history, activation: key
+layout in streams/core/pipeline.py and streams/activation/runtime.py). Every write of
+one record lands in its store's changelog partition, in order. Keys and values are
+bytes; the pure code encodes them.
 
 Why not a Faust table: each Faust table write is several Python layers and an asyncio
-send, more than the profile stage's own work on an event; here a write is a RocksDB put
-and a librdkafka ``produce``. And Faust's tables have no fencing: an expelled but living
+send, more than a stage's own work on an event; here a write is a RocksDB put and a
+librdkafka ``produce``. And Faust's tables have no fencing: an expelled but living
 worker could still write. Here:
 
-- **Claim.** The worker that Faust assigns the profile topic's partition claims the store
-  before its first record: it initialises transactions under the fixed transactional id
-  ``<app id>-profile-state``, which aborts whatever a previous owner left open and fences
-  that owner for good (its next commit fails: :class:`StateFencedError`), then reads the
-  changelog (read_committed) up to its end into the local database.
+- **Claim.** The worker that Faust assigns an input partition claims its store before
+  its first record: it initialises transactions under the store's fixed transactional
+  id (``<app id>-<name>-<partition>``), which aborts whatever a previous owner left open
+  and fences that owner for good (its next commit fails: :class:`StateFencedError`),
+  then reads the changelog partition (read_committed) up to its end into the local
+  database.
 - **Exactness.** Writes reach RocksDB at once (reads see them) and the changelog inside
-  the record's transaction, along with the records the stage emits, committed before
-  Faust commits the input offset. A ``dirty`` mark is kept in the database while a
-  transaction is open: a claim that finds it (after a crash, or a fencing mid-record)
-  rebuilds the database from the changelog, so the local state is always exactly the
-  committed one, and the record is then processed again.
+  the record's transaction, along with the records the stage emits and the input
+  offset it applied (:meth:`StateStore.mark_applied`), committed before Faust commits
+  the input offset: a redelivered record is recognised and skipped. A ``dirty`` mark is
+  kept in the database while a transaction is open: a claim that finds it (after a
+  crash, or a fencing mid-record) rebuilds the database from the changelog, so the local
+  state is always exactly the committed one, and the record is then processed again.
 
-The changelog keeps Faust's name (``<app id>-profile-state-changelog``, compacted, one
-partition) and record format, so state written by older workers is read as is.
+Changelogs (``<app id>-<name>-changelog``, compacted) use Faust's record format.
 """
 
 from __future__ import annotations
@@ -44,23 +48,41 @@ from streams.topics import PROFILE_CORE_MAX_BYTES, TopicSpec, admin_client, ensu
 log = logging.getLogger(__name__)
 META_OFFSET = b"\x00meta:changelog-offset"  # below every key family (letters) in scans
 META_DIRTY = b"\x00meta:dirty"
+# Input offsets applied, on the changelog (unlike the two above): one key per record,
+# not a high-water mark, because Faust can deliver a record again *before* an earlier
+# one after a seek (agents/owned.py); trimmed to a floor below which all count as done.
+APPLIED = b"\x00applied:"
+APPLIED_FLOOR = b"\x00meta:applied-floor"
 RESTORE_CHUNK = 50_000
 PROGRESS_EVERY = 1_000_000
 TXN_TIMEOUT_S = 60.0
 ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
 
 
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-profile-state-changelog"
+def changelog_topic(settings: Settings, name: str) -> str:
+    return f"{settings.app_id}-{name}-changelog"
+
+
+def key_offset(key: bytes) -> str:
+    return str(int(key[len(APPLIED):]))
 
 
 class StateStore:
-    """The :class:`streams.core.pipeline.Store` protocol, plus scans, claims, transactions."""
+    """The :class:`streams.core.pipeline.Store` protocol, plus scans, claims, transactions.
 
-    def __init__(self, settings: Settings) -> None:
+    One store per partition of the stage that owns it: ``name`` names the changelog
+    topic (``partitions`` partitions; this store's is ``partition``), the local
+    database and the transactional id, so each partition is claimed and fenced alone.
+    """
+
+    def __init__(self, settings: Settings, name: str, partition: int = 0,
+                 partitions: int = 1) -> None:
         self._settings = settings
-        self.topic = changelog_topic(settings)
-        self.path: Path = settings.data_dir / "profile-state"
+        self.name, self.partition, self.partitions = name, partition, partitions
+        self.label = f"{name}[{partition}]"
+        self.topic = changelog_topic(settings, name)
+        self.path: Path = settings.data_dir / f"{name}-{partition}"
+        self.transactional_id = f"{settings.app_id}-{name}-{partition}"
         self._handle: Rdict | None = None  # opened on first use, not at import
         self._opening = threading.Lock()
         self._producer: Any = None
@@ -104,16 +126,41 @@ class StateStore:
             out.append((bytes(key), bytes(value)))
         return out
 
-    def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Send a record within the current transaction (emitted actions, changes)."""
+    def produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1,
+                headers: dict[str, bytes] | None = None) -> None:
+        """Send a record within the current transaction (emitted actions, forwards);
+        ``partition`` -1: the producer's partitioner picks it from the key."""
         self._require_txn()
-        self._wrap(self._producer.produce, topic, key=key, value=value,
-                   on_delivery=self._delivered)
+        self._wrap(self._producer.produce, topic, key=key, value=value, partition=partition,
+                   headers=headers, on_delivery=self._delivered)
+
+    def is_applied(self, offset: int) -> bool:
+        """Whether the input record at ``offset`` committed its effects here already (a
+        redelivery, to be skipped whole)."""
+        floor = self._db.get(APPLIED_FLOOR)
+        if floor is not None and offset <= int(floor):
+            return True
+        return self._db.get(APPLIED + b"%020d" % offset) is not None
+
+    def mark_applied(self, offset: int) -> None:
+        """Within a record's transaction (so on the changelog too: a rebuild knows it)."""
+        self[APPLIED + b"%020d" % offset] = b""
+
+    def trim_applied(self, below: int, limit: int = 10_000) -> int:
+        """Forget applied offsets below ``below`` (within a transaction), raising the floor
+        instead: they are long committed in the input's consumer group too."""
+        old = [key for key, _ in self.scan(APPLIED, limit, APPLIED)
+               if int(key[len(APPLIED):]) < below]
+        for key in old:
+            del self[key]
+        if old:
+            self[APPLIED_FLOOR] = key_offset(old[-1]).encode()
+        return len(old)
 
     def _log(self, key: bytes, value: bytes | None) -> None:
         self._require_txn()
-        self._wrap(self._producer.produce, self.topic, key=key, value=value, partition=0,
-                   on_delivery=self._delivered)
+        self._wrap(self._producer.produce, self.topic, key=key, value=value,
+                   partition=self.partition, on_delivery=self._delivered)
 
     def _require_txn(self) -> None:
         if not self._in_txn:
@@ -159,9 +206,9 @@ class StateStore:
             if isinstance(err, KafkaError) and (err.code() == KafkaError._FENCED
                                                 or err.fatal()):
                 raise StateFencedError(
-                    "another worker claimed the profile state; this one stops writing "
+                    f"another worker claimed state {self.label}; this one stops writing "
                     f"and claims again when assigned: {err}") from exc
-            raise BrokerError(f"profile state transaction failed: {exc}") from exc
+            raise BrokerError(f"state {self.label}: transaction failed: {exc}") from exc
 
     # --- claiming --------------------------------------------------------------------------
 
@@ -170,27 +217,27 @@ class StateStore:
         Returns the number of changelog records read."""
         started = time.monotonic()
         ensure_topics(admin_client(self._settings), [TopicSpec(
-            self.topic, 1, None, "NONE",
+            self.topic, self.partitions, None, "NONE",
             {"cleanup.policy": "compact", "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)})],
             self._settings.kafka_replication_factor)
         # A previous producer (fenced, or of an abandoned claim) has nothing worth
         # flushing: its writes are committed or never will be.
         self._producer = Producer({
             **self._settings.kafka_client_config(), "log_level": 3,
-            "transactional.id": f"{self._settings.app_id}-profile-state",
+            "transactional.id": self.transactional_id,
             "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), "linger.ms": 5,
             "message.max.bytes": PROFILE_CORE_MAX_BYTES + 65_536})
         try:
             self._producer.init_transactions(TXN_TIMEOUT_S)
         except KafkaException as exc:
-            raise BrokerError(f"cannot claim the profile state: {exc}") from exc
+            raise BrokerError(f"cannot claim state {self.label}: {exc}") from exc
         if self._db.get(META_DIRTY) is not None:
-            log.warning("profile state has unconfirmed writes (a crash or a fencing): "
-                        "rebuilding it from %s", self.topic)
+            log.warning("state %s has unconfirmed writes (a crash or a fencing): "
+                        "rebuilding it from %s", self.label, self.topic)
             self._wipe()
         read = self._restore()
         self.claimed = True
-        log.info("profile state claimed: %d changelog records read in %.1f s", read,
+        log.info("state %s claimed: %d changelog records read in %.1f s", self.label, read,
                  time.monotonic() - started)
         return read
 
@@ -216,13 +263,13 @@ class StateStore:
     def _restore(self) -> int:
         consumer = Consumer({
             **self._settings.kafka_client_config(), "log_level": 3,
-            "group.id": f"{self._settings.app_id}-profile-state-restore",
+            "group.id": f"{self._settings.app_id}-{self.name}-restore",
             "enable.auto.commit": False, "isolation.level": "read_committed",
             "enable.partition.eof": True, "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": self._settings.worker_fetch_max_bytes})
         try:
             start = self._start_offset(consumer)
-            consumer.assign([TopicPartition(self.topic, 0, start)])
+            consumer.assign([TopicPartition(self.topic, self.partition, start)])
             return self._read_to_end(consumer)
         finally:
             consumer.close()
@@ -230,10 +277,11 @@ class StateStore:
     def _start_offset(self, consumer: Consumer) -> int:
         stored = self._db.get(META_OFFSET)
         start = int(stored) + 1 if stored is not None else 0
-        low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=30)
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(self.topic, self.partition), timeout=30)
         if start > high or (start < low and start > 0):
-            log.warning("local profile state does not match %s (offset %d, log %d..%d): "
-                        "rebuilding it", self.topic, start, low, high)
+            log.warning("local state %s does not match %s (offset %d, log %d..%d): "
+                        "rebuilding it", self.label, self.topic, start, low, high)
             self._wipe()
             return low
         return max(start, low)
@@ -260,7 +308,7 @@ class StateStore:
                 self._db.write(batch)
                 batch, pending = WriteBatch(raw_mode=True), 0
                 if read // PROGRESS_EVERY != (read - RESTORE_CHUNK) // PROGRESS_EVERY:
-                    log.info("profile state restore: %d records read", read)
+                    log.info("state %s restore: %d records read", self.label, read)
         return read
 
     def close(self) -> None:
@@ -272,11 +320,14 @@ class StateStore:
                 self._handle = None
 
 
-def _declare() -> StateStore:
+def _declare() -> tuple[StateStore, list[StateStore]]:
     from streams.app import settings
 
-    return StateStore(settings)
+    return (StateStore(settings, "identity"),
+            [StateStore(settings, "profiles", p, settings.profile_partitions)
+             for p in range(settings.profile_partitions)])
 
 
-# The one store of the worker (opened on first use, claimed by the profile agent).
-state = _declare()
+# The worker's stores (opened on first use, claimed by the stage that owns their
+# partition): the identity stage's one, and one per partition of the profile stage.
+identity_state, profile_states = _declare()

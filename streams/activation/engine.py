@@ -142,3 +142,16 @@ def on_profile_merged_away(state: ActivationState, facts: Facts, now: datetime,
     state = state.model_copy(update={"journeys": journeys, "memberships": [],
                                      "audience_wakes": {}, "evaluated_version": None})
     return _finish(state, actions, facts, now, definitions, ([], left))
+
+
+def on_profile_merged_in(state: ActivationState, facts: Facts, now: datetime,
+                         definitions: DefinitionSet, cause: str
+                         ) -> tuple[ActivationState, Output]:
+    """Another profile's facts were merged into this one (by event ``cause``): every
+    audience is evaluated again on the merged facts, and journeys react to the moves.
+    No event is replayed: the linking event was applied (and acted on) already."""
+    state, step = _audiences(state, facts, now, definitions, None)
+    journeys, actions = on_audience_change(state.journeys, facts, step.entered, step.exited,
+                                           now, definitions, cause=cause)
+    state = state.model_copy(update={"journeys": journeys})
+    return _finish(state, actions, facts, now, definitions, (step.entered, step.exited))

@@ -12,16 +12,16 @@ changelog partition, so one event's writes stay in order):
 
 (A position is an event's place in the profile stage: streams/core/batch.py.)
 
-Nothing is lost or done twice across a crash: the outbox entry of a record is written
-BEFORE the state it changes, and a record processed again (a replay after a restart)
-re-sends its outbox instead of deciding again. Commands carry deterministic ids, so a
-re-send is a duplicate that consumers drop, never a second different action.
+Nothing is lost or done twice across a crash: a record's writes, and the commands it
+emits, commit in one transaction (tables/state.py), and a redelivered record is
+skipped whole. Commands also carry deterministic ids, so a consumer reading
+uncommitted data can deduplicate.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from streams.activation.engine import (
     Output,
     on_profile_event,
     on_profile_merged_away,
+    on_profile_merged_in,
     on_profile_timer,
 )
 from streams.activation.facts import Facts, HistoryEvent, facts_from_profile
@@ -243,80 +244,68 @@ def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
     return HistoryEvent(envelope.event_id, envelope.event_name, envelope.event_time, props)
 
 
-Retired = tuple[ActivationState, int, Emission]  # new state, its last offset, what it emits
-
-
-def _retirements(store: Store, losers: Sequence[Profile], cause: str, now: datetime,
-                 definitions: DefinitionSet) -> list[Retired]:
-    """What profiles merged away by event ``cause`` leave behind (their audiences, their
-    journeys with clean-up); nothing for one that was in none."""
-    out: list[Retired] = []
-    for loser in losers:
-        state, last = load_state(store, loser.profile_id)
-        if not state.memberships and not state.journeys.active:
-            continue
-        facts = facts_from_profile(loser)
-        new, result = on_profile_merged_away(state, facts, now, definitions, cause)
-        out.append((new, last, emission_of(state, new, result, facts, cause, now,
-                                           definitions.version)))
-    return out
-
-
-def _save_retired(store: Store, retired: list[Retired]) -> None:
-    for state, last, _ in retired:
-        save_state(store, state, last)
-        arm_timer(store, state.profile_id, None)
-
-
-def _combined(profile_id: str, parts: Iterable[Emission]) -> Emission:
-    """One emission, published under ``profile_id`` in this order: merged-away profiles'
-    removals reach each action topic partition before the survivor's additions."""
-    parts = list(parts)
-    return Emission(profile_id, [c for e in parts for c in e.commands],
-                    [c for e in parts for c in e.changes],
-                    [d for e in parts for d in e.decisions], [j for e in parts for j in e.enrolled])
-
-
 def activate_event(store: Store, before: Profile | None, profile: Profile, envelope: Envelope,
-                   offset: int, now: datetime, definitions: DefinitionSet | None, limit: int,
-                   losers: Sequence[Profile] = ()) -> tuple[Profile, Emission | None]:
+                   offset: int, now: datetime, definitions: DefinitionSet | None, limit: int
+                   ) -> tuple[Profile, Emission | None]:
     """Run activation for an event just applied to ``profile`` (not yet stored; ``before``
-    is the stored one, None if new; ``losers``: profiles this event merged into it, as
-    they were).
+    is the stored one, None if new).
 
     Returns the profile with its timeline notes, and the emission to publish (None when
-    there are no definitions or nothing happened). A partial earlier attempt at this
-    offset already stored its outcome: that is reused, so nothing is decided twice (no
-    outbox entry then means it emitted nothing). Write order: outbox, the profile's
-    state, then the merged-away profiles' (so a replay finds the outbox complete).
+    there are no definitions or nothing happened). The outbox entry records what the
+    event emitted, for an explanation after the fact.
     """
     if definitions is None:
         return profile, None
-    state, last = load_state(store, profile.profile_id)
-    okey = outbox_key(offset, profile.profile_id)
-    retired = _retirements(store, losers, envelope.event_id, now, definitions)
-    if last >= offset:
-        _save_retired(store, retired)
-        raw = store.get(okey)
-        emission = None if raw is None else Emission.from_json(raw)
-        return (profile, None) if emission is None else (
-            with_notes(profile, emission, limit), emission)
+    state, _ = load_state(store, profile.profile_id)
     facts = facts_from_profile(profile)
     new, out = on_profile_event(state, facts, history_event(envelope, profile), now,
                                 definitions, touched(before, profile))
-    own = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
-    emission = _combined(profile.profile_id, [*(r[2] for r in retired), own])
-    if emission.is_empty():
-        if new != state:
-            save_state(store, new, offset)
-        arm_timer(store, profile.profile_id, out.wake_at)
-        _save_retired(store, retired)
-        return profile, None
-    store[okey] = emission.to_json()
-    save_state(store, new, offset)
+    emission = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
+    return _settle(store, state, new, out, emission, offset, profile, limit)
+
+
+def _settle(store: Store, state: ActivationState, new: ActivationState, out: Output,
+            emission: Emission, offset: int, profile: Profile, limit: int
+            ) -> tuple[Profile, Emission | None]:
+    """Store an activation step's outcome: outbox, state (when changed), timer."""
+    if new != state:
+        save_state(store, new, offset)
     arm_timer(store, profile.profile_id, out.wake_at)
-    _save_retired(store, retired)
+    if emission.is_empty():
+        return profile, None
+    store[outbox_key(offset, profile.profile_id)] = emission.to_json()
     return with_notes(profile, emission, limit), emission
+
+
+def retire_merged(store: Store, loser: Profile, cause: str, now: datetime,
+                  definitions: DefinitionSet | None, limit: int
+                  ) -> tuple[Profile, Emission | None]:
+    """A profile merged away by event ``cause``: it leaves its audiences and journeys
+    (with their clean-up), so nothing keeps acting under an id that is gone. Returns the
+    profile with the notes on its timeline (they travel with it into the survivor)."""
+    state, last = load_state(store, loser.profile_id)
+    if definitions is None or not (state.memberships or state.journeys.active):
+        arm_timer(store, loser.profile_id, None)
+        return loser, None
+    facts = facts_from_profile(loser)
+    new, result = on_profile_merged_away(state, facts, now, definitions, cause)
+    emission = emission_of(state, new, result, facts, cause, now, definitions.version)
+    save_state(store, new, last)
+    arm_timer(store, loser.profile_id, None)
+    return with_notes(loser, emission, limit), (None if emission.is_empty() else emission)
+
+
+def activate_merged(store: Store, profile: Profile, cause: str, offset: int, now: datetime,
+                    definitions: DefinitionSet | None, limit: int
+                    ) -> tuple[Profile, Emission | None]:
+    """The survivor of a merge (``profile``, merged, not yet stored), evaluated again."""
+    if definitions is None:
+        return profile, None
+    state, _ = load_state(store, profile.profile_id)
+    facts = facts_from_profile(profile)
+    new, out = on_profile_merged_in(state, facts, now, definitions, cause)
+    emission = emission_of(state, new, out, facts, cause, now, definitions.version)
+    return _settle(store, state, new, out, emission, offset, profile, limit)
 
 
 def parse_timer(key: bytes) -> tuple[int, str]:

@@ -14,6 +14,10 @@ raised in the profile stage still carries the original record::
     version (1 byte, 1) | count (u32)
     per event: origin (u16 length + utf-8) | key (i32 length, -1 = null) | value (u32 + bytes)
 
+Version 2 (the identity stage's forwards to the profile stage) adds, after the origin,
+the canonical profile id the event was resolved to (u16 length + utf-8). Version 1 is
+still written when no item carries a profile id (screening), so older workers read it.
+
 An event's *position* in the profile stage is ``offset * BATCH_SPAN + index``: unique,
 increasing in processing order, the same when a batch record is read again after a
 restart (which is what tells a replay from a new event), and equal to ``offset * BATCH_SPAN``
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 BATCH_HEADER = "x-activation-batch"  # present (value: the version) on batch records
 VERSION = 1
+VERSION_RESOLVED = 2  # items carry their canonical profile id
 BATCH_SPAN = 10_000  # positions per record; a batch holds at most this many events
 MAX_BATCH_EVENTS = 2_000
 # Below the topic's max.message.bytes (streams/topics.py) with room for the framing, so
@@ -49,10 +54,11 @@ class BatchItem:
     origin: str  # topic:partition:offset of the ingestion record
     key: bytes | None
     value: bytes
+    profile: str = ""  # the canonical profile id (version 2), "" before identity resolution
 
     @property
     def size(self) -> int:
-        return 10 + len(self.origin) + len(self.key or b"") + len(self.value)
+        return 12 + len(self.origin) + len(self.profile) + len(self.key or b"") + len(self.value)
 
 
 def position(offset: int, index: int = 0) -> int:
@@ -63,10 +69,14 @@ def encode_batch(items: Iterable[BatchItem]) -> bytes:
     items = list(items)
     if len(items) > BATCH_SPAN:
         raise ValueError(f"a batch holds at most {BATCH_SPAN} events, got {len(items)}")
-    parts = [_HEAD.pack(VERSION, len(items))]
+    resolved = any(item.profile for item in items)
+    parts = [_HEAD.pack(VERSION_RESOLVED if resolved else VERSION, len(items))]
     for item in items:
         origin = item.origin.encode()
         parts += [_U16.pack(len(origin)), origin]
+        if resolved:
+            profile = item.profile.encode()
+            parts += [_U16.pack(len(profile)), profile]
         parts += [_I32.pack(-1)] if item.key is None else [_I32.pack(len(item.key)), item.key]
         parts += [_U32.pack(len(item.value)), item.value]
     return b"".join(parts)
@@ -75,14 +85,18 @@ def encode_batch(items: Iterable[BatchItem]) -> bytes:
 def decode_batch(data: bytes) -> list[BatchItem]:
     try:
         version, count = _HEAD.unpack_from(data, 0)
-        if version != VERSION:
+        if version not in (VERSION, VERSION_RESOLVED):
             raise BatchFormatError(f"batch format version {version}; this worker reads "
-                                   f"{VERSION} (upgrade the worker)")
-        pos, items = _HEAD.size, []
+                                   f"{VERSION} and {VERSION_RESOLVED} (upgrade the worker)")
+        pos, items, profile = _HEAD.size, [], ""
         for _ in range(count):
             (n,) = _U16.unpack_from(data, pos)
             origin = data[pos + 2:pos + 2 + n].decode()
             pos += 2 + n
+            if version == VERSION_RESOLVED:
+                (n,) = _U16.unpack_from(data, pos)
+                profile = data[pos + 2:pos + 2 + n].decode()
+                pos += 2 + n
             (n,) = _I32.unpack_from(data, pos)
             pos += 4
             key = None if n < 0 else data[pos:pos + n]
@@ -92,7 +106,7 @@ def decode_batch(data: bytes) -> list[BatchItem]:
             if len(value) != n:
                 raise BatchFormatError("batch record truncated")
             pos += 4 + n
-            items.append(BatchItem(origin, key, value))
+            items.append(BatchItem(origin, key, value, profile))
     except (struct.error, UnicodeDecodeError) as exc:
         raise BatchFormatError(f"unreadable batch record: {exc}") from exc
     if pos != len(data):

@@ -1,40 +1,37 @@
-"""What the profile stage does with one valid event, over a plain key-value store.
+"""What the profile stage does, over a plain key-value store (one per partition).
 
-Keys in the one state store (tables/state.py; one store, so that all writes of one
-event go to one changelog partition, in order):
+The identity stage (streams/core/identity_stage.py) has deduplicated the event and
+resolved its canonical profile; the profile stage's partition that owns that profile
+applies it. Keys in a partition's store (tables/state.py):
 
-``d:<event id>``  dedup marker and write-ahead intent: first-seen time, offset, resolution
-``i:<id key>``    identity graph: identifier key -> profile id
 ``p:<profile>``   the profile (JSON)
-``r:<profile>``   a merged-away profile id -> the profile it was merged into
+``r:<profile>``   a merged-away profile of this partition -> the profile it went into
 ``h:<profile>``   merge history of a profile (JSON list of merge records)
+``u:<profile>``   merges undone on it
 ``a: t: w: o: c:`` activation's state, timers, outbox and clock (streams/activation/runtime.py)
 
-Crash safety (at-least-once input, idempotent effects): the marker is written first
-with the full plan (profile id, profiles to merge), then the graph, then the profile
-LAST with ``last_offset`` = this event's offset. A replayed event whose marker exists
-was completely applied iff its profile's ``last_offset`` reached the marker's offset;
-otherwise the recorded plan is carried out again, so nothing is lost or applied twice.
+A merge crosses partitions: the loser's partition records the redirect and sends the
+loser's last state (:func:`merge_out`), the winner's partition folds it in
+(:func:`merge_in`). Everything a record changes commits in one transaction with what it
+sends, and a redelivered record is skipped whole (tables/state.py), so the functions
+here need no replay guards of their own.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
+from typing import Any, Protocol
 
-from streams.core.dedup import DEDUP_PREFIX, dedup_key, within_window
-from streams.core.identity import MergeRecord, Resolution, identifier_keys, keys_of, resolve
-from streams.core.profile import Profile, apply_event, from_micros, merge_profiles, micros
+from streams.core.identity import MergeRecord
+from streams.core.profile import Profile, apply_event, merge_profiles
+from streams.core.routing import MergeIn, MergeOut
 from streams.records import Envelope
 
 APPLIED, DUPLICATE = "applied", "duplicate"
 REPLAYED = "replayed"  # the same record again (redelivery after a restart): not a duplicate
-# Records of duplicates remembered per event id, so that a redelivered duplicate is a
-# replay too (a handful: producers rarely resend one event more than once or twice).
-DUPLICATE_ORIGINS_KEPT = 8
 
 
 class Store(Protocol):
@@ -52,20 +49,10 @@ class StageConfig:
     timeline_limit: int
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # APPLIED, DUPLICATE or REPLAYED
-    profile_id: str
-    merged: tuple[str, ...] = ()
-    offset: int = -1  # the offset the event was first applied at (its outbox key)
-
-
 # Called with the profile as it was (None if new) and as updated, just before the
-# update is stored (activation runs here, so its writes precede the profile's: see the
-# crash-safety note above).
-# (stored profile or None, updated profile, event, offset, ids of profiles merged into
-# it by this event) -> the profile to store.
-Activate = Callable[[Profile | None, Profile, Envelope, int, tuple[str, ...]], Profile]
+# update is stored: (stored profile or None, updated profile, event, position) -> the
+# profile to store (activation adds its timeline notes).
+Activate = Callable[[Profile | None, Profile, Envelope, int], Profile]
 
 
 def pkey(profile_id: str) -> bytes:
@@ -93,150 +80,56 @@ def merge_history(store: Store, profile_id: str) -> list[MergeRecord]:
     return [MergeRecord.from_dict(d) for d in json.loads(raw)] if raw else []
 
 
-def _plan(store: Store, envelope: Envelope) -> Resolution:
-    def lookup(key: str) -> str | None:
-        raw = store.get(b"i:" + key.encode())
-        return None if raw is None else canonical_id(store, raw.decode())
-
-    return resolve(identifier_keys(envelope.identifiers), lookup)
+def _history_dicts(store: Store, profile_id: str) -> list[dict[str, Any]]:
+    raw = store.get(b"h:" + profile_id.encode())
+    return list(json.loads(raw)) if raw else []
 
 
-def _marker(now: datetime, offset: int, origin: str, res: Resolution) -> bytes:
-    return json.dumps({"seen_us": micros(now), "offset": offset, "origin": origin,
-                       "pid": res.profile_id,
-                       "created": res.created, "links": res.links, "losers": list(res.losers),
-                       "linking": list(res.linking_keys)}).encode()
-
-
-def _noted_duplicate(marker: bytes, origin: str) -> bytes | None:
-    """``marker`` with ``origin`` noted as a duplicate's record, or None when it is noted
-    already: that duplicate record delivered again, which must not count twice."""
-    m = json.loads(marker)
-    dups = [str(d) for d in m.get("dups", ())]
-    if origin in dups:
-        return None
-    m["dups"] = [*dups, origin][-DUPLICATE_ORIGINS_KEPT:]
-    return json.dumps(m).encode()
-
-
-def _from_marker(raw: bytes) -> tuple[int, int, str, Resolution]:
-    m = json.loads(raw)
-    res = Resolution(m["pid"], m["created"], m["links"], tuple(m["losers"]), tuple(m["linking"]))
-    return int(m["seen_us"]), int(m["offset"]), str(m["origin"]), res
-
-
-def _apply_merges(
-    store: Store, winner: Profile, res: Resolution, envelope: Envelope, limit: int
-) -> Profile:
-    history = merge_history(store, res.profile_id)
-    for loser_id in res.losers:
-        loser = load_profile(store, loser_id)
-        if loser is None:
-            continue
-        moved = keys_of(loser.identifiers)
-        for key in moved:
-            store[b"i:" + key.encode()] = res.profile_id.encode()
-        store[b"r:" + loser_id.encode()] = res.profile_id.encode()
-        history.append(MergeRecord(envelope.event_id, micros(envelope.event_time),
-                                   res.profile_id, loser_id, res.linking_keys, tuple(moved),
-                                   loser.to_json().decode(), winner.to_json().decode()))
-        history.extend(merge_history(store, loser_id))
-        winner = merge_profiles(winner, loser, limit)
-    # A replay of a half-applied merge must not record it twice.
-    unique = {(h.event_id, h.winner, h.loser): h for h in history}
-    store[b"h:" + res.profile_id.encode()] = json.dumps(
-        [h.to_dict() for h in unique.values()]).encode()
-    return winner
-
-
-def expired_markers(
-    items: Iterable[tuple[bytes, bytes]], now: datetime, window: timedelta, limit: int
-) -> tuple[list[bytes], bytes | None]:
-    """One sweep step over ``d:`` markers in key order: (keys to delete, next cursor).
-
-    The cursor is None when the sweep reached the end of the markers (start again).
-    Expired markers count as absent already; deleting them only bounds the table.
-    """
-    expired: list[bytes] = []
-    scanned = 0
-    for key, value in items:
-        if not key.startswith(DEDUP_PREFIX):
-            return expired, None
-        if not within_window(from_micros(_from_marker(value)[0]), now, window):
-            expired.append(key)
-        scanned += 1
-        if scanned >= limit:
-            return expired, key + b"\x00"
-    return expired, None
-
-
-def _reassert(store: Store, marker_key: bytes, marker: bytes, res: Resolution,
-              offset: int) -> None:
-    """Write a replayed event's state again, unchanged.
-
-    After a SIGKILL the local store can hold writes whose changelog records were
-    still in the producer's buffer. Re-writing them on replay puts them on the
-    changelog too, so a rebuild elsewhere (rebalance, lost disk) sees them.
-    """
-    keys = [marker_key, *(b"i:" + k.encode() for k in res.links), pkey(res.profile_id)]
-    if res.losers:
-        keys.append(b"h:" + res.profile_id.encode())
-        keys.extend(b"r:" + loser.encode() for loser in res.losers)
-    # Activation's keys of this event (streams/activation/runtime.py): state, timer, outbox.
-    pid = res.profile_id.encode()
-    keys += [b"a:" + pid, b"w:" + pid, b"o:%016d:" % offset + pid]
-    keys += [b"a:" + loser.encode() for loser in res.losers]
-    wake = store.get(b"w:" + pid)
-    if wake is not None:
-        keys.append(wake)
-    store[marker_key] = marker
-    for key in keys[1:]:
-        value = store.get(key)
-        if value is not None:
-            store[key] = value
-
-
-def process_event(
-    store: Store, envelope: Envelope, offset: int, now: datetime, cfg: StageConfig,
-    origin: str = "", activate: Activate | None = None,
-) -> Outcome:
-    """Apply one decoded, valid event (read at ``offset``) to the state in ``store``.
-
-    ``origin`` names the ingestion record (topic:partition:offset) the event came
-    from: the same record delivered again is a replay, not a producer's duplicate.
-    """
-    marker_key = dedup_key(envelope.event_id)
-    marker = store.get(marker_key)
-    if marker is not None:
-        seen_us, first_offset, first_origin, res = _from_marker(marker)
-        done = load_profile(store, res.profile_id)
-        fresh = within_window(from_micros(seen_us), now, cfg.dedup_window)
-        if fresh and done is not None and done.last_offset >= first_offset:
-            replay = offset == first_offset or bool(origin and origin == first_origin)
-            if not replay:
-                noted = _noted_duplicate(marker, origin) if origin else None
-                if origin and noted is None:
-                    return Outcome(REPLAYED, canonical_id(store, res.profile_id), (), offset)
-                if noted is not None:
-                    store[marker_key] = noted
-                return Outcome(DUPLICATE, canonical_id(store, res.profile_id))
-            _reassert(store, marker_key, marker, res, first_offset)
-            return Outcome(REPLAYED, canonical_id(store, res.profile_id), (), first_offset)
-        if not fresh:
-            marker = None
-        else:
-            offset = first_offset  # a partial earlier attempt: finish its recorded plan
-    if marker is None:
-        res = _plan(store, envelope)
-        store[marker_key] = _marker(now, offset, origin, res)
-    for key, pid in res.links.items():
-        store[b"i:" + key.encode()] = pid.encode()
-    before = load_profile(store, res.profile_id)
-    profile = before or Profile(res.profile_id)
-    if res.losers and profile.last_offset < offset:
-        profile = _apply_merges(store, profile, res, envelope, cfg.timeline_limit)
-    profile = apply_event(profile, envelope, cfg.ordering_window, cfg.timeline_limit)
+def apply_resolved(store: Store, envelope: Envelope, profile_id: str, position: int,
+                   cfg: StageConfig, activate: Activate | None = None) -> Profile:
+    """Apply one deduplicated event the identity stage resolved to ``profile_id``."""
+    before = load_profile(store, profile_id)
+    profile = apply_event(before or Profile(profile_id), envelope, cfg.ordering_window,
+                          cfg.timeline_limit)
     if activate is not None:
-        profile = activate(before, profile, envelope, offset, res.losers)
-    store[pkey(res.profile_id)] = replace(profile, last_offset=offset).to_json()
-    return Outcome(APPLIED, res.profile_id, res.losers, offset)
+        profile = activate(before, profile, envelope, position)
+    profile = replace(profile, last_offset=position)
+    store[pkey(profile_id)] = profile.to_json()
+    return profile
+
+
+def merge_out(store: Store, merge: MergeOut, loser: Profile) -> MergeIn:
+    """On the loser's partition: the loser (as given, stored again: it is kept, for an
+    undo) is merged away, with a redirect to the winner for lookups and timers here,
+    and its state goes to the winner's partition."""
+    data = loser.to_json()
+    store[pkey(loser.profile_id)] = data
+    store[b"r:" + merge.loser.encode()] = merge.winner.encode()
+    return MergeIn(merge, data.decode(), _history_dicts(store, merge.loser))
+
+
+def merge_in(store: Store, incoming: MergeIn, cfg: StageConfig) -> Profile:
+    """On the winner's partition: the loser's state joins the winner's, and the merge is
+    recorded (which event, when, which identifiers; both sides' snapshots, for undo).
+    Returns the merged profile, for the caller to store."""
+    merge = incoming.merge
+    winner = load_profile(store, merge.winner) or Profile(merge.winner)
+    loser = Profile.from_json(incoming.loser_profile.encode())
+    record = MergeRecord(merge.event_id, merge.merged_at_us, merge.winner, merge.loser,
+                         merge.linking_keys, merge.moved_keys, incoming.loser_profile,
+                         winner.to_json().decode())
+    history = [*_history_dicts(store, merge.winner), record.to_dict(), *incoming.loser_history]
+    unique = {(h["event_id"], h["winner"], h["loser"]): h for h in history}
+    store[b"h:" + merge.winner.encode()] = json.dumps(list(unique.values())).encode()
+    merged = merge_profiles(winner, loser, cfg.timeline_limit)
+    # Positions are per partition: the loser's say nothing here.
+    return replace(merged, last_offset=winner.last_offset)
+
+
+def restore(store: Store, profile: Profile) -> None:
+    """On the loser's partition after an undo: the profile is its own again."""
+    if store.get(b"r:" + profile.profile_id.encode()) is not None:
+        del store[b"r:" + profile.profile_id.encode()]
+    current = load_profile(store, profile.profile_id)
+    last = -1 if current is None else current.last_offset
+    store[pkey(profile.profile_id)] = replace(profile, last_offset=last).to_json()

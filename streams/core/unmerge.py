@@ -15,7 +15,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from streams.core.identity import MergeRecord
+from streams.core.identity import KIND_PREFIX, MergeRecord
 from streams.core.pipeline import Store, load_profile, merge_history, pkey
 from streams.core.profile import Profile
 
@@ -33,11 +33,13 @@ def _revert(current: dict[str, list[Any]], loser: dict[str, list[Any]],
     return out
 
 
-def _identifiers(current: Profile, loser: Profile, before: Profile) -> dict[str, list[str]]:
+def _identifiers(current: Profile, record: MergeRecord) -> dict[str, list[str]]:
+    """The winner's identifiers without those the merge moved (they are the loser's
+    again, whichever events carried them since)."""
+    moved = set(record.moved_keys)
     out = {}
     for kind, values in current.identifiers.items():
-        brought = set(loser.identifiers.get(kind, [])) - set(before.identifiers.get(kind, []))
-        kept = [v for v in values if v not in brought]
+        kept = [v for v in values if f"{KIND_PREFIX[kind]}:{v}" not in moved]
         if kept:
             out[kind] = kept
     return out
@@ -60,7 +62,7 @@ def unmerge_profiles(current: Profile, record: MergeRecord) -> tuple[Profile, Pr
     timeline = [e for e in current.timeline if e["event_id"] not in brought]
     newest = max([before.newest_event_us, *(e["time_us"] for e in timeline)])
     winner = replace(
-        current, identifiers=_identifiers(current, loser, before),
+        current, identifiers=_identifiers(current, record),
         traits=_revert(current.traits, loser.traits, before.traits),
         consent=_revert(current.consent, loser.consent, before.consent),
         subscriptions={sid: a for sid, a in subs.items() if a},
@@ -69,8 +71,14 @@ def unmerge_profiles(current: Profile, record: MergeRecord) -> tuple[Profile, Pr
     return winner, loser
 
 
-def undo_merge(store: Store, winner_id: str, event_id: str) -> MergeRecord | None:
-    """Undo the merge ``event_id`` recorded on ``winner_id``; None if there is none."""
+def undo_merge(store: Store, winner_id: str, event_id: str
+               ) -> tuple[MergeRecord, Profile] | None:
+    """On the winner's partition: undo the merge ``event_id`` recorded on ``winner_id``.
+
+    Returns the record and the loser profile to restore on its own partition (whose
+    identifiers the identity stage gives back: streams/core/routing.py), or None if
+    there is no such merge.
+    """
     history = merge_history(store, winner_id)
     found = [h for h in history if h.event_id == event_id and h.winner == winner_id]
     current = load_profile(store, winner_id)
@@ -78,14 +86,9 @@ def undo_merge(store: Store, winner_id: str, event_id: str) -> MergeRecord | Non
         return None
     record = found[0]
     winner, loser = unmerge_profiles(current, record)
-    for key in record.moved_keys:
-        store[b"i:" + key.encode()] = record.loser.encode()
-    if store.get(b"r:" + record.loser.encode()) is not None:
-        del store[b"r:" + record.loser.encode()]
-    store[pkey(record.loser)] = replace(loser, last_offset=current.last_offset).to_json()
     rest = [h.to_dict() for h in history if h is not record]
     store[b"h:" + winner_id.encode()] = json.dumps(rest).encode()
     undone = json.loads(store.get(b"u:" + winner_id.encode()) or b"[]")
     store[b"u:" + winner_id.encode()] = json.dumps([*undone, record.to_dict()]).encode()
     store[pkey(winner_id)] = winner.to_json()
-    return record
+    return record, loser

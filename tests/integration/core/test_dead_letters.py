@@ -103,7 +103,7 @@ def test_cli_lists_and_redrives_dead_letters(
 def test_profile_topic_reads_batches_old_single_records_and_parks_unreadable_ones(
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde
 ) -> None:
-    """The internal profile topic as a rolling upgrade finds it: a single event with its
+    """The identity stage's topic as a rolling upgrade finds it: a single event with its
     origin header (an older worker's forward), an unreadable batch record, and a batch."""
     topic = core.settings.topic(PROFILE_CORE)  # created by the core fixture
     single = core.encode(purchase("e-old-worker", "c7", "1.00").to_avro())
@@ -124,4 +124,4 @@ def test_profile_topic_reads_batches_old_single_records_and_parks_unreadable_one
     (letter,) = read_all(core.settings, serde, core.dead_letter, expected=1)
     assert (letter["reason_code"], letter["source_topic"], letter["source_offset"]) == (
         "processing_error", topic, 1)
-    assert "batch" in letter["reason"] and letter["stage"] == "stream.profile"
+    assert "batch" in letter["reason"] and letter["stage"] == "stream.identity"

@@ -48,8 +48,11 @@ def test_profile_api_merges_order_and_not_found(
         consent("k-old", "GRANTED", 10), anonymous_view("link", "a1", customer="c1")]))
 
     def merged() -> Any:
+        """The merge carried out: the loser's state folded into the winner (a merge
+        crosses profile partitions in two steps, so the linking event may show first)."""
         body = as_json(worker.get("/v1/profiles?customer_id=c1"))
-        return body if body["identifiers"].get("anonymous_id") == ["a1"] else None
+        merges = as_json(worker.get(f"/v1/profiles/{body['profile_id']}/merges"))["merges"]
+        return body if body["identifiers"].get("anonymous_id") == ["a1"] and merges else None
 
     profile = wait_for(merged, 60, "the merge of a1 into c1's profile")
     pid = profile["profile_id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from streams.core.pipeline import StageConfig
 from streams.records import Envelope
 from streams.serde import AvroSerde
-from streams.topics import PROFILE_CORE
+from streams.topics import PROFILE_CORE, PROFILES
 from tests.integration.core.conftest import CoreStack
 from tests.integration.core.harness import Worker, free_port, produce, wait_for
 from tests.integration.core.workload import (
@@ -45,15 +46,21 @@ def test_survivor_takes_over_with_nothing_lost(
     produce(settings, core.ingest, encoded[sent:])
     wait_for(lambda: a.metric(APPLIED) + b.metric(APPLIED) >= sent + 1000, 120,
              "work under way")
-    # Kill the worker that owns the profile stage (the stateful one), mid-stream.
+    # Kill the worker that applied more (both own profile partitions), mid-stream.
     victim, survivor = (a, b) if a.metric(APPLIED) >= b.metric(APPLIED) else (b, a)
     victim.kill()
-    assert not group_caught_up(settings, {settings.topic(PROFILE_CORE): 1})  # mid-stream
+    assert not group_caught_up(settings, {settings.topic(PROFILE_CORE): 1,  # mid-stream
+                                          settings.topic(PROFILES): settings.profile_partitions})
 
-    topics = {core.ingest: 3, settings.topic(PROFILE_CORE): 1}
+    topics = {core.ingest: 3, settings.topic(PROFILE_CORE): 1,
+              settings.topic(PROFILES): settings.profile_partitions}
     wait_for(lambda: group_caught_up(settings, topics), 300, "the survivor caught up")
     cfg = StageConfig(settings.dedup_window, settings.ordering_window,
                       settings.profile_timeline_limit)
     expected = expected_profiles(events, cfg, datetime.now(UTC))
     got = fetch_views(survivor, sorted(expected), settings.profile_timeline_limit)
-    assert got == expected
+    mismatched = [cid for cid in expected if got[cid] != expected[cid]]
+    if mismatched:
+        dump = {cid: {"got": got[cid], "expected": expected[cid]} for cid in mismatched[:5]}
+        (tmp_path / "mismatch.json").write_text(json.dumps(dump, indent=1, sort_keys=True))
+    assert not mismatched, f"{len(mismatched)} profiles differ, see {tmp_path}/mismatch.json"

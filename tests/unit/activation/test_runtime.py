@@ -1,7 +1,8 @@
-"""Activation inside the profile stage over a dict store: outbox, timers, replays.
+"""Activation inside the profile stage over dict stores: outbox, timers, merges.
 
-The same pipeline the worker runs (``process_event`` with the activation hook), on
-an in-memory store and an injected clock: no broker, no sleeps.
+The same stages the worker runs (tests/unit/core/stages.py: identity resolution, then
+the profile stage with the activation hook), on in-memory stores and an injected
+clock: no broker, no sleeps.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from streams.activation.runtime import (
     TIMER,
     Emission,
     TimerContext,
-    activate_event,
     activation_view,
     arm_timer,
     clock_now,
@@ -28,35 +28,19 @@ from streams.activation.runtime import (
     due_timers,
     expired_outbox,
     fire_timer,
-    load_state,
     outbox_key,
-    read_outbox,
     set_clock,
     timer_key,
 )
 from streams.core.identity import new_profile_id
-from streams.core.pipeline import (
-    APPLIED,
-    REPLAYED,
-    StageConfig,
-    canonical_id,
-    load_profile,
-    pkey,
-    process_event,
-)
-from streams.core.profile import Profile
+from streams.core.pipeline import APPLIED, StageConfig, canonical_id, load_profile, pkey
+from streams.core.routing import partition_of
 from streams.records import Envelope, Identifiers
 from tests.unit.activation.conftest import T0, Clock, end_date
+from tests.unit.core.stages import DictStore, Stages
 
 CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 100)
 JOURNEY = "churn_prevention"
-
-
-class DictStore(dict[bytes, bytes]):
-    """The Store protocol on a dict, with the ordered scan RocksDB gives the worker."""
-
-    def scan(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        return [(k, self[k]) for k in sorted(k for k in self if k.startswith(prefix))][:limit]
 
 
 def customer(held_out: bool = False) -> str:
@@ -66,40 +50,30 @@ def customer(held_out: bool = False) -> str:
 
 
 class Stage:
-    """The profile stage's record loop, as agents/profiles.py runs it."""
+    """The identity and profile stages (one profile partition unless told), with the
+    timers of every partition fired on ``tick``, as the agents run them."""
 
-    def __init__(self, definitions: DefinitionSet | None, clock: Clock) -> None:
-        self.store, self.definitions, self.clock = DictStore(), definitions, clock
-        self.offset = 0
-        self.sent: list[Emission] = []
+    def __init__(self, definitions: DefinitionSet | None, clock: Clock,
+                 partitions: int = 1) -> None:
+        self.stages = Stages(CFG, partitions, definitions)
+        self.definitions, self.clock = definitions, clock
+        self.store = self.stages.parts[0]
+        self.sent = self.stages.sent
 
-    def event(self, env: Envelope, offset: int | None = None) -> str:
-        offset = self.offset if offset is None else offset
-        self.offset = max(self.offset, offset + 1)
-        emitted: list[Emission] = []
-
-        def hook(before: Profile | None, profile: Profile, envelope: Envelope, at: int,
-                 merged: tuple[str, ...]) -> Profile:
-            losers = [p for p in (load_profile(self.store, m) for m in merged) if p]
-            profile, emission = activate_event(self.store, before, profile, envelope, at,
-                                               self.clock.now, self.definitions, 100, losers)
-            emitted.extend([emission] if emission else [])
-            return profile
-
-        outcome = process_event(self.store, env, offset, self.clock.now, CFG, "", hook)
-        if outcome.status == REPLAYED:
-            emitted = read_outbox(self.store.scan, outcome.offset)
-        self.sent.extend(emitted)
-        return outcome.status
+    def event(self, env: Envelope) -> str:
+        return self.stages.send(env, self.clock.now).status
 
     def tick(self) -> list[Emission]:
-        offset, self.offset = self.offset, self.offset + 1
-        ctx = TimerContext(lambda p: load_profile(self.store, p),
-                           lambda p: self.store.__setitem__(pkey(p.profile_id), p.to_json()),
-                           lambda p: canonical_id(self.store, p), 100)
-        out = [fire_timer(self.store, key, pid, offset, self.clock.now, self.definitions, ctx)
-               for key, pid in due_timers(self.store.scan(TIMER, 100), self.clock.now)]
-        fired = [e for e in out if e is not None]
+        fired: list[Emission] = []
+        for store in self.stages.parts:
+            ctx = TimerContext(lambda p, s=store: load_profile(s, p),
+                               lambda p, s=store: s.__setitem__(pkey(p.profile_id), p.to_json()),
+                               lambda p, s=store: canonical_id(s, p), 100)
+            self.stages.position += 1
+            out = [fire_timer(store, key, pid, self.stages.position, self.clock.now,
+                              self.definitions, ctx)
+                   for key, pid in due_timers(store.scan(TIMER, 100), self.clock.now)]
+            fired += [e for e in out if e is not None]
         self.sent.extend(fired)
         return fired
 
@@ -181,47 +155,21 @@ def test_time_alone_brings_the_customer_in_through_the_timer(
     assert stage.tick() == []  # re-armed for the next change, not due again
 
 
-def test_a_replayed_event_resends_its_outbox_and_decides_nothing_again(
-        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
-    cust = customer()
-    onboard(stage, cust)
-    sub = subscribe(envelope, cust, T0, 20)
-    stage.event(sub, offset=10)
-    first = list(stage.sent)
-    state_before = load_state(stage.store, new_profile_id(f"cid:{cust}"))
-    stage.sent.clear()
-    assert stage.event(sub, offset=10) == REPLAYED
-    assert stage.sent == first[-1:]
-    assert load_state(stage.store, new_profile_id(f"cid:{cust}")) == state_before
-
-
-def test_a_half_applied_event_reuses_the_recorded_decisions(
-        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
-    """Crash after activation's writes, before the profile's: the retry must not decide
-    again (a second, different decision) but finish with the recorded one."""
-    cust = customer()
-    onboard(stage, cust)
-    sub = subscribe(envelope, cust, T0, 20)
-    pid = new_profile_id(f"cid:{cust}")
-    before = load_profile(stage.store, pid)
-    stage.event(sub, offset=10)
-    recorded = stage.store[outbox_key(10, pid)]
-    assert before is not None
-    stage.store[pkey(pid)] = before.to_json()  # the profile write was lost
-    stage.clock.advance(timedelta(hours=1))  # a retry later must not change the decision
-    stage.sent.clear()
-    assert stage.event(sub, offset=10) == APPLIED
-    assert stage.store[outbox_key(10, pid)] == recorded
-    assert [e.to_json() for e in stage.sent] == [recorded]
-
-
-def test_a_profile_merged_away_leaves_its_audiences_and_journeys_first(
-        stage: Stage, onboard: Callable[..., None], envelope: Callable[..., Envelope]) -> None:
-    """Both profiles are in the churn journey (paid-media audience added); an event links
-    them. The merged-away one exits its audience and journey (removal included) before
-    anything the survivor does, all under the survivor's key; it keeps no timer."""
-    one, two = [c for c in (f"cust-{n}" for n in range(10_000))
-                if not in_holdout(new_profile_id(f"cid:{c}"), JOURNEY, 10, "2026")][:2]
+def test_a_profile_merged_away_leaves_its_audiences_and_journeys(
+        definitions: DefinitionSet, clock: Clock, onboard: Callable[..., None],
+        envelope: Callable[..., Envelope]) -> None:
+    """Both profiles are in the churn journey (paid-media audience added), in different
+    partitions; an event links them. The merged-away one exits its audience and journey
+    (removal included) on its partition and keeps no timer; the survivor, evaluated
+    again with the merged facts, stays in the audience; the notes travel with the loser's
+    timeline into the survivor's."""
+    stage = Stage(definitions, clock, partitions=3)
+    eligible = [c for c in (f"cust-{n}" for n in range(10_000))
+                if not in_holdout(new_profile_id(f"cid:{c}"), JOURNEY, 10, "2026")]
+    one = eligible[0]
+    two = next(c for c in eligible
+               if partition_of(new_profile_id(f"cid:{c}"), 3)
+               != partition_of(new_profile_id(f"cid:{one}"), 3))
     for cust in (one, two):
         onboard(stage, cust)
         stage.event(subscribe(envelope, cust, T0, 20))
@@ -233,20 +181,21 @@ def test_a_profile_merged_away_leaves_its_audiences_and_journeys_first(
     again = replace(envelope("link-2", "identify", stage.clock.now, two),
                     identifiers=Identifiers(customer_id=two, anonymous_id="device-9"))
     stage.event(again)
-    assert canonical_id(stage.store, loser) == winner
-    (emission,) = [e for e in stage.sent if e.commands or e.changes]
-    assert emission.profile_id == winner
-    assert [(c["profile_id"], c["action_type"]) for c in emission.commands][:1] == \
-        [(loser, "audience_remove")]
-    assert [(c["profile_id"], c["audience_id"], c["change"]) for c in emission.changes][:1] \
-        == [(loser, "contract_ending", "exited")]
-    view = activation_view(stage.store, loser)
+    assert stage.stages.locate(loser)[1] == winner
+    retired = next(e for e in stage.sent if e.profile_id == loser)
+    assert [c["action_type"] for c in retired.commands] == ["audience_remove"]
+    assert [(c["audience_id"], c["change"]) for c in retired.changes] == \
+        [("contract_ending", "exited")]
+    loser_store = stage.stages.parts[partition_of(loser, 3)]
+    view = activation_view(loser_store, loser)
     assert view["audiences"] == [] and view["journeys"] == {} and view["next_timer"] is None
-    assert activation_view(stage.store, winner)["audiences"] == ["contract_ending"]
-    survivor = load_profile(stage.store, winner)
-    assert survivor is not None
-    noted = [e for e in survivor.timeline if e.get("kind") == "audience"]
-    assert noted[0]["detail"]["profile_id"] == loser
+    winner_store = stage.stages.parts[partition_of(winner, 3)]
+    assert activation_view(winner_store, winner)["audiences"] == ["contract_ending"]
+    survivor = stage.stages.profile(winner)
+    assert survivor is not None and survivor.order_count == 0
+    noted = [e for e in survivor.timeline if e.get("kind") == "audience"
+             and e["detail"]["change"] == "exited"]
+    assert noted and noted[0]["event_id"] == retired.changes[0]["change_id"]
 
 
 def test_without_definitions_nothing_is_emitted(

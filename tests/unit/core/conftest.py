@@ -15,8 +15,7 @@ from streams.records import Envelope, Identifiers
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-class DictStore(dict[bytes, bytes]):
-    """The pipeline's Store protocol over a dict (what the Faust table gives the agent)."""
+from tests.unit.core.stages import DictStore  # noqa: E402  (re-exported for the tests)
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ def test_truncated_or_padded_or_unknown_version_is_refused(items: list[BatchItem
         decode_batch(data[:-1])
     with pytest.raises(BatchFormatError, match="unexpected bytes"):
         decode_batch(data + b"\x00")
-    with pytest.raises(BatchFormatError, match="version 2"):
-        decode_batch(b"\x02" + data[1:])
+    with pytest.raises(BatchFormatError, match="version 3"):
+        decode_batch(b"\x03" + data[1:])
     with pytest.raises(BatchFormatError):
         decode_batch(b"")
 
@@ -55,6 +55,13 @@ def test_an_event_larger_than_the_limit_travels_alone() -> None:
     big = BatchItem("t:0:1", None, b"v" * 5_000)
     small = BatchItem("t:0:2", None, b"v")
     assert [len(r) for r in chunked([small, big, small], max_bytes=1_000)] == [1, 1, 1]
+
+
+def test_resolved_items_carry_their_profile_id_in_version_2(items: list[BatchItem]) -> None:
+    resolved = [BatchItem(i.origin, i.key, i.value, f"p-{n}") for n, i in enumerate(items)]
+    data = encode_batch(resolved)
+    assert data[0] == 2 and encode_batch(items)[0] == 1  # screening's stay version 1
+    assert decode_batch(data) == resolved
 
 
 def test_positions_are_unique_increasing_and_compatible_with_plain_offsets() -> None:

@@ -1,0 +1,159 @@
+"""Identity stage: exact dedup and identity resolution, then on to the profile stage.
+
+Reads the one-partition ``internal.profile-core`` topic (batches from screening, and
+commands), because the identity graph needs one owner to stay consistent. For each
+valid event it is the light part of the work: a dedup marker and a few graph lookups
+(streams/core/identity_stage.py). It forwards each new event, in batches, to the
+partition of ``internal.profiles`` that owns the event's canonical profile, and each
+merge to the merged-away profile's partition (streams/core/routing.py); all in the
+input record's transaction (agents/owned.py), so forwards and graph commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.ingest import COMMAND_HEADER, core_topic, header, metrics
+from agents.owned import Forward, Outputs, OwnedState, decoded, read_items, source_of
+from streams.app import app, settings
+from streams.core.batch import BATCH_HEADER, VERSION_RESOLVED, BatchItem, chunked, encode_batch
+from streams.core.contract import ContractViolation
+from streams.core.dedup import DEDUP_PREFIX
+from streams.core.identity_stage import expired_markers, relink, route_event
+from streams.core.pipeline import APPLIED, canonical_id
+from streams.core.routing import MERGE_OUT, RELINK, TICK, UNDO_MERGE, partition_of
+from streams.errors import BrokerError
+from streams.topics import PROFILES
+from tables.state import StateStore, identity_state
+
+log = logging.getLogger(__name__)
+STAGE = "stream.identity"
+PROFILES_TOPIC = settings.topic(PROFILES)
+PARTITIONS = settings.profile_partitions
+YIELD_EVERY = 200  # events of a batch between two turns of the event loop
+SWEEP_INTERVAL_S = 5.0
+SWEEP_CHUNK = 2000
+
+owned = OwnedState(STAGE, core_topic.get_topic_name(), [identity_state])
+app.timer(interval=1.0)(owned.watch)
+
+
+class Forwarder:
+    """Per profile partition, the resolved events of one input record, in order, and the
+    commands between them (a merge-out must follow the loser's earlier events)."""
+
+    def __init__(self, out: Outputs) -> None:
+        self.out = out
+        self.pending: dict[int, list[BatchItem]] = {}
+
+    def event(self, item: BatchItem, profile_id: str) -> None:
+        partition = partition_of(profile_id, PARTITIONS)
+        self.pending.setdefault(partition, []).append(
+            BatchItem(item.origin, item.key, item.value, profile_id))
+
+    def command(self, partition: int, name: bytes, key: bytes, body: bytes) -> None:
+        self.flush(partition)
+        self.out.forwards.append(Forward(PROFILES_TOPIC, key, body, partition,
+                                         {COMMAND_HEADER: name}))
+
+    def flush(self, partition: int | None = None) -> None:
+        for p in [partition] if partition is not None else sorted(self.pending):
+            for run in chunked(self.pending.pop(p, [])):
+                self.out.forwards.append(Forward(
+                    PROFILES_TOPIC, None, encode_batch(run), p,
+                    {BATCH_HEADER: str(VERSION_RESOLVED).encode()}))
+
+
+async def run_events(store: StateStore, items: list[BatchItem], out: Outputs) -> None:
+    forwarder = Forwarder(out)
+    for index, item in enumerate(items):
+        if index % YIELD_EVERY == YIELD_EVERY - 1:  # let heartbeats and the API run
+            await asyncio.sleep(0)
+        now = datetime.now(UTC)
+        envelope = await decoded(item, now, STAGE)
+        try:
+            if isinstance(envelope, str):
+                raise ContractViolation(envelope)
+            routed = route_event(store, envelope, now, settings.dedup_window, item.origin)
+        except BrokerError:  # the state's transaction failed: the record is done again
+            raise
+        except Exception as exc:  # a bug must not stall the partition: park the event
+            log.exception("identity stage failed on %s", item.origin)
+            out.park(source_of(item), f"{type(exc).__name__}: {exc}")
+            continue
+        out.statuses[routed.status] += 1
+        if routed.status == APPLIED:
+            forwarder.event(item, routed.profile_id)
+        for merge in routed.merges:
+            forwarder.command(partition_of(merge.loser, PARTITIONS), MERGE_OUT,
+                              merge.loser.encode(), merge.to_json())
+        out.merges += len(routed.merges)
+    forwarder.flush()
+
+
+def run_command(message: Any, command: bytes, store: StateStore, out: Outputs) -> None:
+    """Ticks go to every profile partition; an undo to the profile that holds the merge;
+    a relink (an undo done) gives identifiers back."""
+    if command == TICK:
+        out.forwards.extend(Forward(PROFILES_TOPIC, TICK, message.value, p,
+                                    {COMMAND_HEADER: TICK}) for p in range(PARTITIONS))
+        return
+    try:
+        body = json.loads(message.value)
+        if command == UNDO_MERGE:
+            pid = canonical_id(store, body["profile_id"])
+            value = json.dumps({"profile_id": pid, "event_id": body["event_id"]}).encode()
+            out.forwards.append(Forward(PROFILES_TOPIC, pid.encode(), value,
+                                        partition_of(pid, PARTITIONS),
+                                        {COMMAND_HEADER: UNDO_MERGE}))
+        elif command == RELINK:
+            relink(store, body["winner"], body["loser"], body["moved_keys"])
+            log.info("merge of %s into %s undone: %d identifiers back", body["loser"],
+                     body["winner"], len(body["moved_keys"]))
+        else:
+            log.warning("ignored unknown command %r at offset %d", command, message.offset)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignored malformed command at offset %d: %s", message.offset, exc)
+
+
+class MarkerSweeper:
+    """Deletes expired dedup markers a chunk at a time, between records (deletes are
+    writes, which belong to a record's transaction: hence not in a timer)."""
+
+    def __init__(self) -> None:
+        self.cursor = DEDUP_PREFIX
+        self.due = time.monotonic() + SWEEP_INTERVAL_S
+
+    def maybe_sweep(self, store: StateStore) -> None:
+        if time.monotonic() < self.due:
+            return
+        self.due = time.monotonic() + SWEEP_INTERVAL_S
+        items = store.scan(self.cursor, SWEEP_CHUNK, DEDUP_PREFIX)
+        expired, cursor = expired_markers(items, datetime.now(UTC), settings.dedup_window,
+                                          SWEEP_CHUNK)
+        for key in expired:
+            del store[key]
+        self.cursor = cursor or DEDUP_PREFIX
+        metrics.purged.inc(len(expired))
+
+
+@app.agent(core_topic, name="identity")
+async def identity_agent(stream: Any) -> None:
+    sweeper = MarkerSweeper()
+    async for event in stream.events():
+        message = event.message
+
+        async def work(store: StateStore, out: Outputs, message: Any = message) -> None:
+            command = header(message, COMMAND_HEADER)
+            if command is not None:
+                run_command(message, command, store, out)
+            else:
+                await run_events(store, read_items(message, out), out)
+            sweeper.maybe_sweep(store)
+
+        await owned.process(message, work)

@@ -1,0 +1,245 @@
+"""Owned state for a stage: claim the stores of the partitions this worker is assigned,
+and process each input record in one transaction of its partition's store.
+
+Shared by the identity stage (agents/identity.py, one partition) and the profile
+stage (agents/profiles.py, one store per partition). tables/state.py explains the
+claim, the fencing and why a transaction per record makes effects exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.activation import count, emit
+from agents.ingest import ORIGIN_HEADER, dead_letter_encoder, header, metrics, retrying
+from streams.activation.runtime import Emission
+from streams.app import app, serde, settings
+from streams.core.batch import (
+    BATCH_HEADER,
+    BatchFormatError,
+    BatchItem,
+    decode_batch,
+    parse_origin,
+)
+from streams.core.contract import ContractViolation, validate_record
+from streams.core.deadletter import PROCESSING_ERROR, SourceRecord, dead_letter
+from streams.errors import BrokerError, DecodeError, RegistryError, StateFencedError
+from streams.records import Envelope
+from streams.topics import DEAD_LETTER
+from tables.state import StateStore
+
+log = logging.getLogger(__name__)
+DEAD_LETTERS = settings.topic(DEAD_LETTER)
+STANDBY_INTERVAL_S = 10.0
+# Applied input offsets remembered exactly (tables/state.py): Faust redelivers at most
+# what it had not committed (a second's worth), far fewer records than this.
+APPLIED_KEPT = 10_000
+TRIM_INTERVAL_S = 5.0
+
+
+@dataclass
+class Forward:
+    """A record a stage sends on (to the next stage, or back), in its transaction."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int
+    headers: dict[str, bytes]
+
+
+@dataclass
+class Outputs:
+    """What one record caused: sent within its transaction, counted once it committed
+    (so a record done again after a failed transaction is neither sent nor counted twice)."""
+
+    stage: str
+    emissions: list[Emission] = field(default_factory=list)
+    letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    forwards: list[Forward] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    merges: int = 0
+
+    def park(self, source: SourceRecord, reason: str) -> None:
+        record = dead_letter(source, PROCESSING_ERROR, reason, self.stage, datetime.now(UTC))
+        self.letters.append((source.key, dead_letter_encoder()(record)))
+
+    async def send(self, store: StateStore) -> None:
+        await emit(self.emissions, store.produce)
+        for key, value in self.letters:
+            store.produce(DEAD_LETTERS, key, value)
+        for f in self.forwards:
+            store.produce(f.topic, f.key, f.value, f.partition, f.headers)
+
+    def count(self) -> None:
+        for status, n in self.statuses.items():
+            metrics.events.labels(self.stage, status).inc(n)
+        metrics.duplicates.inc(self.statuses["duplicate"])
+        metrics.merges.inc(self.merges)
+        metrics.dead_letters.labels(PROCESSING_ERROR).inc(len(self.letters))
+        for emission in self.emissions:
+            count(emission)
+
+
+def source_of(item: BatchItem) -> SourceRecord:
+    """The ingestion record an event came from: a dead letter re-drives to it."""
+    topic, partition, offset = parse_origin(item.origin)
+    return SourceRecord(topic, partition, offset, item.key, item.value)
+
+
+def read_items(message: Any, out: Outputs) -> list[BatchItem]:
+    """The events of a record: a batch's, or the record itself (a single forward from a
+    worker before batches). An unreadable batch is dead-lettered whole: no events."""
+    if header(message, BATCH_HEADER) is None:
+        origin = header(message, ORIGIN_HEADER) or (
+            f"{message.topic}:{message.partition}:{message.offset}".encode())
+        return [BatchItem(origin.decode(), message.key, message.value or b"")]
+    try:
+        return decode_batch(message.value or b"")
+    except BatchFormatError as exc:
+        log.error("unreadable batch at %s:%d dead-lettered: %s", message.tp, message.offset,
+                  exc)
+        out.park(SourceRecord(message.topic, message.partition, message.offset,
+                              message.key, message.value), str(exc))
+        return []
+
+
+async def decoded(item: BatchItem, now: datetime, stage: str) -> Envelope | str:
+    """The item's valid envelope, or why it has none; waits out a registry outage."""
+    attempt = 0
+    while True:
+        try:
+            return validate_record(serde.decode(item.value)[1], now)
+        except (DecodeError, ContractViolation) as exc:
+            return str(exc)
+        except RegistryError as exc:
+            log.warning("registry unavailable, retrying: %s", exc)
+            attempt = await retrying(stage, attempt)
+
+
+async def _still_ours(message: Any) -> bool:
+    """After a fencing: wait for this worker's group membership to settle, then say
+    whether the record's partition is still assigned here (if not, its new owner has
+    it; if so, the fencing came from a worker that has since lost it)."""
+    generation = app.consumer_generation_id
+    deadline = time.monotonic() + settings.worker_session_timeout.total_seconds() * 2
+    while app.consumer_generation_id == generation and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    return message.tp in app.consumer.assignment()
+
+
+Work = Callable[[StateStore, Outputs], Awaitable[None]]
+
+
+class OwnedState:
+    """A stage's stores, one per partition of its input ``topic_name``.
+
+    Claims a store as soon as this worker is assigned its partition, not at its first
+    record (the profile API answers from it, a takeover is ready sooner); releases it
+    when the partition leaves; with ``ACTIVATION_STANDBY_REPLICAS`` > 0 keeps a warm
+    copy of the others meanwhile (a catch-up with the changelog every few seconds).
+    """
+
+    def __init__(self, stage: str, topic_name: str, stores: list[StateStore]) -> None:
+        self.stage, self.topic_name, self.stores = stage, topic_name, stores
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._trim_due: dict[int, float] = {}
+        self.next_catch_up = 0.0
+
+    def lock(self, partition: int) -> asyncio.Lock:
+        if partition not in self._locks:  # created on the worker's loop, not at import
+            self._locks[partition] = asyncio.Lock()
+        return self._locks[partition]
+
+    def assigned(self) -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment()
+                if tp.topic == self.topic_name}
+
+    async def ensure_claimed(self, partition: int) -> None:
+        """Claim the store (in a thread: it reads the changelog) unless it is claimed;
+        one claim or catch-up at a time per store, whoever asks."""
+        store = self.stores[partition]
+        async with self.lock(partition):
+            if not store.claimed:
+                await asyncio.to_thread(store.claim)
+
+    async def watch(self) -> None:
+        assigned = self.assigned()
+        catch_up = settings.standby_replicas > 0 and time.monotonic() >= self.next_catch_up
+        if catch_up:
+            self.next_catch_up = time.monotonic() + STANDBY_INTERVAL_S
+        # Concurrently: a claim mostly waits on the broker (transactions, watermarks).
+        await asyncio.gather(*(self._watch_one(p, p in assigned, catch_up)
+                               for p in range(len(self.stores))))
+
+    async def _watch_one(self, partition: int, assigned: bool, catch_up: bool) -> None:
+        store = self.stores[partition]
+        try:
+            if assigned:
+                await self.ensure_claimed(partition)
+                return
+            store.release()
+            if catch_up:
+                async with self.lock(partition):
+                    if partition not in self.assigned():
+                        await asyncio.to_thread(store.catch_up)
+        except BrokerError as exc:
+            log.warning("state %s: claim or catch-up failed, will retry: %s", store.label, exc)
+
+    def _maybe_trim(self, store: StateStore, offset: int) -> None:
+        if time.monotonic() >= self._trim_due.get(store.partition, 0.0):
+            self._trim_due[store.partition] = time.monotonic() + TRIM_INTERVAL_S
+            store.trim_applied(offset - APPLIED_KEPT)
+
+    async def process(self, message: Any, work: Work) -> None:
+        """One input record in one transaction: its state writes, what it emits and its
+        offset commit together, before Faust commits the offset. A record whose offset
+        is already applied (a redelivery) is skipped; offsets applied long ago are
+        trimmed now and then. A failed transaction is abandoned
+        (the next claim rebuilds the state from the changelog) and the record done again."""
+        store, attempt = self.stores[message.partition], 0
+        while True:
+            out = Outputs(self.stage)
+            try:
+                async with self.lock(message.partition):  # no claim or catch-up meanwhile
+                    if not store.claimed:
+                        await asyncio.to_thread(store.claim)
+                    if store.is_applied(message.offset):
+                        return
+                    store.begin()
+                    await work(store, out)
+                    store.mark_applied(message.offset)
+                    self._maybe_trim(store, message.offset)
+                    await out.send(store)
+                    await asyncio.to_thread(store.commit)
+            except StateFencedError as exc:
+                log.warning("%s", exc)
+                store.abandon()
+                if not await _still_ours(message):
+                    log.warning("partition %s moved to another worker; record %d left to it",
+                                message.tp, message.offset)
+                    return
+                continue
+            except BrokerError as exc:
+                log.warning("%s transaction failed, retrying the record: %s", self.stage, exc)
+                store.abandon()
+                attempt = await retrying(self.stage, attempt)
+                continue
+            except asyncio.CancelledError:  # shutting down: leave no transaction open
+                store.abandon()
+                raise
+            except Exception:  # e.g. the local database: never drop the record, retry it
+                log.exception("%s failed on record %s:%d; retrying it", self.stage,
+                              message.tp, message.offset)
+                store.abandon()
+                attempt = await retrying(self.stage, attempt)
+                continue
+            out.count()
+            return

@@ -1,0 +1,82 @@
+"""How the identity stage hands work to the profile stage: partitions and commands.
+
+The profile stage's topic (``internal.profiles``) is partitioned by canonical profile
+id, so each profile, its merge history and its activation state live in exactly one
+partition's store, owned by one worker. Besides batches of resolved events
+(streams/core/batch.py, version 2), the topic carries commands, each a JSON body under
+the ``x-activation-command`` header:
+
+``tick``        a timer tick, fanned out by the identity stage to every partition
+``merge-out``   to the loser's partition: profile L was merged into W (a :class:`MergeOut`)
+``merge-in``    from the loser's partition to the winner's: L's last state and history
+``undo-merge``  to the winner's partition: undo a merge recorded there
+``restore``     to the loser's partition after an undo: its profile again
+
+and one command travels back to the identity stage (``internal.profile-core``):
+``relink``, which gives an undone merge's identifiers back to the loser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+TICK = b"tick"
+UNDO_MERGE = b"undo-merge"
+MERGE_OUT = b"merge-out"
+MERGE_IN = b"merge-in"
+RESTORE = b"restore"
+RELINK = b"relink"
+
+
+def partition_of(profile_id: str, partitions: int) -> int:
+    """The profile stage partition that owns ``profile_id`` (stable across restarts and
+    Python versions: a digest, not ``hash()``)."""
+    digest = hashlib.blake2b(profile_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+@dataclass(frozen=True)
+class MergeOut:
+    """Profile ``loser`` was merged into ``winner`` by event ``event_id``."""
+
+    event_id: str
+    merged_at_us: int  # event time of the linking event
+    winner: str
+    loser: str
+    linking_keys: tuple[str, ...]  # the event's identifier keys that were already known
+    moved_keys: tuple[str, ...]  # the loser's identifier keys, now the winner's
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MergeOut:
+        return cls(str(data["event_id"]), int(data["merged_at_us"]), str(data["winner"]),
+                   str(data["loser"]), tuple(data["linking_keys"]), tuple(data["moved_keys"]))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> MergeOut:
+        return cls.from_dict(json.loads(raw))
+
+
+@dataclass(frozen=True)
+class MergeIn:
+    """What the loser's partition sends the winner's: the merge, and the loser as it was
+    (profile JSON) with its own merge history (JSON list of merge records)."""
+
+    merge: MergeOut
+    loser_profile: str
+    loser_history: list[dict[str, Any]]
+
+    def to_json(self) -> bytes:
+        return json.dumps({"merge": asdict(self.merge), "loser_profile": self.loser_profile,
+                           "loser_history": self.loser_history}).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> MergeIn:
+        data = json.loads(raw)
+        return cls(MergeOut.from_dict(data["merge"]), str(data["loser_profile"]),
+                   list(data["loser_history"]))

@@ -1,0 +1,146 @@
+"""The identity stage and a partitioned profile stage over dict stores, as the agents
+(agents/identity.py, agents/profiles.py) run them, with in-memory queues for the
+profile topic's partitions: the merge protocol across partitions, without a broker."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from streams.activation.definitions import DefinitionSet
+from streams.activation.runtime import (
+    Emission,
+    activate_event,
+    activate_merged,
+    retire_merged,
+)
+from streams.core.identity_stage import Routed, relink, route_event
+from streams.core.pipeline import (
+    APPLIED,
+    StageConfig,
+    apply_resolved,
+    canonical_id,
+    load_profile,
+    merge_in,
+    merge_out,
+    pkey,
+    restore,
+)
+from streams.core.profile import Profile
+from streams.core.routing import MergeIn, MergeOut, partition_of
+from streams.core.unmerge import undo_merge
+from streams.records import Envelope
+
+
+class DictStore(dict[bytes, bytes]):
+    """The Store protocol on a dict, with the ordered scan RocksDB gives the worker."""
+
+    def scan(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return [(k, self[k]) for k in sorted(k for k in self if k.startswith(prefix))][:limit]
+
+
+@dataclass
+class Stages:
+    cfg: StageConfig
+    partitions: int = 3
+    definitions: DefinitionSet | None = None
+    identity: DictStore = field(default_factory=DictStore)
+    parts: list[DictStore] = field(default_factory=list)
+    queues: list[deque[tuple[str, Any]]] = field(default_factory=list)
+    sent: list[Emission] = field(default_factory=list)
+    position: int = 0
+
+    def __post_init__(self) -> None:
+        self.parts = [DictStore() for _ in range(self.partitions)]
+        self.queues = [deque() for _ in range(self.partitions)]
+
+    def part(self, profile_id: str) -> int:
+        return partition_of(profile_id, self.partitions)
+
+    def send(self, envelope: Envelope, now: datetime, origin: str = "",
+             drain: bool = True) -> Routed:
+        routed = route_event(self.identity, envelope, now, self.cfg.dedup_window, origin)
+        if routed.status == APPLIED:
+            self.queues[self.part(routed.profile_id)].append(
+                ("event", (envelope, routed.profile_id, now)))
+        for merge in routed.merges:
+            self.queues[self.part(merge.loser)].append(("merge_out", (merge, now)))
+        if drain:
+            self.drain()
+        return routed
+
+    def undo(self, winner: str, event_id: str) -> None:
+        self.queues[self.part(winner)].append(("undo", (winner, event_id)))
+        self.drain()
+
+    def drain(self) -> None:
+        while any(self.queues):
+            for p, queue in enumerate(self.queues):
+                if queue:
+                    kind, body = queue.popleft()
+                    self.position += 1
+                    getattr(self, f"_{kind}")(p, self.parts[p], *body)
+
+    def _emit(self, emission: Emission | None) -> None:
+        self.sent.extend([emission] if emission else [])
+
+    def _event(self, p: int, store: DictStore, env: Envelope, pid: str, now: datetime) -> None:
+        def hook(before: Profile | None, profile: Profile, envelope: Envelope, at: int
+                 ) -> Profile:
+            profile, emission = activate_event(store, before, profile, envelope, at, now,
+                                               self.definitions, self.cfg.timeline_limit)
+            self._emit(emission)
+            return profile
+
+        apply_resolved(store, env, pid, self.position, self.cfg, hook)
+
+    def _merge_out(self, p: int, store: DictStore, merge: MergeOut, now: datetime) -> None:
+        loser = load_profile(store, merge.loser) or Profile(merge.loser)
+        loser, emission = retire_merged(store, loser, merge.event_id, now, self.definitions,
+                                        self.cfg.timeline_limit)
+        self._emit(emission)
+        incoming = merge_out(store, merge, loser)
+        self.queues[self.part(merge.winner)].append(("merge_in", (incoming, now)))
+
+    def _merge_in(self, p: int, store: DictStore, incoming: MergeIn, now: datetime) -> None:
+        target = canonical_id(store, incoming.merge.winner)
+        incoming = replace(incoming, merge=replace(incoming.merge, winner=target))
+        if self.part(target) != p:
+            self.queues[self.part(target)].append(("merge_in", (incoming, now)))
+            return
+        merged = merge_in(store, incoming, self.cfg)
+        merged, emission = activate_merged(store, merged, incoming.merge.event_id,
+                                           self.position, now, self.definitions,
+                                           self.cfg.timeline_limit)
+        store[pkey(target)] = merged.to_json()
+        self._emit(emission)
+
+    def _undo(self, p: int, store: DictStore, winner: str, event_id: str) -> None:
+        result = undo_merge(store, winner, event_id)
+        if result is not None:
+            record, loser = result
+            self.queues[self.part(loser.profile_id)].append(("restore", (loser,)))
+            relink(self.identity, record.winner, record.loser, record.moved_keys)
+
+    def _restore(self, p: int, store: DictStore, loser: Profile) -> None:
+        restore(store, loser)
+
+    # --- lookups, as the profile API makes them (agents/api.py) -------------------------
+
+    def locate(self, profile_id: str) -> tuple[DictStore, str]:
+        pid = canonical_id(self.identity, profile_id)
+        store = self.parts[self.part(pid)]
+        while (nxt := canonical_id(store, pid)) != pid:
+            pid, store = nxt, self.parts[self.part(nxt)]
+        return store, pid
+
+    def profile(self, profile_id: str) -> Profile | None:
+        store, pid = self.locate(profile_id)
+        return load_profile(store, pid)
+
+    def customer(self, customer: str) -> Profile:
+        found = self.profile(self.identity[f"i:cid:{customer}".encode()].decode())
+        assert found is not None
+        return found
