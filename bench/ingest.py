@@ -1,6 +1,7 @@
 """Ingestion benchmark: gateway throughput and latency vs a raw Kafka producer, same run.
 
     .venv/bin/python bench/ingest.py [--events 5000] [--batch-events 20000] [--concurrency 32]
+                                     [--profile DIR]
 
 Starts ``python -m ingest`` as its own process on a free loopback port against
 the Kafka and registry of the current settings (ACTIVATION_*), with a unique
@@ -8,14 +9,23 @@ topic prefix (``bench<id>.``), then drives it from this process (aiohttp
 client): single events, then batches of 100. Finally a raw confluent-kafka
 producer (same idempotent acks=all config) writes the same Avro events straight
 to Kafka. Prints accepted events/s, p50/p99 latency and the gateway/raw ratio.
+
+It also prints the gateway process's CPU time per request (single) and per
+event (batch), all its threads included (Linux ``/proc``): on a shared, noisy
+host that figure moves far less than throughput, so it is the one to compare
+between two versions. ``--profile DIR`` records each phase with py-spy
+(``DIR/single.txt``, ``DIR/batch.txt``: collapsed stacks for flamegraph.pl or
+speedscope).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -23,6 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,12 +158,74 @@ def raw_producer(settings: Settings, serde: AvroSerde, count: int) -> float:
     return count / elapsed
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and all its threads; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, output: Path | None) -> Iterator[None]:
+    """Record ``pid`` with py-spy while the block runs (nothing if ``output`` is None)."""
+    if output is None:
+        yield
+        return
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # py-spy talks on stdout, which carries this script's JSON report: send it to stderr.
+    recorder = subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw",  # noqa: S603
+                                 "--rate", "250", "--nonblocking", "--output", str(output)],
+                                stdout=sys.stderr)
+    time.sleep(1)  # py-spy attaches before the load starts
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        recorder.wait(30)
+
+
+async def phase(url: str, path: str, bodies: list[Any], concurrency: int, pid: int,
+                profile: Path | None) -> dict[str, float]:
+    """One measured phase: ``drive`` plus the gateway's CPU seconds spent meanwhile."""
+    with profiled(pid, profile):
+        before = cpu_seconds(pid)
+        result = await drive(url, path, bodies, concurrency)
+        after = cpu_seconds(pid)
+    if before is not None and after is not None:
+        result["gateway_cpu_s"] = after - before
+    return result
+
+
+async def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    profile: Path | None = args.profile
+    await wait_ready(url)
+    await drive(url, "/v1/events", [event(i) for i in range(200)], 8)  # warm-up
+    single = await phase(url, "/v1/events", [event(i) for i in range(args.events)],
+                         args.concurrency, pid, profile and profile / "single.txt")
+    batches = [{"events": [event(b * args.batch_size + i) for i in range(args.batch_size)]}
+               for b in range(args.batch_events // args.batch_size)]
+    batch = await phase(url, "/v1/events/batch", batches, max(2, args.concurrency // 8), pid,
+                        profile and profile / "batch.txt")
+    return {"single": single, "batch": batch}
+
+
+def per_unit_cpu(result: dict[str, float], units: float) -> dict[str, float]:
+    cpu = result.pop("gateway_cpu_s", None)
+    return {} if cpu is None else {"gateway_cpu_us_per_event": round(cpu / units * 1e6, 1)}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000, help="single-event requests")
     parser.add_argument("--batch-events", type=int, default=20000, help="events sent in batches")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--profile", type=Path, help="record each phase with py-spy into DIR")
     args = parser.parse_args()
     settings = load_settings(topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
     ensure_topics(AdminClient(settings.kafka_client_config()), declared_topics(settings), 1)
@@ -161,24 +234,20 @@ async def main() -> None:
     serde.encoder(declared_topics(settings)[0].value_subject, ENVELOPE, register=True)
     port = free_port()
     gateway = start_gateway(settings, port)
-    url = f"http://127.0.0.1:{port}"
     try:
-        await wait_ready(url)
-        await drive(url, "/v1/events", [event(i) for i in range(200)], 8)  # warm-up
-        single = await drive(url, "/v1/events", [event(i) for i in range(args.events)],
-                             args.concurrency)
-        batches = [{"events": [event(b * args.batch_size + i) for i in range(args.batch_size)]}
-                   for b in range(args.batch_events // args.batch_size)]
-        batch = await drive(url, "/v1/events/batch", batches, max(2, args.concurrency // 8))
+        measured = await measure(f"http://127.0.0.1:{port}", gateway.pid, args)
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(30)
     raw = raw_producer(settings, serde, args.batch_events)
+    single, batch = measured["single"], measured["batch"]
     single_rate = single["requests"] / single["seconds"]
     batch_rate = batch["requests"] * args.batch_size / batch["seconds"]
+    single_cpu = per_unit_cpu(single, single["requests"])
+    batch_cpu = per_unit_cpu(batch, batch["requests"] * args.batch_size)
     report = {
-        "single": {**single, "events_per_s": round(single_rate)},
-        "batch": {**batch, "events_per_s": round(batch_rate)},
+        "single": {**single, "events_per_s": round(single_rate), **single_cpu},
+        "batch": {**batch, "events_per_s": round(batch_rate), **batch_cpu},
         "raw_producer_events_per_s": round(raw),
         "ratio_single_to_raw": round(single_rate / raw, 4),
         "ratio_batch_to_raw": round(batch_rate / raw, 4),

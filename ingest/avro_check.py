@@ -9,9 +9,11 @@ arrives exactly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from ingest.errors import Problem
 from streams.records import PAYLOAD_TYPES
@@ -30,6 +32,17 @@ _PATTERNS: dict[tuple[str, str], tuple[re.Pattern[str], str]] = {
 }
 
 Field = tuple[str, Any, bool]  # name, Avro type, has a default
+Check = Callable[[Any, str, list[Problem]], Any]  # coerce() bound to one Avro type
+
+
+class _Plan(NamedTuple):
+    """One payload field, with everything that does not depend on the value worked out."""
+
+    name: str
+    check: Check
+    missing: str | None  # the problem when the value is absent; None if it may be
+    empty: Callable[[], Any]  # the payload value when absent
+    pattern: tuple[re.Pattern[str], str] | None
 
 
 class PayloadRules:
@@ -37,6 +50,9 @@ class PayloadRules:
 
     def __init__(self, fields: dict[str, list[Field]]) -> None:
         self.fields = fields
+        # Compiled once: a request only runs the checks, it does not re-read the types.
+        self._plans = {event: [_plan(event, f) for f in event_fields]
+                       for event, event_fields in fields.items()}
 
     @classmethod
     def from_catalog(cls, catalog: SchemaCatalog) -> PayloadRules:
@@ -55,20 +71,32 @@ class PayloadRules:
         """(payload, remaining properties): typed fields move out of ``properties``."""
         payload: dict[str, Any] = {}
         rest = dict(properties)
-        for name, avro_type, has_default in self.fields[event]:
-            where = f"{path}.{name}"
-            if name not in rest or rest[name] is None:
-                rest.pop(name, None)
-                if not has_default and not _nullable(avro_type):
-                    problems.append(Problem(where, f"required: {describe(avro_type)}"))
-                payload[name] = [] if _is_array(avro_type) else None
+        for plan in self._plans[event]:
+            raw = rest.pop(plan.name, None)
+            if raw is None:
+                if plan.missing is not None:
+                    problems.append(Problem(f"{path}.{plan.name}", plan.missing))
+                payload[plan.name] = plan.empty()
                 continue
-            value = coerce(avro_type, rest.pop(name), where, problems)
-            rule = _PATTERNS.get((event, name))
+            where = f"{path}.{plan.name}"
+            value = plan.check(raw, where, problems)
+            rule = plan.pattern
             if rule and isinstance(value, str) and not rule[0].match(value):
                 problems.append(Problem(where, f"expected {rule[1]}"))
-            payload[name] = value
+            payload[plan.name] = value
         return payload, rest
+
+
+def _plan(event: str, field: Field) -> _Plan:
+    name, avro_type, has_default = field
+    required = not has_default and not _nullable(avro_type)
+    return _Plan(name, compile_check(avro_type),
+                 f"required: {describe(avro_type)}" if required else None,
+                 list if _is_array(avro_type) else _none, _PATTERNS.get((event, name)))
+
+
+def _none() -> None:
+    return None
 
 
 def _nullable(avro_type: Any) -> bool:
@@ -116,7 +144,7 @@ def coerce(avro_type: Any, value: Any, path: str, problems: list[Problem]) -> An
     if logical == "date":
         return _date(value, path, problems)
     if logical == "decimal":
-        return _decimal(avro_type, value, path, problems)
+        return _DecimalCheck(avro_type)(value, path, problems)
     kind = avro_type.get("type")
     if kind == "enum":
         if isinstance(value, str) and value in avro_type["symbols"]:
@@ -128,6 +156,84 @@ def coerce(avro_type: Any, value: Any, path: str, problems: list[Problem]) -> An
         return _primitive(kind, value, path, problems)
     problems.append(Problem(path, f"expected {describe(avro_type)}"))
     return None
+
+
+def compile_check(avro_type: Any) -> Check:
+    """:func:`coerce` specialised to ``avro_type``: same results, same problems, less
+    dispatch per value for the types payloads use most; the rest defer to coerce()."""
+    if isinstance(avro_type, list):
+        branches = [t for t in avro_type if t != "null"]
+        if len(branches) != 1:
+            return partial(coerce, avro_type)
+        inner = compile_check(branches[0])
+        if "null" not in avro_type:
+            return inner
+
+        def optional(value: Any, path: str, problems: list[Problem]) -> Any:
+            return None if value is None else inner(value, path, problems)
+
+        return optional
+    if avro_type == "string":
+        return _string
+    if isinstance(avro_type, dict) and avro_type.get("logicalType") == "decimal":
+        return _DecimalCheck(avro_type)
+    if isinstance(avro_type, dict) and avro_type.get("type") == "array" and (
+        avro_type.get("logicalType") not in ("date", "decimal")
+    ):
+        return _ArrayCheck(avro_type, compile_check(avro_type["items"]))
+    return partial(coerce, avro_type)
+
+
+def _string(value: Any, path: str, problems: list[Problem]) -> Any:
+    if isinstance(value, str):
+        return value
+    return _primitive("string", value, path, problems)
+
+
+class _ArrayCheck:
+    def __init__(self, avro_type: dict[str, Any], items: Check) -> None:
+        self._expected = f"expected {describe(avro_type)}"
+        self._items = items
+
+    def __call__(self, value: Any, path: str, problems: list[Problem]) -> Any:
+        if not isinstance(value, list):
+            problems.append(Problem(path, self._expected))
+            return None
+        items = self._items
+        if items is _string and all(isinstance(v, str) for v in value):
+            return list(value)  # the common case, without a path string per item
+        return [items(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+
+
+class _DecimalCheck:
+    """:func:`_decimal` with the type's scale, precision and messages worked out once."""
+
+    def __init__(self, avro_type: dict[str, Any]) -> None:
+        self.scale = int(avro_type.get("scale", 0))
+        self.precision = int(avro_type["precision"])
+        self.quantum = Decimal(1).scaleb(-self.scale)
+        self.expected = f"expected {describe(avro_type)}"
+
+    def __call__(self, value: Any, path: str, problems: list[Problem]) -> Any:
+        number: Decimal | None = None
+        if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+            try:
+                number = Decimal(value)
+            except InvalidOperation:
+                number = None
+        if number is None or not number.is_finite():
+            problems.append(Problem(path, self.expected))
+            return None
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -self.scale:
+            problems.append(Problem(path, f"at most {self.scale} decimal places"))
+            return None
+        quantized = number.quantize(self.quantum)
+        if len(quantized.as_tuple().digits) > self.precision:
+            problems.append(Problem(path, f"at most {self.precision - self.scale} digits "
+                                    "before the point"))
+            return None
+        return quantized
 
 
 def _primitive(kind: str, value: Any, path: str, problems: list[Problem]) -> Any:
@@ -156,26 +262,3 @@ def _date(value: Any, path: str, problems: list[Problem]) -> date | None:
             pass
     problems.append(Problem(path, "expected date (YYYY-MM-DD)"))
     return None
-
-
-def _decimal(avro_type: dict[str, Any], value: Any, path: str, problems: list[Problem]) -> Any:
-    scale = int(avro_type.get("scale", 0))
-    precision = int(avro_type["precision"])
-    number: Decimal | None = None
-    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            number = None
-    if number is None or not number.is_finite():
-        problems.append(Problem(path, f"expected {describe(avro_type)}"))
-        return None
-    exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -scale:
-        problems.append(Problem(path, f"at most {scale} decimal places"))
-        return None
-    quantized = number.quantize(Decimal(1).scaleb(-scale))
-    if len(quantized.as_tuple().digits) > precision:
-        problems.append(Problem(path, f"at most {precision - scale} digits before the point"))
-        return None
-    return quantized

@@ -66,8 +66,9 @@ class AnswerCache:
         return None if entry is None else entry[1]
 
     def put(self, key: str, answer: Any) -> None:
+        if key in self._entries:  # a new key is appended at the end already
+            self._entries.move_to_end(key)
         self._entries[key] = (self._clock() + self.ttl, answer)
-        self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 

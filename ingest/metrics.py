@@ -30,3 +30,17 @@ class Metrics:
             "ingest_events_total", "Events by outcome (accepted, invalid, failed, duplicate)",
             ["outcome"], registry=registry,
         )
+        # labels() takes a lock and builds a key on every call: the few label values
+        # the hot path uses are resolved once.
+        self.accepted = self.events.labels("accepted")
+        self.duplicates = self.events.labels("duplicate")
+        self._per_request: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def request_done(self, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request and observe its latency."""
+        children = self._per_request.get((endpoint, status))
+        if children is None:
+            children = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+            self._per_request[(endpoint, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)

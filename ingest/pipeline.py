@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest.auth import Principal
+from ingest.delivery import RETRY_AFTER
 from ingest.errors import InvalidEvent, Problem
 from ingest.limits import AnswerCache
 from ingest.metrics import Metrics
-from ingest.sink import RETRY_AFTER, EventSink
+from ingest.sink import EventSink
 from ingest.validation import EVENT_ID, Policy, collect_event
 from streams.errors import EncodeError
 from streams.records import Envelope
@@ -42,9 +43,10 @@ class Pipeline:
         self.sink = sink
         self.cache = cache
         self.metrics = metrics
-        # Requests being written now, by idempotency key: a concurrent resend waits for
-        # the first instead of writing the event a second time.
-        self._inflight: dict[str, asyncio.Future[None]] = {}
+        # Requests being written now, by idempotency key, with the concurrent resends
+        # waiting for the first instead of writing the event a second time (a waiter's
+        # future is only made when there is a resend: most requests have none).
+        self._inflight: dict[str, list[asyncio.Future[None]]] = {}
 
     async def ready_encoder(self) -> None:
         """Look the schema id up off the event loop the first time (a blocking HTTP call)."""
@@ -62,18 +64,21 @@ class Pipeline:
         if not idempotency_key:
             return await self._accept_new(principal, raw, None, None)
         cache_key = f"{principal.key_id}:{idempotency_key}"
-        while (running := self._inflight.get(cache_key)) is not None:
-            await asyncio.wait([running])  # its outcome is read from the cache below
+        while (waiters := self._inflight.get(cache_key)) is not None:
+            waiter = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+            await waiter  # the first one's outcome is read from the cache below
         cached = self.cache.get(cache_key)
         if cached is not None:
-            self.metrics.events.labels("duplicate").inc()
+            self.metrics.duplicates.inc()
             return Answer(200, cached, replayed=True)
-        done = self._inflight[cache_key] = asyncio.get_running_loop().create_future()
+        self._inflight[cache_key] = []
         try:
             return await self._accept_new(principal, raw, idempotency_key, cache_key)
         finally:
-            del self._inflight[cache_key]
-            done.set_result(None)
+            for waiter in self._inflight.pop(cache_key):
+                if not waiter.done():  # a waiter whose request was cancelled is done
+                    waiter.set_result(None)
 
     async def _accept_new(
         self, principal: Principal, raw: Any, idempotency_key: str | None, cache_key: str | None
@@ -83,7 +88,7 @@ class Pipeline:
         body = {"status": "accepted", "event_id": envelope.event_id}
         if cache_key:
             self.cache.put(cache_key, body)
-        self.metrics.events.labels("accepted").inc()
+        self.metrics.accepted.inc()
         return Answer(200, body)
 
     async def accept_many(self, principal: Principal, events: list[Any], path: str) -> Answer:
@@ -108,9 +113,9 @@ class Pipeline:
             results[index] = {"status": "accepted", "event_id": envelope.event_id}
             if keys[index]:
                 self.cache.put(str(keys[index]), results[index])
-        self.metrics.events.labels("accepted").inc(len(envelopes) - failed)
+        self.metrics.accepted.inc(len(envelopes) - failed)
         self.metrics.events.labels("failed").inc(failed)
-        self.metrics.events.labels("duplicate").inc(len(events) - len(fresh))
+        self.metrics.duplicates.inc(len(events) - len(fresh))
         body = {"accepted": len(events) - failed, "failed": failed, "results": results}
         if failed:
             return Answer(503, body, retry_after=RETRY_AFTER)

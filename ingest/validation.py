@@ -25,6 +25,7 @@ ID_FIELDS = ("customer_id", "email", "phone", "anonymous_id")
 KNOWN_FIELDS = frozenset({"event", "timestamp", "properties", "event_id", *ID_FIELDS})
 MAX_ID_LENGTH = 256
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+_AS_IS = frozenset({type(None), bool, int, str})  # property values _scalar() returns unchanged
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,15 @@ def collect_event(
         problems.append(Problem(path, "expected a JSON object"))
         return None
     start = len(problems)
-    for extra in sorted(set(raw) - KNOWN_FIELDS):
-        problems.append(Problem(f"{path}.{extra}", "unknown field (put it in properties)"))
-    name = _event_name(raw.get("event"), policy, f"{path}.event", problems)
-    event_time = _timestamp(raw.get("timestamp"), now, policy, f"{path}.timestamp", problems)
+    if not KNOWN_FIELDS.issuperset(raw):  # the common case skips building sets
+        for extra in sorted(set(raw) - KNOWN_FIELDS):
+            problems.append(Problem(f"{path}.{extra}", "unknown field (put it in properties)"))
+    # Helpers get the event's path and add their field's name only to a problem.
+    name = _event_name(raw.get("event"), policy, path, problems)
+    event_time = _timestamp(raw.get("timestamp"), now, policy, path, problems)
     identifiers = _identifiers(raw, path, problems)
-    event_id = _event_id(raw.get("event_id"), fallback_event_id, f"{path}.event_id", problems)
-    properties = _properties(raw.get("properties"), f"{path}.properties", problems)
+    event_id = _event_id(raw.get("event_id"), fallback_event_id, path, problems)
+    properties = _properties(raw.get("properties"), path, problems)
     payload: dict[str, Any] | None = None
     if name is not None and properties is not None and policy.rules.knows(name):
         payload, properties = policy.rules.extract(name, properties, f"{path}.properties", problems)
@@ -95,18 +98,19 @@ def collect_event(
         received_time=now,
         source=source,
         identifiers=identifiers,
-        properties={k: _scalar(v) for k, v in properties.items()},
+        properties={k: v if type(v) in _AS_IS else _scalar(v) for k, v in properties.items()},
         payload=payload,
     )
 
 
 def _event_name(value: Any, policy: Policy, path: str, problems: list[Problem]) -> str | None:
     if not isinstance(value, str) or not EVENT_NAME.match(value):
-        problems.append(Problem(path, "required: snake_case event name (purchase_completed)"))
+        problems.append(Problem(f"{path}.event",
+                                "required: snake_case event name (purchase_completed)"))
         return None
     if policy.unknown_events == "reject" and not policy.rules.knows(value):
         known = ", ".join(sorted(policy.rules.fields))
-        problems.append(Problem(path, f"unknown event name; expected one of {known}"))
+        problems.append(Problem(f"{path}.event", f"unknown event name; expected one of {known}"))
         return None
     return value
 
@@ -116,19 +120,20 @@ def _timestamp(
 ) -> datetime | None:
     expected = "required: ISO 8601 timestamp with a time zone (2024-05-01T12:00:00Z)"
     if not isinstance(value, str):
-        problems.append(Problem(path, expected))
+        problems.append(Problem(f"{path}.timestamp", expected))
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        problems.append(Problem(path, expected))
+        problems.append(Problem(f"{path}.timestamp", expected))
         return None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        problems.append(Problem(path, "time zone missing: " + expected))
+        problems.append(Problem(f"{path}.timestamp", "time zone missing: " + expected))
         return None
     if parsed - now > policy.max_future_skew:
         skew = int(policy.max_future_skew.total_seconds())
-        problems.append(Problem(path, f"in the future by more than {skew}s; check the clock"))
+        problems.append(Problem(f"{path}.timestamp",
+                                f"in the future by more than {skew}s; check the clock"))
         return None
     return parsed
 
@@ -165,7 +170,8 @@ def _event_id(
     if value is None:
         return fallback or str(uuid.uuid4())
     if not isinstance(value, str) or not EVENT_ID.match(value):
-        problems.append(Problem(path, "expected 1-128 printable ASCII characters, no spaces"))
+        problems.append(Problem(f"{path}.event_id",
+                                "expected 1-128 printable ASCII characters, no spaces"))
     return str(value)
 
 
@@ -173,14 +179,14 @@ def _properties(value: Any, path: str, problems: list[Problem]) -> dict[str, Any
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.append(Problem(path, "expected a JSON object"))
+        problems.append(Problem(f"{path}.properties", "expected a JSON object"))
         return None
     for key, item in value.items():
         if isinstance(item, int) and not isinstance(item, bool) and not (
             _LONG_MIN <= item <= _LONG_MAX
         ):
-            problems.append(Problem(f"{path}.{key}", "integer outside the 64-bit range"))
-    return dict(value)
+            problems.append(Problem(f"{path}.properties.{key}", "integer outside the 64-bit range"))
+    return value  # not copied: nothing changes it, and the envelope gets a new dict
 
 
 def _scalar(value: Any) -> PropertyValue:
