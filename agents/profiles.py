@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +25,6 @@ from agents.activation import metrics as activation_metrics
 from agents.ingest import COMMAND_HEADER, header
 from agents.owned import Forward, Outputs, OwnedState, decoded, read_items, source_of
 from streams.activation.runtime import (
-    OUTBOX,
     TIMER,
     Emission,
     TimerContext,
@@ -35,7 +33,6 @@ from streams.activation.runtime import (
     clock_now,
     drop_timer,
     due_timers,
-    expired_outbox,
     fire_timer,
     retire_merged,
     set_clock,
@@ -43,7 +40,6 @@ from streams.activation.runtime import (
 from streams.app import app, settings
 from streams.core.batch import (
     BATCH_HEADER,
-    BATCH_SPAN,
     VERSION_RESOLVED,
     BatchItem,
     encode_batch,
@@ -84,11 +80,6 @@ STAGE = "stream.profile"
 PROFILES_TOPIC = settings.topic(PROFILES)
 PARTITIONS = settings.profile_partitions
 YIELD_EVERY = 200  # events of a batch between two turns of the event loop
-PURGE_INTERVAL_S = 5.0
-PURGE_CHUNK = 2000
-# Outbox entries explain what an event emitted; the last 1,000 records' worth
-# (positions, see streams/core/batch.py) per partition are kept.
-OUTBOX_KEEP = 1_000 * BATCH_SPAN
 MANUAL = settings.activation_clock == "manual"
 CONFIG = StageConfig(settings.dedup_window, settings.ordering_window,
                      settings.profile_timeline_limit)
@@ -166,8 +157,8 @@ def run_merge_out(message: Any, store: StateStore, out: Outputs) -> None:
     loser = load_profile(store, merge.loser) or Profile(merge.loser)
     loser, emission = retire_merged(store, loser, merge.event_id, act.now(),
                                     definitions_in_force(), CONFIG.timeline_limit)
-    if emission is not None:
-        out.emissions.append(emission)
+    if emission is not None:  # keyed by the winner: see streams/core/routing.py
+        out.emissions.append(replace(emission, profile_id=merge.winner))
     incoming = merge_out(store, merge, loser)
     _forward(out, MERGE_IN, merge.winner, incoming.to_json())
 
@@ -281,25 +272,9 @@ async def run_events(message: Any, store: StateStore, items: list[BatchItem],
             out.park(source_of(item), f"{type(exc).__name__}: {exc}")
 
 
-class OutboxSweeper:
-    """Deletes old outbox entries of a partition a chunk at a time, between records
-    (deletes are writes, which belong to a record's transaction)."""
-
-    def __init__(self) -> None:
-        self.due: dict[int, float] = {}
-
-    def maybe_sweep(self, store: StateStore, partition: int, at: int) -> None:
-        if time.monotonic() < self.due.get(partition, 0.0):
-            return
-        self.due[partition] = time.monotonic() + PURGE_INTERVAL_S
-        for key in expired_outbox(store.scan(OUTBOX, PURGE_CHUNK, OUTBOX), at - OUTBOX_KEEP):
-            del store[key]
-
-
 @app.agent(profiles_topic, name="profiles")
 async def profile_agent(stream: Any) -> None:
     await wait_for_definitions()
-    sweeper = OutboxSweeper()
     async for event in stream.events():
         message = event.message
 
@@ -309,6 +284,5 @@ async def profile_agent(stream: Any) -> None:
                 run_command(message, command, store, out)
             else:
                 await run_events(message, store, read_items(message, out), out)
-            sweeper.maybe_sweep(store, message.partition, position(message.offset))
 
         await owned.process(message, work)

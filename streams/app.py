@@ -8,12 +8,14 @@ Importing this module needs no broker: connections are opened by the worker.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import faust
 from mode.utils.queues import FlowControlEvent
 from prometheus_client import CollectorRegistry
 
+from streams.errors import StartupError
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
@@ -83,6 +85,18 @@ def read_committed_only() -> None:
     driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
+class ActivationApp(faust.App):
+    """Faust's app, failing fast when a module of ``agents``/``tables`` does not import.
+
+    Faust only logs such an error and starts anyway: a worker without its profile
+    stage would run, screen and resolve, and apply nothing, silently.
+    """
+
+    def _on_autodiscovery_error(self, name: str) -> None:
+        exc = sys.exc_info()[1]
+        raise StartupError(f"module {name} failed to import: {exc!r}") from exc
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured entirely from ``settings``."""
     keep_queued_messages_on_resume()
@@ -90,7 +104,7 @@ def create_app(settings: Settings) -> faust.App:
     # Faust expects its data directory to exist; a fresh checkout has none.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     servers = ";".join(f"kafka://{s}" for s in settings.kafka_bootstrap_servers.split(","))
-    return faust.App(
+    return ActivationApp(
         settings.app_id,
         broker=servers,
         broker_credentials=faust_broker_credentials(settings),

@@ -6,6 +6,8 @@ the original cause stays on ``__cause__`` while callers only need our names::
 
     ActivationError
     ├── ConfigError                  bad or missing settings; says what to fix
+    ├── StartupError                 the worker cannot start as deployed (a stage's module
+    │                                failed to import)
     ├── SchemaError                  problems with .avsc files or the registry's view of them
     │   ├── SchemaParseError         a file is not valid Avro, or names an unknown type
     │   └── IncompatibleSchemaError  a change breaks the subject's compatibility rule
@@ -22,7 +24,7 @@ the original cause stays on ``__cause__`` while callers only need our names::
     │   └── DecodeError              not our wire format, unknown schema id, corrupt body
     └── BrokerError                  Kafka is unreachable or refused an admin request
         ├── TopicConfigError         an existing topic differs from its declaration
-        └── StateFencedError         another worker claimed the profile state (tables/state.py)
+        └── StateFencedError         another worker claimed a stage's state (tables/state.py)
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class ActivationError(Exception):
 
 class ConfigError(ActivationError):
     """Settings are missing or invalid; the message names each variable to fix."""
+
+
+class StartupError(ActivationError):
+    """The worker cannot start as deployed; the message names the module and the cause."""
 
 
 class SchemaError(ActivationError):
@@ -79,4 +85,4 @@ class TopicConfigError(BrokerError):
 
 
 class StateFencedError(BrokerError):
-    """Another worker claimed the profile state: this one's transaction was fenced."""
+    """Another worker claimed a stage's state: this one's transaction was fenced."""

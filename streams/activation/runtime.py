@@ -1,4 +1,4 @@
-"""Activation inside the profile stage: its state, timers and outbox in the state table.
+"""Activation inside the profile stage: its state and timers in the partition's store.
 
 Pure over the :class:`streams.core.pipeline.Store` (plus a key-ordered ``Scanner``), so
 unit tests run it on a dict. Keys, next to the profile stage's own (same table, same
@@ -7,7 +7,6 @@ changelog partition, so one event's writes stay in order):
 ``a:<profile>``                ActivationState JSON and the position of the last event applied
 ``t:<wake µs, 20 digits>:<p>`` a due-time index: the profile's one timer, scanned in order
 ``w:<profile>``                the profile's current ``t:`` key (re-arming deletes the old)
-``o:<position, 16 digits>:<p>`` outbox: what the event at that position emitted
 ``c:clock``                    the manual clock (``activation_clock=manual``), µs
 
 (A position is an event's place in the profile stage: streams/core/batch.py.)
@@ -41,7 +40,7 @@ from streams.activation.model import stable_id
 from streams.core.profile import Profile, from_micros, insert_timeline, micros
 from streams.records import Envelope
 
-STATE, TIMER, WAKE, OUTBOX = b"a:", b"t:", b"w:", b"o:"
+STATE, TIMER, WAKE = b"a:", b"t:", b"w:"
 CLOCK_KEY = b"c:clock"
 _TIMES = ("created_at", "not_before", "changed_at")  # datetime fields of emitted records
 _DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
@@ -95,10 +94,6 @@ def _json_time(value: Any) -> Any:
 def _parse_times(item: dict[str, Any]) -> dict[str, Any]:
     return {k: (datetime.fromisoformat(v) if k in _TIMES and isinstance(v, str) else v)
             for k, v in item.items()}
-
-
-def outbox_key(offset: int, profile_id: str) -> bytes:
-    return OUTBOX + f"{offset:016d}:{profile_id}".encode()
 
 
 def timer_key(at: datetime, profile_id: str) -> bytes:
@@ -251,8 +246,8 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
     is the stored one, None if new).
 
     Returns the profile with its timeline notes, and the emission to publish (None when
-    there are no definitions or nothing happened). The outbox entry records what the
-    event emitted, for an explanation after the fact.
+    there are no definitions or nothing happened); its decisions and audience moves
+    are on the profile's timeline, which is what explains them later.
     """
     if definitions is None:
         return profile, None
@@ -267,13 +262,12 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
 def _settle(store: Store, state: ActivationState, new: ActivationState, out: Output,
             emission: Emission, offset: int, profile: Profile, limit: int
             ) -> tuple[Profile, Emission | None]:
-    """Store an activation step's outcome: outbox, state (when changed), timer."""
+    """Store an activation step's outcome: state (when changed) and timer."""
     if new != state:
         save_state(store, new, offset)
     arm_timer(store, profile.profile_id, out.wake_at)
     if emission.is_empty():
         return profile, None
-    store[outbox_key(offset, profile.profile_id)] = emission.to_json()
     return with_notes(profile, emission, limit), emission
 
 
@@ -327,21 +321,6 @@ def due_timers(items: Iterable[tuple[bytes, bytes]], now: datetime) -> list[tupl
     return due
 
 
-def read_outbox(scan: Scanner, offset: int) -> list[Emission]:
-    prefix = OUTBOX + f"{offset:016d}:".encode()
-    return [Emission.from_json(v) for _, v in scan(prefix, 100_000)]
-
-
-def expired_outbox(items: Iterable[tuple[bytes, bytes]], below: int) -> list[bytes]:
-    """Outbox keys of records before offset ``below`` (long committed: never replayed)."""
-    out: list[bytes] = []
-    for key, _ in items:
-        if not key.startswith(OUTBOX) or int(key[len(OUTBOX):len(OUTBOX) + 16]) >= below:
-            break
-        out.append(key)
-    return out
-
-
 @dataclass(frozen=True)
 class TimerContext:
     """What a timer check needs from the profile stage (its own store helpers)."""
@@ -354,7 +333,7 @@ class TimerContext:
 
 def fire_timer(store: Store, tkey: bytes, pid: str, offset: int, now: datetime,
                definitions: DefinitionSet | None, ctx: TimerContext) -> Emission | None:
-    """One due timer. Write order for replay: outbox, profile notes, state, timer."""
+    """One due timer: the profile's notes, its state, its next timer."""
     profile = ctx.load_profile(pid)
     if definitions is None or profile is None or ctx.canonical(pid) != pid:
         # merged away (the surviving profile keeps its own timer) or gone: drop it
@@ -365,7 +344,6 @@ def fire_timer(store: Store, tkey: bytes, pid: str, offset: int, now: datetime,
     new, out = on_profile_timer(state, facts, now, definitions)
     emission = emission_of(state, new, out, facts, f"timer:{now.astimezone(UTC).isoformat()}",
                            now, definitions.version)
-    store[outbox_key(offset, pid)] = emission.to_json()
     ctx.save_profile(with_notes(profile, emission, ctx.limit))
     save_state(store, new, last)
     arm_timer(store, pid, out.wake_at)

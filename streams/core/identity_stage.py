@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from streams.core.dedup import DEDUP_PREFIX, dedup_key, within_window
 from streams.core.identity import Resolution, identifier_keys, resolve
@@ -57,10 +58,10 @@ def _plan(store: Store, envelope: Envelope) -> Resolution:
     return resolve(identifier_keys(envelope.identifiers), lookup)
 
 
-def _noted_duplicate(marker: dict[str, object], origin: str) -> bytes | None:
+def _noted_duplicate(marker: dict[str, Any], origin: str) -> bytes | None:
     """``marker`` with ``origin`` noted as a duplicate's record, or None when it is noted
     already: that duplicate record delivered again, which must not count twice."""
-    dups = [str(d) for d in marker.get("dups", ()) or ()]  # type: ignore[attr-defined]
+    dups = [str(d) for d in marker.get("dups", ())]
     if origin in dups:
         return None
     return json.dumps({**marker, "dups": [*dups, origin][-DUPLICATE_ORIGINS_KEPT:]}).encode()

@@ -12,7 +12,12 @@ the ``x-activation-command`` header:
 ``undo-merge``  to the winner's partition: undo a merge recorded there
 ``restore``     to the loser's partition after an undo: its profile again
 
-and one command travels back to the identity stage (``internal.profile-core``):
+What the loser's retirement emits (its audience exits, its journeys' clean-up such as
+paid-media removals) is published under the *winner's* key: on every action topic
+partition it comes before anything the winner's ``merge-in`` adds, which is committed
+later.
+
+And one command travels back to the identity stage (``internal.profile-core``):
 ``relink``, which gives an undone merge's identifiers back to the loser.
 """
 

@@ -1,4 +1,4 @@
-"""Activation inside the profile stage over dict stores: outbox, timers, merges.
+"""Activation inside the profile stage over dict stores: decisions, timers, merges.
 
 The same stages the worker runs (tests/unit/core/stages.py: identity resolution, then
 the profile stage with the activation hook), on in-memory stores and an injected
@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
 from streams.activation.definitions import DefinitionSet
 from streams.activation.governance import in_holdout
 from streams.activation.runtime import (
-    OUTBOX,
     TIMER,
     Emission,
     TimerContext,
@@ -26,9 +24,7 @@ from streams.activation.runtime import (
     clock_now,
     drop_timer,
     due_timers,
-    expired_outbox,
     fire_timer,
-    outbox_key,
     set_clock,
     timer_key,
 )
@@ -182,7 +178,10 @@ def test_a_profile_merged_away_leaves_its_audiences_and_journeys(
                     identifiers=Identifiers(customer_id=two, anonymous_id="device-9"))
     stage.event(again)
     assert stage.stages.locate(loser)[1] == winner
-    retired = next(e for e in stage.sent if e.profile_id == loser)
+    # Published under the winner's key, before anything the winner adds (same partition
+    # of each action topic), though the commands name the loser.
+    retired = next(e for e in stage.sent if e.commands and e.commands[0]["profile_id"] == loser)
+    assert retired.profile_id == winner
     assert [c["action_type"] for c in retired.commands] == ["audience_remove"]
     assert [(c["audience_id"], c["change"]) for c in retired.changes] == \
         [("contract_ending", "exited")]
@@ -202,7 +201,7 @@ def test_without_definitions_nothing_is_emitted(
         clock: Clock, envelope: Callable[..., Envelope]) -> None:
     stage = Stage(None, clock)
     stage.event(subscribe(envelope, "c1", T0, 20))
-    assert stage.sent == [] and not any(k.startswith(OUTBOX) for k in stage.store)
+    assert stage.sent == []
 
 
 def test_emission_json_round_trip_keeps_times(stage: Stage, onboard: Callable[..., None],
@@ -240,11 +239,6 @@ def test_due_timers_stop_at_now() -> None:
         arm_timer(store, pid, T0 + timedelta(days=days))
     due = due_timers(store.scan(TIMER, 10), T0 + timedelta(days=2))
     assert [pid for _, pid in due] == ["a", "b"]
-
-
-def test_expired_outbox_only_below_the_threshold() -> None:
-    items: list[tuple[bytes, Any]] = [(outbox_key(o, "p"), b"{}") for o in (1, 5, 9)]
-    assert expired_outbox(items, 6) == [outbox_key(1, "p"), outbox_key(5, "p")]
 
 
 def test_manual_clock() -> None:

@@ -100,7 +100,7 @@ class Stages:
         loser = load_profile(store, merge.loser) or Profile(merge.loser)
         loser, emission = retire_merged(store, loser, merge.event_id, now, self.definitions,
                                         self.cfg.timeline_limit)
-        self._emit(emission)
+        self._emit(None if emission is None else replace(emission, profile_id=merge.winner))
         incoming = merge_out(store, merge, loser)
         self.queues[self.part(merge.winner)].append(("merge_in", (incoming, now)))
 
