@@ -119,7 +119,6 @@ class Activation:
                             lambda pid: canonical_id(self.store, pid), CONFIG.timeline_limit)
 
 
-
 def run_tick(message: Any, store: StateStore, out: Outputs) -> None:
     """Fire the due timers of this partition."""
     now = datetime.fromisoformat(json.loads(message.value)["now"])
@@ -181,7 +180,6 @@ def run_merge_in(message: Any, store: StateStore, out: Outputs) -> None:
     store[pkey(target)] = merged.to_json()
     if emission is not None:
         out.emissions.append(emission)
-    out.merges += 1
 
 
 def run_undo(message: Any, store: StateStore, out: Outputs) -> None:

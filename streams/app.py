@@ -85,6 +85,34 @@ def read_committed_only() -> None:
     driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
+def seek_fresh_partitions_to_start() -> None:
+    """After a rebalance, read a partition that has no committed offset from its start.
+
+    Faust seeks every assigned partition to its committed offset, but aiokafka only
+    seeks when there is one (above 0): a partition that was already fetched from in
+    the previous generation and is assigned again before any commit keeps its fetch
+    position. Faust dropped the fetched records on revocation, so they would never be
+    delivered, and Faust's next commit (of the records after them) would skip them for
+    good: lost events, seen on the profile topic when a second worker joins right
+    after the first started. Seeking those partitions to offset 0 re-reads them (the
+    stages skip what they applied already: tables/state.py).
+    """
+    from faust.transport.consumer import Consumer
+
+    original = Consumer.perform_seek
+    if getattr(original, "fresh_to_start", False):
+        return
+
+    async def perform_seek(self: Any) -> None:
+        await original(self)
+        for tp in self.assignment():
+            if not self._committed_offset.get(tp):  # none (or 0, which Faust keeps as None)
+                await self.seek(tp, 0)
+
+    perform_seek.fresh_to_start = True  # type: ignore[attr-defined]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+
 class ActivationApp(faust.App):
     """Faust's app, failing fast when a module of ``agents``/``tables`` does not import.
 
@@ -101,6 +129,7 @@ def create_app(settings: Settings) -> faust.App:
     """A Faust app configured entirely from ``settings``."""
     keep_queued_messages_on_resume()
     read_committed_only()
+    seek_fresh_partitions_to_start()
     # Faust expects its data directory to exist; a fresh checkout has none.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     servers = ";".join(f"kafka://{s}" for s in settings.kafka_bootstrap_servers.split(","))
