@@ -142,18 +142,18 @@ class MarkerSweeper:
         metrics.purged.inc(len(expired))
 
 
+sweeper = MarkerSweeper()
+
+
+async def work(message: Any, store: StateStore, out: Outputs) -> None:
+    command = header(message, COMMAND_HEADER)
+    if command is not None:
+        run_command(message, command, store, out)
+    else:
+        await run_events(store, read_items(message, out), out)
+    sweeper.maybe_sweep(store)
+
+
 @app.agent(core_topic, name="identity")
 async def identity_agent(stream: Any) -> None:
-    sweeper = MarkerSweeper()
-    async for event in stream.events():
-        message = event.message
-
-        async def work(store: StateStore, out: Outputs, message: Any = message) -> None:
-            command = header(message, COMMAND_HEADER)
-            if command is not None:
-                run_command(message, command, store, out)
-            else:
-                await run_events(store, read_items(message, out), out)
-            sweeper.maybe_sweep(store)
-
-        await owned.process(message, work)
+    await owned.consume(stream, work)

@@ -135,7 +135,8 @@ async def _still_ours(message: Any) -> bool:
     return message.tp in app.consumer.assignment()
 
 
-Work = Callable[[StateStore, Outputs], Awaitable[None]]
+# (input record, its partition's store, what it causes): a stage's work on one record.
+Work = Callable[[Any, StateStore, Outputs], Awaitable[None]]
 
 
 class OwnedState:
@@ -198,6 +199,11 @@ class OwnedState:
             self._trim_due[store.partition] = time.monotonic() + TRIM_INTERVAL_S
             store.trim_applied(offset - APPLIED_KEPT)
 
+    async def consume(self, stream: Any, work: Work) -> None:
+        """The stage's agent loop: each record of ``stream`` through :meth:`process`."""
+        async for event in stream.events():
+            await self.process(event.message, work)
+
     async def process(self, message: Any, work: Work) -> None:
         """One input record in one transaction: its state writes, what it emits and its
         offset commit together, before Faust commits the offset. A record whose offset
@@ -214,7 +220,7 @@ class OwnedState:
                     if store.is_applied(message.offset):
                         return
                     store.begin()
-                    await work(store, out)
+                    await work(message, store, out)
                     store.mark_applied(message.offset)
                     self._maybe_trim(store, message.offset)
                     await out.send(store)

@@ -270,17 +270,15 @@ async def run_events(message: Any, store: StateStore, items: list[BatchItem],
             out.park(source_of(item), f"{type(exc).__name__}: {exc}")
 
 
+async def work(message: Any, store: StateStore, out: Outputs) -> None:
+    command = header(message, COMMAND_HEADER)
+    if command is not None:
+        run_command(message, command, store, out)
+    else:
+        await run_events(message, store, read_items(message, out), out)
+
+
 @app.agent(profiles_topic, name="profiles")
 async def profile_agent(stream: Any) -> None:
     await wait_for_definitions()
-    async for event in stream.events():
-        message = event.message
-
-        async def work(store: StateStore, out: Outputs, message: Any = message) -> None:
-            command = header(message, COMMAND_HEADER)
-            if command is not None:
-                run_command(message, command, store, out)
-            else:
-                await run_events(message, store, read_items(message, out), out)
-
-        await owned.process(message, work)
+    await owned.consume(stream, work)

@@ -65,6 +65,9 @@ class TopicSpec:
     value_type: str | None
     compatibility: Compatibility = "BACKWARD"
     config: dict[str, str] = field(default_factory=dict)
+    # Keys map to partitions by a count the code relies on (the profile stage's digest
+    # routing): more partitions than declared is as wrong as fewer.
+    exact_partitions: bool = False
 
     @property
     def value_subject(self) -> str:
@@ -148,6 +151,7 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         "NONE",
         {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete",
          "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)},
+        exact_partitions=True,
     )
     return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core,
             profiles]
@@ -176,6 +180,12 @@ def ensure_topics(
                 raise TopicConfigError(
                     f"topic {spec.name} has {have} partitions, declared {spec.partitions}; "
                     "raising partitions moves keys between partitions, do it deliberately"
+                )
+            if spec.exact_partitions and have != spec.partitions:
+                raise TopicConfigError(
+                    f"topic {spec.name} has {have} partitions but {spec.partitions} are "
+                    "configured (ACTIVATION_PROFILE_PARTITIONS): profiles are placed by "
+                    "that count, so set it back to the topic's, or migrate deliberately"
                 )
     if not missing:
         return []

@@ -6,10 +6,12 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.codecs import ConfluentAvroCodec
+from streams.errors import TopicConfigError
 from streams.records import Envelope, Identifiers
 from streams.serde import AvroSerde
 from streams.settings import Settings
@@ -23,6 +25,11 @@ def test_envelope_roundtrip_through_broker_and_registry(
     created = ensure_topics(admin, specs, settings.kafka_replication_factor)
     assert {s.name for s in specs} == set(created)
     assert ensure_topics(admin, specs, settings.kafka_replication_factor) == []  # idempotent
+    # The profile topic's partition count places profiles: a changed setting is refused.
+    fewer = declared_topics(settings.model_copy(
+        update={"profile_partitions": settings.profile_partitions - 1}))
+    with pytest.raises(TopicConfigError, match="ACTIVATION_PROFILE_PARTITIONS"):
+        ensure_topics(admin, fewer, settings.kafka_replication_factor)
 
     ingest = specs[0]
     encode = serde.encoder(ingest.value_subject, ENVELOPE, register=True)
