@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from streams.activation.compiled import Assessor, compile_condition, dependencies
 from streams.activation.conditions import (
     AllOf,
     AnyOf,
@@ -25,7 +26,6 @@ from streams.activation.conditions import (
 )
 from streams.activation.definitions import Audience
 from streams.activation.facts import (
-    KNOWN_ROOTS,
     Facts,
     HistoryEvent,
     as_datetime,
@@ -101,37 +101,40 @@ def next_audience_change(
     return _earliest(next_change(a.condition, facts, now) for a in audiences.values())
 
 
-def dependencies(condition: Condition) -> frozenset[str]:
-    """What a condition reads: ``event:<name>`` for event history, else the facts root
-    (``traits``, ``consent``, ``subscription``, ``aggregates``) of each path."""
-    if isinstance(condition, AllOf | AnyOf):
-        children = condition.all if isinstance(condition, AllOf) else condition.any
-        return frozenset().union(*(dependencies(c) for c in children))
-    if isinstance(condition, NotOf):
-        return dependencies(condition.not_)
-    if isinstance(condition, EventCondition):
-        return frozenset({f"event:{condition.event}"})
-    path = condition.trait if isinstance(condition, TraitCondition) else condition.date
-    head, _, rest = path.partition(".")
-    return frozenset({head if rest and head in KNOWN_ROOTS else "traits"})
-
-
 Index = dict[str, frozenset[str]]  # dependency name -> ids of the audiences reading it
-_INDEXES: dict[int, tuple[Mapping[str, Audience], Index]] = {}
+# An empty profile's facts never change with time (no events, no dates: every answer is
+# constant, no wake), so what it holds is a constant of the definitions: the answer,
+# for a new profile, of every audience its first event does not touch.
+_EMPTY_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def _index_of(audiences: Mapping[str, Audience]) -> Index:
-    """Cached per definitions object (the entry holds it, so its id is never reused)."""
-    entry = _INDEXES.get(id(audiences))
+@dataclass(frozen=True)
+class Compiled:
+    index: Index
+    assessors: dict[str, Assessor]
+    empty_members: frozenset[str]  # the audiences an empty profile is in
+
+
+_COMPILED: dict[int, tuple[Mapping[str, Audience], Compiled]] = {}
+
+
+def compiled(audiences: Mapping[str, Audience]) -> Compiled:
+    """The audiences' dependency index and compiled conditions, cached per definitions
+    object (the entry holds it, so its id is never reused)."""
+    entry = _COMPILED.get(id(audiences))
     if entry is None or entry[0] is not audiences:
-        if len(_INDEXES) > 64:  # superseded definition sets: let them go
-            _INDEXES.clear()
+        if len(_COMPILED) > 64:  # superseded definition sets: let them go
+            _COMPILED.clear()
         index: dict[str, set[str]] = {}
         for aid, audience in audiences.items():
             for name in dependencies(audience.condition):
                 index.setdefault(name, set()).add(aid)
-        entry = (audiences, {name: frozenset(ids) for name, ids in index.items()})
-        _INDEXES[id(audiences)] = entry
+        assessors = {aid: compile_condition(a.condition) for aid, a in audiences.items()}
+        empty = frozenset(aid for aid, assess_ in assessors.items()
+                          if assess_(Facts(""), _EMPTY_AT)[0])
+        entry = (audiences, Compiled({n: frozenset(ids) for n, ids in index.items()},
+                                     assessors, empty))
+        _COMPILED[id(audiences)] = entry
     return entry[1]
 
 
@@ -146,32 +149,36 @@ class AudienceStep:
 def audience_step(
     audiences: Mapping[str, Audience], facts: Facts, members: Collection[str],
     wakes: Mapping[str, datetime], now: datetime, touched: frozenset[str] | None,
+    fresh: bool = False,
 ) -> AudienceStep:
     """Membership after a change, re-evaluating only what the change can affect.
 
     ``touched`` names what changed (see :func:`dependencies`); None means anything could
-    have (a new profile, a merge, other definitions): every audience is evaluated. An
-    audience not touched keeps its membership and its stored wake time, unless that time
-    has come (then it is evaluated too): its answer depends only on facts it reads and
-    on time, and its next flip by time is exactly the stored wake.
+    have (a merge, other definitions): every audience is evaluated. An audience not
+    touched keeps its membership and its stored wake time, unless that time has come
+    (then it is evaluated too): its answer depends only on facts it reads and on time,
+    and its next flip by time is exactly the stored wake. ``fresh``: a new profile, and
+    ``touched`` is what its first event changed from an empty one; an audience not
+    touched answers as for an empty profile.
     """
+    known = compiled(audiences)
     if touched is None:
         ids = set(audiences)
     else:
-        index = _index_of(audiences)
         ids = {aid for aid, at in wakes.items() if at <= now and aid in audiences}
         for name in touched:
-            ids.update(index.get(name, ()))
+            ids.update(known.index.get(name, ()))
+    kept = known.empty_members if fresh else frozenset(members)
     before = set(members)
     holding: set[str] = set()
     new_wakes = {aid: t for aid, t in wakes.items() if aid in audiences and aid not in ids}
     for aid in ids:
-        holds, wake = assess(audiences[aid].condition, facts, now)
+        holds, wake = known.assessors[aid](facts, now)
         if holds:
             holding.add(aid)
         if wake is not None:
             new_wakes[aid] = wake
-    after = ((before & set(audiences)) - ids) | holding
+    after = ((kept & set(audiences)) - ids) | holding
     return AudienceStep(sorted(after - before), sorted(before - after), sorted(after), new_wakes)
 
 

@@ -92,25 +92,27 @@ def _finish(state: ActivationState, actions: list[PlannedAction], facts: Facts, 
 
 
 def _audiences(state: ActivationState, facts: Facts, now: datetime, definitions: DefinitionSet,
-               touched: frozenset[str] | None) -> tuple[ActivationState, AudienceStep]:
-    if state.evaluated_version != definitions.version:
+               touched: frozenset[str] | None, fresh: bool = False
+               ) -> tuple[ActivationState, AudienceStep]:
+    if state.evaluated_version != definitions.version and not fresh:
         touched = None
     step = audience_step(definitions.audiences, facts, state.memberships, state.audience_wakes,
-                         now, touched)
+                         now, touched, fresh)
     return state.model_copy(update={"memberships": step.members, "audience_wakes": step.wakes,
                                     "evaluated_version": definitions.version}), step
 
 
 def on_profile_event(state: ActivationState, facts: Facts, event: HistoryEvent, now: datetime,
-                     definitions: DefinitionSet, touched: frozenset[str] | None = None
-                     ) -> tuple[ActivationState, Output]:
+                     definitions: DefinitionSet, touched: frozenset[str] | None = None,
+                     fresh: bool = False) -> tuple[ActivationState, Output]:
     """``facts`` already include ``event``. Exit criteria, then audiences, then governance.
 
-    ``touched``: what the event changed (:func:`streams.activation.audiences.dependencies`
-    names); only audiences reading it are evaluated again. None: all of them.
+    ``touched``: what the event changed (:func:`streams.activation.compiled.dependencies`
+    names); only audiences reading it are evaluated again. None: all of them. ``fresh``:
+    ``state`` is new and ``touched`` is what the event changed from an empty profile.
     """
     journeys, actions = on_event(state.journeys, facts, event, now, definitions)
-    state, step = _audiences(state, facts, now, definitions, touched)
+    state, step = _audiences(state, facts, now, definitions, touched, fresh)
     journeys, more = on_audience_change(journeys, facts, step.entered, step.exited, now,
                                         definitions, cause=event.event_id)
     state = state.model_copy(update={"journeys": journeys})

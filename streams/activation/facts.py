@@ -64,6 +64,15 @@ def as_number(value: Any) -> Decimal | None:
         return None
 
 
+def active_subscription(subscriptions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The active subscription that ends last (no end date counts as latest), {} if none."""
+    active = [s for s in subscriptions.values() if s.get("status") == "active"]
+    if not active:
+        return {}
+    far = datetime.max.replace(tzinfo=UTC)
+    return max(active, key=lambda s: as_datetime(s.get("contract_end_date")) or far)
+
+
 @dataclass(frozen=True)
 class HistoryEvent:
     event_id: str
@@ -97,11 +106,7 @@ class Facts:
     # Derived once per Facts (they are frozen): every audience condition asks again.
     @cached_property
     def _subscription(self) -> dict[str, Any]:
-        active = [s for s in self.subscriptions.values() if s.get("status") == "active"]
-        if not active:
-            return {}
-        far = datetime.max.replace(tzinfo=UTC)
-        return max(active, key=lambda s: as_datetime(s.get("contract_end_date")) or far)
+        return active_subscription(self.subscriptions)
 
     @cached_property
     def _by_name(self) -> dict[str, list[HistoryEvent]]:

@@ -35,7 +35,12 @@ from streams.activation.engine import (
     on_profile_merged_in,
     on_profile_timer,
 )
-from streams.activation.facts import Facts, HistoryEvent, facts_from_profile
+from streams.activation.facts import (
+    Facts,
+    HistoryEvent,
+    active_subscription,
+    facts_from_profile,
+)
 from streams.activation.model import stable_id
 from streams.core.profile import Profile, from_micros, insert_timeline, micros
 from streams.records import Envelope
@@ -216,21 +221,42 @@ def _events(profile: Profile) -> dict[str, str]:
             if e.get("kind", "event") == "event"}
 
 
+def _changed(prefix: str, new: dict[str, list[Any]], old: dict[str, list[Any]]) -> set[str]:
+    """Names of the ``[value, stamp]`` entries whose value differs (a stamp alone is no
+    change to the facts)."""
+    return {prefix + k for k in new.keys() | old.keys()
+            if (new.get(k) or (None,))[0] != (old.get(k) or (None,))[0]}
+
+
+def _subscription(profile: Profile) -> dict[str, Any]:
+    """What :meth:`Facts.subscription` gives for this profile."""
+    return active_subscription({sid: {k: v[0] for k, v in attrs.items()}
+                                for sid, attrs in profile.subscriptions.items()})
+
+
 def touched(before: Profile | None, after: Profile) -> frozenset[str] | None:
-    """What an update changed, in :func:`streams.activation.audiences.dependencies` terms:
-    the facts roots that differ, and ``event:<name>`` for events that entered or left the
-    (bounded) history. None for a new profile: everything is new."""
+    """What an update changed, in :func:`streams.activation.compiled.dependencies`
+    terms: the facts that differ, and ``event:<name>`` for events that entered or left
+    the (bounded) history. None for a new profile: everything is new."""
     if before is None:
         return None
-    roots = {root for root, new, old in (
-        ("traits", after.traits, before.traits), ("consent", after.consent, before.consent),
-        ("subscription", after.subscriptions, before.subscriptions),
-        ("aggregates", (after.order_count, after.lifetime_value, after.last_purchase),
-         (before.order_count, before.lifetime_value, before.last_purchase))) if new != old}
+    names = _changed("traits.", after.traits, before.traits)
+    names |= _changed("consent.", after.consent, before.consent)
+    if after.subscriptions != before.subscriptions:  # the fields of "the" subscription
+        new, old = _subscription(after), _subscription(before)
+        names |= {f"subscription.{k}" for k in new.keys() | old.keys()
+                  if new.get(k) != old.get(k)}
+    if after.order_count != before.order_count:
+        names.add("aggregates.order_count")
+    if after.last_purchase != before.last_purchase:
+        names.add("aggregates.last_purchase_at")
+    names |= {f"aggregates.lifetime_value.{c}" for c in
+              after.lifetime_value.keys() | before.lifetime_value.keys()
+              if after.lifetime_value.get(c) != before.lifetime_value.get(c)}
     new_events, old_events = _events(after), _events(before)
     moved = {name for eid, name in new_events.items() if eid not in old_events}
     moved |= {name for eid, name in old_events.items() if eid not in new_events}
-    return frozenset(roots | {f"event:{name}" for name in moved})
+    return frozenset(names | {f"event:{name}" for name in moved})
 
 
 def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
@@ -252,9 +278,13 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
     if definitions is None:
         return profile, None
     state, _ = load_state(store, profile.profile_id)
+    # A new profile with no activation state yet: only the audiences its first event
+    # touched need evaluating (the others answer as for an empty profile).
+    fresh = before is None and store.get(STATE + profile.profile_id.encode()) is None
+    changed = touched(Profile(profile.profile_id) if fresh else before, profile)
     facts = facts_from_profile(profile)
     new, out = on_profile_event(state, facts, history_event(envelope, profile), now,
-                                definitions, touched(before, profile))
+                                definitions, changed, fresh)
     emission = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
     return _settle(store, state, new, out, emission, offset, profile, limit)
 

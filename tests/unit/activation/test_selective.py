@@ -14,7 +14,7 @@ import pytest
 
 import streams.activation.runtime as runtime
 from bench.activation_defs import recent, write_definitions
-from streams.activation.audiences import dependencies
+from streams.activation.compiled import dependencies
 from streams.activation.conditions import Condition
 from streams.activation.definitions import Audience, DefinitionSet
 from streams.activation.runtime import STATE, TIMER, load_state
@@ -62,12 +62,13 @@ def audience(condition: dict[str, object]) -> Condition:
     return Audience.model_validate({"id": "a", "condition": condition}).condition
 
 
-def test_dependencies_name_roots_and_events() -> None:
+def test_dependencies_name_facts_and_events() -> None:
     cond = audience({"all": [
         {"trait": "plan", "op": "eq", "value": "pro"},
         {"not": {"event": "purchase_completed", "within": "P30D"}},
         {"any": [{"date": "subscription.contract_end_date", "within_next": "P30D"},
                  {"trait": "consent.marketing:email", "op": "eq", "value": "GRANTED"},
                  {"date": "aggregates.last_purchase_at", "older_than": "P90D"}]}]})
-    assert dependencies(cond) == {"traits", "event:purchase_completed", "subscription",
-                                  "consent", "aggregates"}
+    assert dependencies(cond) == {
+        "traits.plan", "event:purchase_completed", "subscription.contract_end_date",
+        "consent.marketing:email", "aggregates.last_purchase_at"}
