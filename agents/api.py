@@ -24,6 +24,7 @@ from faust.web import View
 from prometheus_client import generate_latest
 
 from agents.ingest import COMMAND_HEADER, core_topic
+from streams.activation.notes import read_notes
 from streams.activation.runtime import activation_view
 from streams.app import app, metrics_registry, settings
 from streams.core.identity import KIND_PREFIX
@@ -153,10 +154,13 @@ async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
     limit = _int(request.query.get("limit"), 50, MAX_PAGE) or 1
 
     def fetch() -> Any:
-        profile = find_profile(profile_id)
+        store, pid = locate(profile_id)
+        profile = load_profile(store, pid)
         if profile is None:
             return _not_found(web, profile_id)
-        return web.json(timeline_page(profile, offset, limit))
+        notes = read_notes(lambda prefix, n: store.scan(prefix, n, prefix), pid,
+                           settings.profile_timeline_limit)
+        return web.json(timeline_page(profile, offset, limit, notes))
 
     return await _guarded(web, request, fetch)
 

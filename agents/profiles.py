@@ -24,12 +24,14 @@ from agents.activation import definitions_in_force, wait_for_definitions
 from agents.activation import metrics as activation_metrics
 from agents.ingest import COMMAND_HEADER, header
 from agents.owned import Forward, Outputs, OwnedState, decoded, read_items, source_of
+from streams.activation.notes import read_notes
 from streams.activation.runtime import (
     TIMER,
     Emission,
     TimerContext,
     activate_event,
     activate_merged,
+    adopt_notes,
     clock_now,
     drop_timer,
     due_timers,
@@ -112,10 +114,7 @@ class Activation:
         return profile
 
     def timer_context(self) -> TimerContext:
-        def save(profile: Profile) -> None:
-            self.store[pkey(profile.profile_id)] = profile.to_json()
-
-        return TimerContext(lambda pid: load_profile(self.store, pid), save,
+        return TimerContext(lambda pid: load_profile(self.store, pid),
                             lambda pid: canonical_id(self.store, pid), CONFIG.timeline_limit)
 
 
@@ -158,7 +157,8 @@ def run_merge_out(message: Any, store: StateStore, out: Outputs) -> None:
                                     definitions_in_force(), CONFIG.timeline_limit)
     if emission is not None:  # keyed by the winner: see streams/core/routing.py
         out.emissions.append(replace(emission, profile_id=merge.winner))
-    incoming = merge_out(store, merge, loser)
+    incoming = replace(merge_out(store, merge, loser), loser_notes=read_notes(
+        act.scanner, merge.loser, CONFIG.timeline_limit))
     _forward(out, MERGE_IN, merge.winner, incoming.to_json())
 
 
@@ -173,6 +173,8 @@ def run_merge_in(message: Any, store: StateStore, out: Outputs) -> None:
         _forward(out, MERGE_IN, target, incoming.to_json())
         return
     merged = merge_in(store, incoming, CONFIG)
+    adopt_notes(store, target, incoming.merge.loser, incoming.loser_notes,
+                CONFIG.timeline_limit)
     act = Activation(store)
     merged, emission = activate_merged(store, merged, incoming.merge.event_id,
                                        position(message.offset), act.now(),

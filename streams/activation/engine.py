@@ -43,6 +43,7 @@ class ActivationState(BaseModel):
     # definitions version they were computed under (another version: evaluate all).
     audience_wakes: dict[str, AwareDatetime] = Field(default_factory=dict)
     evaluated_version: str | None = None
+    notes_written: int = 0  # timeline notes so far: the next slot (activation/notes.py)
 
     @classmethod
     def new(cls, profile_id: str) -> ActivationState:

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from functools import cached_property
 from typing import Any
 
 from streams.core.profile import Profile, from_micros
@@ -95,25 +94,24 @@ class Facts:
     last_purchase_at: datetime | None = None
     events: tuple[HistoryEvent, ...] = ()  # newest first, bounded (see module doc)
 
+    def __post_init__(self) -> None:
+        # Derived once per Facts (they are frozen): every audience condition asks again.
+        # Eager, not cached_property: its lookup cost more than the work on this path.
+        by_name: dict[str, list[HistoryEvent]] = {}
+        for event in self.events:
+            by_name.setdefault(event.name, []).append(event)
+        object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_subscription", active_subscription(self.subscriptions))
+
     def subscription(self) -> dict[str, Any]:
         """The active subscription that ends last (no end date counts as latest)."""
-        return self._subscription
+        result: dict[str, Any] = self._subscription  # type: ignore[attr-defined]
+        return result
 
     def named(self, name: str) -> list[HistoryEvent]:
         """The history events called ``name``, newest first."""
-        return self._by_name.get(name, [])
-
-    # Derived once per Facts (they are frozen): every audience condition asks again.
-    @cached_property
-    def _subscription(self) -> dict[str, Any]:
-        return active_subscription(self.subscriptions)
-
-    @cached_property
-    def _by_name(self) -> dict[str, list[HistoryEvent]]:
-        index: dict[str, list[HistoryEvent]] = {}
-        for event in self.events:
-            index.setdefault(event.name, []).append(event)
-        return index
+        found: list[HistoryEvent] = self._by_name.get(name, [])  # type: ignore[attr-defined]
+        return found
 
     def resolve(self, path: str) -> Any:
         """A value by path: ``traits.x`` (or bare ``x``), ``subscription.x``,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -42,14 +42,13 @@ from streams.activation.facts import (
     facts_from_profile,
 )
 from streams.activation.model import stable_id
-from streams.core.profile import Profile, from_micros, insert_timeline, micros
+from streams.activation.notes import adopted, notes_of, write_notes
+from streams.core.profile import Profile, from_micros, micros
 from streams.records import Envelope
 
 STATE, TIMER, WAKE = b"a:", b"t:", b"w:"
 CLOCK_KEY = b"c:clock"
 _TIMES = ("created_at", "not_before", "changed_at")  # datetime fields of emitted records
-_DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
-                    "definitions_version", "not_before")
 
 
 class Store(Protocol):
@@ -106,16 +105,22 @@ def timer_key(at: datetime, profile_id: str) -> bytes:
 
 
 def load_state(store: Store, profile_id: str) -> tuple[ActivationState, int]:
+    """The profile's activation state and the position of the last event applied."""
     raw = store.get(STATE + profile_id.encode())
     if raw is None:
         return ActivationState.new(profile_id), -1
-    doc = json.loads(raw)
-    return ActivationState.model_validate_json(doc["state"]), int(doc["last_offset"])
+    if raw.startswith(b"{"):  # written before the position led the value
+        doc = json.loads(raw)
+        return ActivationState.model_validate_json(doc["state"]), int(doc["last_offset"])
+    position, _, state = raw.partition(b" ")
+    return ActivationState.model_validate_json(state), int(position)
 
 
 def save_state(store: Store, state: ActivationState, last_offset: int) -> None:
-    doc = {"state": state.model_dump_json(), "last_offset": last_offset}
-    store[STATE + state.profile_id.encode()] = json.dumps(doc).encode()
+    # "<position> <state JSON>": the state is not encoded twice, as it was inside a
+    # JSON document, on every event that changes it.
+    store[STATE + state.profile_id.encode()] = b"%d %s" % (last_offset,
+                                                           state.model_dump_json().encode())
 
 
 def arm_timer(store: Store, profile_id: str, wake_at: datetime | None) -> None:
@@ -185,35 +190,6 @@ def emission_of(before: ActivationState, after: ActivationState, out: Output, fa
                 or old.enrollment_id != enr.enrollment_id]
     return Emission(facts.profile_id, list(out.commands), changes,
                     [d.to_timeline() for d in out.decisions], enrolled)
-
-
-def _note(entry_id: str, name: str, at_us: int, summary: str, detail: dict[str, Any]
-          ) -> dict[str, Any]:
-    return {"event_id": entry_id, "event_name": name, "time_us": at_us,
-            "summary": summary[:120], "late": False, "kind": name.split(".")[0],
-            "detail": detail}
-
-
-def with_notes(profile: Profile, emission: Emission, limit: int) -> Profile:
-    """The profile with the emission's decisions and audience moves on its timeline."""
-    timeline = profile.timeline
-    for d in emission.decisions:
-        at = micros(datetime.fromisoformat(d["decided_at"]))
-        summary = f"{d['channel']} {d['action_type']} {d['outcome']}: {d['rule']} ({d['reason']})"
-        # What the summary does not say already (profiles stay small: every byte is
-        # rewritten with each event).
-        detail = {k: d[k] for k in _DECISION_DETAIL if d.get(k) is not None}
-        timeline = insert_timeline(timeline, _note(d["decision_id"], f"decision.{d['outcome']}",
-                                                   at, summary, detail), limit)
-    for c in emission.changes:
-        detail = {k: v for k, v in c.items() if k in (
-            "audience_id", "change", "caused_by", "definitions_version")}
-        if c["profile_id"] != profile.profile_id:  # a profile merged into this one
-            detail["profile_id"] = c["profile_id"]
-        timeline = insert_timeline(timeline, _note(
-            c["change_id"], f"audience.{c['change']}", micros(c["changed_at"]),
-            f"{c['change']} audience {c['audience_id']}", detail), limit)
-    return replace(profile, timeline=timeline)
 
 
 def _events(profile: Profile) -> dict[str, str]:
@@ -289,24 +265,34 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
     return _settle(store, state, new, out, emission, offset, profile, limit)
 
 
+def _noted(store: Store, state: ActivationState, emission: Emission, limit: int
+           ) -> ActivationState:
+    """The emission's decisions and audience moves as the profile's timeline notes
+    (streams/activation/notes.py); the state with its count of notes."""
+    notes = notes_of(state.profile_id, emission.decisions, emission.changes)
+    if not notes:
+        return state
+    written = write_notes(store, state.profile_id, state.notes_written, notes, limit)
+    return state.model_copy(update={"notes_written": written})
+
+
 def _settle(store: Store, state: ActivationState, new: ActivationState, out: Output,
             emission: Emission, offset: int, profile: Profile, limit: int
             ) -> tuple[Profile, Emission | None]:
-    """Store an activation step's outcome: state (when changed) and timer."""
+    """Store an activation step's outcome: notes, state (when changed) and timer."""
+    new = _noted(store, new, emission, limit)
     if new != state:
         save_state(store, new, offset)
     arm_timer(store, profile.profile_id, out.wake_at)
-    if emission.is_empty():
-        return profile, None
-    return with_notes(profile, emission, limit), emission
+    return profile, (None if emission.is_empty() else emission)
 
 
 def retire_merged(store: Store, loser: Profile, cause: str, now: datetime,
                   definitions: DefinitionSet | None, limit: int
                   ) -> tuple[Profile, Emission | None]:
     """A profile merged away by event ``cause``: it leaves its audiences and journeys
-    (with their clean-up), so nothing keeps acting under an id that is gone. Returns the
-    profile with the notes on its timeline (they travel with it into the survivor)."""
+    (with their clean-up), so nothing keeps acting under an id that is gone. Its notes
+    say so (they go with the merge into the survivor's: :func:`adopt_notes`)."""
     state, last = load_state(store, loser.profile_id)
     if definitions is None or not (state.memberships or state.journeys.active):
         arm_timer(store, loser.profile_id, None)
@@ -314,9 +300,19 @@ def retire_merged(store: Store, loser: Profile, cause: str, now: datetime,
     facts = facts_from_profile(loser)
     new, result = on_profile_merged_away(state, facts, now, definitions, cause)
     emission = emission_of(state, new, result, facts, cause, now, definitions.version)
-    save_state(store, new, last)
+    save_state(store, _noted(store, new, emission, limit), last)
     arm_timer(store, loser.profile_id, None)
-    return with_notes(loser, emission, limit), (None if emission.is_empty() else emission)
+    return loser, (None if emission.is_empty() else emission)
+
+
+def adopt_notes(store: Store, profile_id: str, loser: str, notes: list[dict[str, Any]],
+                limit: int) -> None:
+    """A merged-away profile's notes join the survivor's (on the survivor's partition)."""
+    if not notes:
+        return
+    state, last = load_state(store, profile_id)
+    written = write_notes(store, profile_id, state.notes_written, adopted(notes, loser), limit)
+    save_state(store, state.model_copy(update={"notes_written": written}), last)
 
 
 def activate_merged(store: Store, profile: Profile, cause: str, offset: int, now: datetime,
@@ -356,14 +352,13 @@ class TimerContext:
     """What a timer check needs from the profile stage (its own store helpers)."""
 
     load_profile: Callable[[str], Profile | None]
-    save_profile: Callable[[Profile], None]
     canonical: Callable[[str], str]
     limit: int
 
 
 def fire_timer(store: Store, tkey: bytes, pid: str, offset: int, now: datetime,
                definitions: DefinitionSet | None, ctx: TimerContext) -> Emission | None:
-    """One due timer: the profile's notes, its state, its next timer."""
+    """One due timer: the notes, the state and the next timer of its profile."""
     profile = ctx.load_profile(pid)
     if definitions is None or profile is None or ctx.canonical(pid) != pid:
         # merged away (the surviving profile keeps its own timer) or gone: drop it
@@ -374,8 +369,7 @@ def fire_timer(store: Store, tkey: bytes, pid: str, offset: int, now: datetime,
     new, out = on_profile_timer(state, facts, now, definitions)
     emission = emission_of(state, new, out, facts, f"timer:{now.astimezone(UTC).isoformat()}",
                            now, definitions.version)
-    ctx.save_profile(with_notes(profile, emission, ctx.limit))
-    save_state(store, new, last)
+    save_state(store, _noted(store, new, emission, ctx.limit), last)
     arm_timer(store, pid, out.wake_at)
     if store.get(tkey) is not None and store.get(WAKE + pid.encode()) != tkey:
         del store[tkey]  # a timer left over from before the w: index existed

@@ -277,17 +277,23 @@ def to_api(profile: Profile) -> dict[str, Any]:
     }
 
 
-def timeline_page(profile: Profile, offset: int, limit: int) -> dict[str, Any]:
-    """One page of the timeline: events, and activation's decisions and audience moves
-    (``kind`` tells them apart; ``detail`` says which rule, journey and definitions)."""
+def timeline_page(profile: Profile, offset: int, limit: int,
+                  notes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One page of the timeline: the profile's events and ``notes``, activation's
+    decisions and audience moves (streams/activation/notes.py), newest first (``kind``
+    tells them apart; ``detail`` says which rule, journey and definitions)."""
+    entries = profile.timeline
+    if notes:
+        entries = sorted([*entries, *notes], key=lambda e: (e["time_us"], e["event_id"]),
+                         reverse=True)
     items = [
         {"event_id": e["event_id"], "event_name": e["event_name"],
          "kind": e.get("kind", "event"),
          "time": from_micros(e["time_us"]).isoformat(), "summary": e["summary"],
          "late": e.get("late", False),
          **({"detail": e["detail"]} if "detail" in e else {})}
-        for e in profile.timeline[offset: offset + limit]
+        for e in entries[offset: offset + limit]
     ]
-    nxt = offset + limit if offset + limit < len(profile.timeline) else None
+    nxt = offset + limit if offset + limit < len(entries) else None
     return {"profile_id": profile.profile_id, "items": items, "next_offset": nxt,
-            "total": len(profile.timeline)}
+            "total": len(entries)}

@@ -8,7 +8,8 @@ the ``x-activation-command`` header:
 
 ``tick``        a timer tick, fanned out by the identity stage to every partition
 ``merge-out``   to the loser's partition: profile L was merged into W (a :class:`MergeOut`)
-``merge-in``    from the loser's partition to the winner's: L's last state and history
+``merge-in``    from the loser's partition to the winner's: L's last state, history
+                and activation notes
 ``undo-merge``  to the winner's partition: undo a merge recorded there
 ``restore``     to the loser's partition after an undo: its profile again
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TICK = b"tick"
@@ -70,18 +71,21 @@ class MergeOut:
 @dataclass(frozen=True)
 class MergeIn:
     """What the loser's partition sends the winner's: the merge, and the loser as it was
-    (profile JSON) with its own merge history (JSON list of merge records)."""
+    (profile JSON) with its own merge history (JSON list of merge records) and its
+    activation notes (streams/activation/notes.py; absent in records of older workers)."""
 
     merge: MergeOut
     loser_profile: str
     loser_history: list[dict[str, Any]]
+    loser_notes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps({"merge": asdict(self.merge), "loser_profile": self.loser_profile,
-                           "loser_history": self.loser_history}).encode()
+                           "loser_history": self.loser_history,
+                           "loser_notes": self.loser_notes}).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> MergeIn:
         data = json.loads(raw)
         return cls(MergeOut.from_dict(data["merge"]), str(data["loser_profile"]),
-                   list(data["loser_history"]))
+                   list(data["loser_history"]), list(data.get("loser_notes") or []))

@@ -29,7 +29,7 @@ from streams.activation.runtime import (
     timer_key,
 )
 from streams.core.identity import new_profile_id
-from streams.core.pipeline import APPLIED, StageConfig, canonical_id, load_profile, pkey
+from streams.core.pipeline import APPLIED, StageConfig, canonical_id, load_profile
 from streams.core.routing import partition_of
 from streams.records import Envelope, Identifiers
 from tests.unit.activation.conftest import T0, Clock, end_date
@@ -63,7 +63,6 @@ class Stage:
         fired: list[Emission] = []
         for store in self.stages.parts:
             ctx = TimerContext(lambda p, s=store: load_profile(s, p),
-                               lambda p, s=store: s.__setitem__(pkey(p.profile_id), p.to_json()),
                                lambda p, s=store: canonical_id(s, p), 100)
             self.stages.position += 1
             out = [fire_timer(store, key, pid, self.stages.position, self.clock.now,
@@ -107,10 +106,12 @@ def test_entry_on_event_sends_commands_and_notes_the_timeline(
     assert stage.commands() == [("email", "send_email"), ("paid_media", "audience_add")]
     change = next(c for e in stage.sent for c in e.changes)
     assert (change["audience_id"], change["change"]) == ("contract_ending", "entered")
-    profile = load_profile(stage.store, new_profile_id(f"cid:{cust}"))
-    assert profile is not None
-    kinds = [e.get("kind", "event") for e in profile.timeline]
+    timeline = stage.stages.timeline(new_profile_id(f"cid:{cust}"))
+    kinds = [e["kind"] for e in timeline]
     assert kinds.count("decision") == 2 and kinds.count("audience") == 1
+    # The notes are beside the profile, not in its event history (which audiences read).
+    profile = load_profile(stage.store, new_profile_id(f"cid:{cust}"))
+    assert profile is not None and len(profile.timeline) == kinds.count("event") == 4
 
 
 def test_renewal_exits_and_removes_the_paid_media_entry(
@@ -132,9 +133,8 @@ def test_no_consent_no_email_and_the_timeline_says_why(
     onboard(stage, cust, email="DENIED")
     stage.event(subscribe(envelope, cust, T0, 20))
     assert ("email", "send_email") not in stage.commands()
-    profile = load_profile(stage.store, new_profile_id(f"cid:{cust}"))
-    assert profile is not None
-    withheld = [e for e in profile.timeline if e["event_name"] == "decision.withheld"]
+    timeline = stage.stages.timeline(new_profile_id(f"cid:{cust}"))
+    withheld = [e for e in timeline if e["event_name"] == "decision.withheld"]
     assert withheld and withheld[0]["detail"]["rule"] == "consent"
 
 
@@ -157,8 +157,8 @@ def test_a_profile_merged_away_leaves_its_audiences_and_journeys(
     """Both profiles are in the churn journey (paid-media audience added), in different
     partitions; an event links them. The merged-away one exits its audience and journey
     (removal included) on its partition and keeps no timer; the survivor, evaluated
-    again with the merged facts, stays in the audience; the notes travel with the loser's
-    timeline into the survivor's."""
+    again with the merged facts, stays in the audience; the loser's notes travel with the
+    merge into the survivor's timeline."""
     stage = Stage(definitions, clock, partitions=3)
     eligible = [c for c in (f"cust-{n}" for n in range(10_000))
                 if not in_holdout(new_profile_id(f"cid:{c}"), JOURNEY, 10, "2026")]
@@ -192,9 +192,10 @@ def test_a_profile_merged_away_leaves_its_audiences_and_journeys(
     assert activation_view(winner_store, winner)["audiences"] == ["contract_ending"]
     survivor = stage.stages.profile(winner)
     assert survivor is not None and survivor.order_count == 0
-    noted = [e for e in survivor.timeline if e.get("kind") == "audience"
+    noted = [e for e in stage.stages.timeline(winner) if e["kind"] == "audience"
              and e["detail"]["change"] == "exited"]
     assert noted and noted[0]["event_id"] == retired.changes[0]["change_id"]
+    assert noted[0]["detail"]["profile_id"] == loser
 
 
 def test_without_definitions_nothing_is_emitted(

@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from streams.activation.definitions import DefinitionSet
+from streams.activation.notes import read_notes
 from streams.activation.runtime import (
     Emission,
     activate_event,
     activate_merged,
+    adopt_notes,
     retire_merged,
 )
 from streams.core.identity_stage import Routed, relink, route_event
@@ -28,7 +30,7 @@ from streams.core.pipeline import (
     pkey,
     restore,
 )
-from streams.core.profile import Profile
+from streams.core.profile import Profile, timeline_page
 from streams.core.routing import MergeIn, MergeOut, partition_of
 from streams.core.unmerge import undo_merge
 from streams.records import Envelope
@@ -101,7 +103,8 @@ class Stages:
         loser, emission = retire_merged(store, loser, merge.event_id, now, self.definitions,
                                         self.cfg.timeline_limit)
         self._emit(None if emission is None else replace(emission, profile_id=merge.winner))
-        incoming = merge_out(store, merge, loser)
+        incoming = replace(merge_out(store, merge, loser), loser_notes=read_notes(
+            store.scan, merge.loser, self.cfg.timeline_limit))
         self.queues[self.part(merge.winner)].append(("merge_in", (incoming, now)))
 
     def _merge_in(self, p: int, store: DictStore, incoming: MergeIn, now: datetime) -> None:
@@ -111,6 +114,8 @@ class Stages:
             self.queues[self.part(target)].append(("merge_in", (incoming, now)))
             return
         merged = merge_in(store, incoming, self.cfg)
+        adopt_notes(store, target, incoming.merge.loser, incoming.loser_notes,
+                    self.cfg.timeline_limit)
         merged, emission = activate_merged(store, merged, incoming.merge.event_id,
                                            self.position, now, self.definitions,
                                            self.cfg.timeline_limit)
@@ -139,6 +144,13 @@ class Stages:
     def profile(self, profile_id: str) -> Profile | None:
         store, pid = self.locate(profile_id)
         return load_profile(store, pid)
+
+    def timeline(self, profile_id: str) -> list[dict[str, Any]]:
+        """The timeline the profile API shows: events and activation's notes."""
+        store, pid = self.locate(profile_id)
+        profile = load_profile(store, pid)
+        return timeline_page(profile or Profile(pid), 0, 10_000,
+                             read_notes(store.scan, pid, self.cfg.timeline_limit))["items"]
 
     def customer(self, customer: str) -> Profile:
         found = self.profile(self.identity[f"i:cid:{customer}".encode()].decode())

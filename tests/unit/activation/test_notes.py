@@ -1,0 +1,38 @@
+"""Activation's timeline notes: a ring of the newest ``limit`` per profile, beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.activation.notes import adopted, read_notes, write_notes
+from streams.core.profile import Profile, timeline_page
+from tests.unit.core.stages import DictStore
+
+
+def note(i: int) -> dict[str, Any]:
+    return {"event_id": f"n{i}", "event_name": "decision.sent", "time_us": 1_000 + i,
+            "summary": f"note {i}", "late": False, "kind": "decision", "detail": {}}
+
+
+def test_the_ring_keeps_the_newest_notes_in_place() -> None:
+    store = DictStore()
+    written = write_notes(store, "p1", 0, [note(i) for i in range(3)], limit=4)
+    written = write_notes(store, "p1", written, [note(i) for i in range(3, 7)], limit=4)
+    assert written == 7
+    assert [n["event_id"] for n in read_notes(store.scan, "p1", 4)] == ["n6", "n5", "n4", "n3"]
+    assert len([k for k in store if k.startswith(b"n:p1\x00")]) == 4  # overwritten in place
+    assert read_notes(store.scan, "p1-other", 4) == []  # another profile's prefix is its own
+
+
+def test_the_timeline_page_interleaves_events_and_notes() -> None:
+    events = [{"event_id": "e1", "event_name": "identify", "time_us": 1_002, "summary": "",
+               "late": False}]
+    page = timeline_page(Profile("p1", timeline=events), 0, 2, [note(3), note(1)])
+    assert [i["event_id"] for i in page["items"]] == ["n3", "e1"]
+    assert page["total"] == 3 and page["next_offset"] == 2
+
+
+def test_adopted_notes_name_the_profile_they_came_from() -> None:
+    assert adopted([note(1)], "loser")[0]["detail"] == {"profile_id": "loser"}
+    deeper = {**note(2), "detail": {"profile_id": "first"}}
+    assert adopted([deeper], "loser")[0]["detail"] == {"profile_id": "first"}
