@@ -4,9 +4,10 @@ Pure over the :class:`streams.core.pipeline.Store` (plus a key-ordered ``Scanner
 unit tests run it on a dict. Keys, next to the profile stage's own (same table, same
 changelog partition, so one event's writes stay in order):
 
-``a:<profile>``                ActivationState JSON and the position of the last event applied
+``a:<profile>``                the position of the last event applied, then ActivationState JSON
 ``t:<wake µs, 20 digits>:<p>`` a due-time index: the profile's one timer, scanned in order
 ``w:<profile>``                the profile's current ``t:`` key (re-arming deletes the old)
+``n:<profile>\x00<slot>``      timeline notes: decisions, audience moves (activation/notes.py)
 ``c:clock``                    the manual clock (``activation_clock=manual``), µs
 
 (A position is an event's place in the profile stage: streams/core/batch.py.)

@@ -8,7 +8,7 @@ applies it. Keys in a partition's store (tables/state.py):
 ``r:<profile>``   a merged-away profile of this partition -> the profile it went into
 ``h:<profile>``   merge history of a profile (JSON list of merge records)
 ``u:<profile>``   merges undone on it
-``a: t: w: c:``  activation's state, timers and clock (streams/activation/runtime.py)
+``a: t: w: n: c:``  activation's state, timers, notes, clock (streams/activation/runtime.py)
 
 A merge crosses partitions: the loser's partition records the redirect and sends the
 loser's last state (:func:`merge_out`), the winner's partition folds it in
