@@ -20,10 +20,11 @@ worker could still write. Here:
   then reads the changelog partition (read_committed) up to its end into the local
   database.
 - **Exactness.** Writes reach RocksDB at once (reads see them) and the changelog inside
-  the record's transaction, along with the records the stage emits and the input
-  offset it applied (:meth:`StateStore.mark_applied`), committed before Faust commits
-  the input offset: a redelivered record is recognised and skipped. A ``dirty`` mark is
-  kept in the database while a transaction is open: a claim that finds it (after a
+  the record's transaction (each key's last value, logged at commit), along with the
+  records the stage emits and the input offset it applied
+  (:meth:`StateStore.mark_applied`), committed before Faust commits the input offset: a
+  redelivered record is recognised and skipped. A ``dirty`` mark is kept in the
+  database while a transaction is open: a claim that finds it (after a
   crash, or a fencing mid-record) rebuilds the database from the changelog, so the local
   state is always exactly the committed one, and the record is then processed again.
 
@@ -87,6 +88,8 @@ class StateStore:
         self._opening = threading.Lock()
         self._producer: Any = None
         self._in_txn = False
+        # This record's writes, logged at commit (:meth:`_log_changes`); None: a delete.
+        self._changes: dict[bytes, bytes | None] = {}
         self._last_offset = -1
         self.claimed = False
 
@@ -108,12 +111,14 @@ class StateStore:
         return None if value is None else bytes(value)
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._require_txn()
         self._db.put(key, value)
-        self._log(key, value)
+        self._changes[key] = value
 
     def __delitem__(self, key: bytes) -> None:
+        self._require_txn()
         self._db.delete(key)
-        self._log(key, None)
+        self._changes[key] = None
 
     def scan(self, from_key: bytes, limit: int, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """Up to ``limit`` pairs in key order from ``from_key`` while keys start with
@@ -131,8 +136,9 @@ class StateStore:
         """Send a record within the current transaction (emitted actions, forwards);
         ``partition`` -1: the producer's partitioner picks it from the key."""
         self._require_txn()
+        # No delivery callback: a failed send fails the transaction's commit.
         self._wrap(self._producer.produce, topic, key=key, value=value, partition=partition,
-                   headers=headers, on_delivery=self._delivered)
+                   headers=headers)
 
     def is_applied(self, offset: int) -> bool:
         """Whether the input record at ``offset`` committed its effects here already (a
@@ -157,10 +163,21 @@ class StateStore:
             self[APPLIED_FLOOR] = key_offset(old[-1]).encode()
         return len(old)
 
-    def _log(self, key: bytes, value: bytes | None) -> None:
-        self._require_txn()
-        self._wrap(self._producer.produce, self.topic, key=key, value=value,
-                   partition=self.partition, on_delivery=self._delivered)
+    def _log_changes(self) -> None:
+        """The record's writes onto the changelog, at commit: the last value of each key
+        once (a profile written by several events of one batch is logged once; the
+        changelog is compacted, and no other key's order matters within one
+        transaction), and one delivery report, for the last, whose offset is the
+        highest (a Python callback per record cost more than the write itself)."""
+        changes, self._changes = self._changes, {}
+        last = len(changes) - 1
+        for index, (key, value) in enumerate(changes.items()):
+            if index == last:
+                self._wrap(self._producer.produce, self.topic, key=key, value=value,
+                           partition=self.partition, on_delivery=self._delivered)
+            else:
+                self._wrap(self._producer.produce, self.topic, key=key, value=value,
+                           partition=self.partition)
 
     def _require_txn(self) -> None:
         if not self._in_txn:
@@ -177,10 +194,11 @@ class StateStore:
             raise RuntimeError("the profile state is not claimed")
         self._db.put(META_DIRTY, b"1")  # before any write of the record
         self._wrap(self._producer.begin_transaction)
-        self._in_txn, self._last_offset = True, -1
+        self._in_txn, self._last_offset, self._changes = True, -1, {}
 
     def commit(self) -> None:
         """Commit the record's writes and emissions (blocks until the broker confirmed)."""
+        self._log_changes()
         self._wrap(self._producer.commit_transaction, TXN_TIMEOUT_S)
         self._in_txn = False
         if self._last_offset >= 0:
@@ -190,6 +208,7 @@ class StateStore:
     def abandon(self) -> None:
         """After a failed record: the next record claims again (and rebuilds)."""
         was_open, self._in_txn, self.claimed = self._in_txn, False, False
+        self._changes = {}
         if not was_open or self._producer is None:
             return
         try:
