@@ -8,6 +8,12 @@ GET /v1/profiles/{profile_id}/activation   (audiences, journeys, next timer)
 POST /v1/profiles/{profile_id}/merges/{event_id}/undo   (scope profiles:admin; 202)
 GET /metrics
 
+Any worker answers for any profile: a request for a profile whose partition another
+worker owns is forwarded to that worker (its URL, ``ACTIVATION_WORKER_ADVERTISED_HOST``
+and the web port, is shared through the consumer group), once; the answer carries
+``X-Activation-Served-By``. While a partition is being restored after a start or a
+rebalance, the answer is 503 ``state_unavailable`` with ``Retry-After``.
+
 Authentication hook: API keys are checked by the gateway's code; it installs a
 check with :func:`set_authorizer` (called with the request and the scope needed:
 ``profiles:read``, or ``profiles:admin`` to undo a merge). Until one is installed,
@@ -17,9 +23,12 @@ every request is allowed: bind the worker's web server to localhost (the default
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 from faust.web import View
 from prometheus_client import generate_latest
 
@@ -31,9 +40,16 @@ from streams.core.identity import KIND_PREFIX
 from streams.core.pipeline import canonical_id, load_profile, merge_history
 from streams.core.profile import Profile, timeline_page, to_api
 from streams.core.routing import UNDO_MERGE, partition_of
+from streams.topics import PROFILE_CORE, PROFILES
 from tables.state import StateStore, identity_state, profile_states
 
+log = logging.getLogger(__name__)
 READ_SCOPE = "profiles:read"
+# A request for a profile whose partition another worker owns is forwarded to it once.
+FORWARDED_HEADER = "X-Activation-Forwarded-By"
+SERVED_BY_HEADER = "X-Activation-Served-By"
+FORWARD_TIMEOUT_S = 5.0
+MAX_HOPS = 3  # identity owner, then a partition's, then one merge further
 WRITE_SCOPE = "profiles:admin"
 MAX_PAGE = 200
 Authorizer = Callable[[Any, str], Awaitable[bool]]
@@ -57,16 +73,20 @@ def _error(web: Any, status: int, code: str, message: str) -> Any:
 
 def locate(profile_id: str) -> tuple[StateStore, str]:
     """The profile stage store that holds ``profile_id``'s history, and its id there:
-    the identity graph's redirects, then the partitions' own (a merge the identity
-    stage made is recorded there before the profile partitions have carried it out)."""
-    pid = canonical_id(served(identity_state), profile_id)
-    store = served(profile_states[partition_of(pid, settings.profile_partitions)])
+    the identity graph's redirects (when this worker serves it), then the partitions'
+    own (a merge the identity stage made is recorded there before the profile
+    partitions have carried it out; without the graph, an answer can trail a merge in
+    flight by that long). :class:`NotServedHere` names the id it stopped at."""
+    pid = profile_id
+    if identity_state.claimed:
+        pid = canonical_id(identity_state, profile_id)
+    store = served(profile_states[partition_of(pid, settings.profile_partitions)], pid)
     for _ in range(8):  # a chain of merges across partitions, followed a few hops
         nxt = canonical_id(store, pid)
         if nxt == pid:
             break
         pid = nxt
-        store = served(profile_states[partition_of(nxt, settings.profile_partitions)])
+        store = served(profile_states[partition_of(nxt, settings.profile_partitions)], pid)
     return store, pid
 
 
@@ -87,25 +107,70 @@ class NotServedHere(Exception):
     """A store behind the answer is not claimed by this worker: still being restored
     from its changelog, or its partition is owned by another worker."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, profile_id: str | None = None) -> None:
         super().__init__(f"state {store.label} is not served by this worker right now "
                          "(being restored after a start or a rebalance, or owned by "
-                         "another worker); retry shortly, or ask the worker that owns it")
+                         "another worker); retry shortly")
+        self.store, self.profile_id = store, profile_id
 
 
-def served(store: StateStore) -> StateStore:
+def owner_of(store: StateStore) -> str | None:
+    """The web URL of the worker the group gave the store's input partition at the last
+    rebalance (Faust shares every member's URL and partitions with all of them); None
+    when that is this worker, or unknown."""
+    topic = settings.topic(PROFILE_CORE if store.name == identity_state.name else PROFILES)
+    assignor: Any = app.assignor  # the concrete PartitionAssignor (its type omits this)
+    for url, topics in assignor.external_topics_metadata().items():
+        if store.partition in topics.get(topic, ()):
+            return None if url == str(app.conf.canonical_url) else url
+    return None
+
+
+async def _forwarded(web: Any, request: Any, exc: NotServedHere, suffix: str) -> Any:
+    """The answer of the worker that owns the store this one lacks, or 503
+    ``state_unavailable`` (this worker owns it and is still restoring it, a rebalance
+    is under way, the owner is unreachable, or the request has been forwarded
+    ``MAX_HOPS`` times already). Stopped at a profile's partition, the owner is asked
+    for that profile (``/v1/profiles/<id><suffix>``), so it goes on from there."""
+    hops = _int(request.headers.get(FORWARDED_HEADER), 0, MAX_HOPS)
+    owner = owner_of(exc.store) if hops < MAX_HOPS else None
+    if owner is None:
+        return _unavailable(web, exc)
+    path = request.path_qs
+    if exc.profile_id is not None:
+        path = f"/v1/profiles/{quote(exc.profile_id, safe='')}{suffix}"
+        path += f"?{request.query_string}" if suffix and request.query_string else ""
+    headers = {FORWARDED_HEADER: str(hops + 1)}
+    if request.headers.get("Authorization"):
+        headers["Authorization"] = request.headers["Authorization"]
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
+            answer = await client.request(request.method, owner.rstrip("/") + path,
+                                          headers=headers)
+    except httpx.HTTPError as error:
+        log.warning("profile API: the owner of %s (%s) did not answer: %s",
+                    exc.store.label, owner, error)
+        return _unavailable(web, exc)
+    return web.bytes(answer.content, status=answer.status_code,
+                     content_type=answer.headers.get("content-type", "application/json")
+                     .split(";")[0],  # aiohttp takes the charset apart
+                     headers={SERVED_BY_HEADER: answer.headers.get(SERVED_BY_HEADER, owner)})
+
+
+def served(store: StateStore, profile_id: str | None = None) -> StateStore:
     if not store.claimed:
-        raise NotServedHere(store)
+        raise NotServedHere(store, profile_id)
     return store
 
 
-async def _guarded(web: Any, request: Any, fetch: Callable[[], Any]) -> Any:
+async def _guarded(web: Any, request: Any, fetch: Callable[[], Any], suffix: str = "") -> Any:
+    """``fetch()``'s answer, if the key allows; a store not served here: the owner's."""
     if not await _allowed(request):
         return _error(web, 401, "unauthorized", f"an API key with scope {READ_SCOPE} is needed")
     try:
         return fetch()
     except NotServedHere as exc:
-        return _unavailable(web, exc)
+        return await _forwarded(web, request, exc, suffix)
 
 
 def _unavailable(web: Any, exc: NotServedHere) -> Any:
@@ -162,7 +227,7 @@ async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
                            settings.profile_timeline_limit)
         return web.json(timeline_page(profile, offset, limit, notes))
 
-    return await _guarded(web, request, fetch)
+    return await _guarded(web, request, fetch, "/timeline")
 
 
 @app.page("/v1/profiles/{profile_id}/merges")
@@ -175,7 +240,7 @@ async def profile_merges(web: Any, request: Any, profile_id: str) -> Any:
         merges = [m.explain() for m in merge_history(store, profile.profile_id)]
         return web.json({"profile_id": profile.profile_id, "merges": merges})
 
-    return await _guarded(web, request, fetch)
+    return await _guarded(web, request, fetch, "/merges")
 
 
 @app.page("/v1/profiles/{profile_id}/activation")
@@ -187,7 +252,7 @@ async def profile_activation(web: Any, request: Any, profile_id: str) -> Any:
         store, _ = locate(profile.profile_id)
         return web.json(activation_view(store, profile.profile_id))
 
-    return await _guarded(web, request, fetch)
+    return await _guarded(web, request, fetch, "/activation")
 
 
 @app.page("/v1/profiles/{profile_id}/merges/{event_id}/undo")
@@ -201,7 +266,7 @@ class UndoMerge(View):
         try:
             store, pid = locate(profile_id)
         except NotServedHere as exc:
-            return _unavailable(self, exc)
+            return await _forwarded(self, request, exc, f"/merges/{quote(event_id)}/undo")
         if not any(m.event_id == event_id for m in merge_history(store, pid)):
             return _error(self, 404, "merge_not_found",
                           f"no merge by event {event_id} on profile {pid}")

@@ -113,6 +113,29 @@ def seek_fresh_partitions_to_start() -> None:
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
 
 
+def faust_assignor_always() -> None:
+    """Use Faust's partition assignor, not round-robin, even though no Faust table exists.
+
+    Faust falls back to aiokafka's round-robin assignor when an app has no changelog
+    tables (the stages keep their state in tables/state.py). Faust's own shares every
+    member's web URL and partitions with the whole group, which the profile API needs
+    to forward a request to the worker that owns a profile's partition (agents/api.py).
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "faust_assignor", False):
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._partition_assignment_strategy = [self.app.assignor]  # used at start
+        return consumer
+
+    create.faust_assignor = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
 class ActivationApp(faust.App):
     """Faust's app, failing fast when a module of ``agents``/``tables`` does not import.
 
@@ -129,6 +152,7 @@ def create_app(settings: Settings) -> faust.App:
     """A Faust app configured entirely from ``settings``."""
     keep_queued_messages_on_resume()
     read_committed_only()
+    faust_assignor_always()
     seek_fresh_partitions_to_start()
     # Faust expects its data directory to exist; a fresh checkout has none.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +168,8 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=settings.standby_replicas,
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
+        # The URL other workers forward profile API requests to (agents/api.py).
+        web_host=settings.advertised_host,
         # Committing only what has been fully processed is Faust's default (and it
         # flushes the producer before each commit); acks are explicit so
         # at-least-once holds when a worker dies.

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams.errors import ConfigError
 
 ENV_PREFIX = "ACTIVATION_"
+EVERY_INTERFACE = ("0.0.0.0", "::")  # noqa: S104 - recognised, not bound to
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / ".data" / "worker"
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(6066, ge=1, le=65535)
+    worker_advertised_host: str | None = Field(
+        None, description="Host name other workers reach this one's web port at (the "
+        "profile API forwards requests to a partition's owner); default: worker_web_host.")
     dedup_window: timedelta = timedelta(days=7)
     ordering_window: timedelta = timedelta(seconds=5)
     standby_replicas: int = Field(0, ge=0, le=5)
@@ -181,6 +185,20 @@ class Settings(BaseSettings):
                 names = ", ".join(ENV_PREFIX + m for m in missing)
                 raise ValueError(f"{self.kafka_security_protocol} needs {names}")
         return self
+
+    @model_validator(mode="after")
+    def _check_advertised_host(self) -> Settings:
+        if self.worker_advertised_host is None and self.worker_web_host in EVERY_INTERFACE:
+            raise ValueError(
+                f"worker_web_host {self.worker_web_host} listens on every interface, so it "
+                f"is no address for other workers: set {ENV_PREFIX}WORKER_ADVERTISED_HOST "
+                "to this worker's host name")
+        return self
+
+    @property
+    def advertised_host(self) -> str:
+        """Where other workers reach this one's web port."""
+        return self.worker_advertised_host or self.worker_web_host
 
     def topic(self, name: str) -> str:
         """The full topic name for a logical name, with the configured prefix."""

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from streams.core.pipeline import StageConfig
 from streams.records import Envelope
 from streams.serde import AvroSerde
@@ -22,6 +24,28 @@ from tests.integration.core.workload import (
 
 APPLIED = 'activation_stream_events_total{outcome="applied",stage="stream.profile"}'
 SCREENED = 'activation_stream_events_total{outcome="forwarded",stage="stream.screen"}'
+
+
+def assert_either_worker_answers(a: Worker, b: Worker, events: list[Envelope]) -> None:
+    """Each worker answers for every profile, by identifier and by id: the one that does
+    not own the identity stage or the profile's partition forwards to the one that does."""
+    customers = sorted({e.identifiers.customer_id for e in events
+                        if e.identifiers.customer_id})[:30]
+    answers: dict[tuple[Worker, str], httpx.Response] = {}
+
+    def all_answered() -> bool:
+        for worker, cid in [(w, c) for w in (a, b) for c in customers]:
+            if (worker, cid) not in answers or answers[(worker, cid)].status_code != 200:
+                answers[(worker, cid)] = worker.get(f"/v1/profiles?customer_id={cid}")
+        return all(r.status_code == 200 for r in answers.values())
+
+    wait_for(all_answered, 120, "both workers answer for every profile")
+    served_by = {r.headers.get("X-Activation-Served-By") for r in answers.values()}
+    assert served_by - {None}, "no answer was forwarded: the partitions were not shared"
+    assert all(r.json()["profile_id"] for r in answers.values())
+    pid = answers[(a, customers[0])].json()["profile_id"]
+    for worker in (a, b):
+        assert worker.get(f"/v1/profiles/{pid}/timeline?limit=5").status_code == 200
 
 
 def test_survivor_takes_over_with_nothing_lost(
@@ -46,6 +70,7 @@ def test_survivor_takes_over_with_nothing_lost(
     produce(settings, core.ingest, encoded[sent:])
     wait_for(lambda: a.metric(APPLIED) + b.metric(APPLIED) >= sent + 1000, 120,
              "work under way")
+    assert_either_worker_answers(a, b, events[:sent])
     # Kill the worker that applied more (both own profile partitions), mid-stream.
     victim, survivor = (a, b) if a.metric(APPLIED) >= b.metric(APPLIED) else (b, a)
     victim.kill()
