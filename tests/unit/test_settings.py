@@ -11,7 +11,11 @@ from streams.errors import ConfigError
 from streams.settings import Settings
 
 
-def test_defaults_point_at_the_local_stack(settings_factory: Callable[..., Settings]) -> None:
+def test_defaults_point_at_the_local_stack(
+    monkeypatch: pytest.MonkeyPatch, settings_factory: Callable[..., Settings]
+) -> None:
+    for name in ("ACTIVATION_KAFKA_BOOTSTRAP_SERVERS", "ACTIVATION_SCHEMA_REGISTRY_URL"):
+        monkeypatch.delenv(name, raising=False)  # a shell pointed at the test stack
     settings = settings_factory()
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert settings.schema_registry_url.endswith("/apis/ccompat/v7")
@@ -62,6 +66,17 @@ def test_secrets_never_appear_in_messages(settings_factory: Callable[..., Settin
     with pytest.raises(ConfigError) as info:
         settings_factory(kafka_sasl_password=12345678, kafka_replication_factor=0)
     assert "12345678" not in str(info.value)
+
+
+def test_binding_every_interface_needs_an_advertised_host(
+    settings_factory: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError, match="ACTIVATION_WORKER_ADVERTISED_HOST"):
+        settings_factory(worker_web_host="0.0.0.0")  # noqa: S104
+    settings = settings_factory(worker_web_host="0.0.0.0",  # noqa: S104
+                                worker_advertised_host="worker-2")
+    assert settings.advertised_host == "worker-2"
+    assert settings_factory().advertised_host == "127.0.0.1"
 
 
 def test_sasl_config_reaches_the_kafka_client(settings_factory: Callable[..., Settings]) -> None:
