@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.ingest import COMMAND_HEADER, core_topic, header, metrics
-from agents.owned import Forward, Outputs, OwnedState, decoded, read_items, source_of
+from agents.owned import (
+    Forward,
+    Outputs,
+    OwnedState,
+    decoded,
+    hand_over,
+    read_items,
+    source_of,
+)
 from streams.app import app, settings
 from streams.core.batch import BATCH_HEADER, VERSION_RESOLVED, BatchItem, chunked, encode_batch
 from streams.core.contract import ContractViolation
@@ -89,6 +97,7 @@ async def run_events(store: StateStore, items: list[BatchItem], out: Outputs) ->
         out.statuses[routed.status] += 1
         if routed.status == APPLIED:
             forwarder.event(item, routed.profile_id)
+            hand_over(item.origin, envelope)
         for merge in routed.merges:
             forwarder.command(partition_of(merge.loser, PARTITIONS), MERGE_OUT,
                               merge.loser.encode(), merge.to_json())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +42,8 @@ STANDBY_INTERVAL_S = 10.0
 # what it had not committed (a second's worth), far fewer records than this.
 APPLIED_KEPT = 10_000
 TRIM_INTERVAL_S = 5.0
+HANDOFF_KEPT = 20_000  # envelopes in flight between the stages (see hand_over)
+_handoff: OrderedDict[str, Envelope] = OrderedDict()
 
 
 @dataclass
@@ -111,8 +113,23 @@ def read_items(message: Any, out: Outputs) -> list[BatchItem]:
         return []
 
 
+def hand_over(origin: str, envelope: Envelope) -> None:
+    """The identity stage passes an event it validated and forwarded to the profile
+    stage of this same process (:func:`decoded` takes it): the usual case, one worker
+    owning both, is spared a second Avro decode and contract check. A record's origin
+    names one ingestion record, whose bytes give this very envelope, so an entry is
+    right whatever becomes of the transaction that forwarded it; bounded (oldest out:
+    the profile stage on another worker, or never reached)."""
+    _handoff[origin] = envelope
+    if len(_handoff) > HANDOFF_KEPT:
+        _handoff.popitem(last=False)
+
+
 async def decoded(item: BatchItem, now: datetime, stage: str) -> Envelope | str:
     """The item's valid envelope, or why it has none; waits out a registry outage."""
+    handed = _handoff.pop(item.origin, None)
+    if handed is not None:
+        return handed
     attempt = 0
     while True:
         try:
