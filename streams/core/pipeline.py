@@ -93,7 +93,7 @@ def apply_resolved(store: Store, envelope: Envelope, profile_id: str, position: 
                           cfg.timeline_limit)
     if activate is not None:
         profile = activate(before, profile, envelope, position)
-    profile = replace(profile, last_offset=position)
+    profile = profile.evolve(last_offset=position)
     store[pkey(profile_id)] = profile.to_json()
     return profile
 
