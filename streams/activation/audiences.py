@@ -11,70 +11,39 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
 
 from streams.activation.compiled import Assessor, compile_condition, dependencies
-from streams.activation.conditions import (
-    AllOf,
-    AnyOf,
-    Condition,
-    DateCondition,
-    EventCondition,
-    NotOf,
-    TraitCondition,
-)
+from streams.activation.conditions import Condition
 from streams.activation.definitions import Audience
-from streams.activation.facts import (
-    Facts,
-    HistoryEvent,
-    as_datetime,
-    as_number,
-)
+from streams.activation.facts import Facts
+
+_BY_CONDITION: dict[int, tuple[Condition, Assessor]] = {}
+
+
+def assessor(condition: Condition) -> Assessor:
+    """The condition compiled (streams/activation/compiled.py), cached per condition
+    object (the entry holds it, so its id is never reused)."""
+    entry = _BY_CONDITION.get(id(condition))
+    if entry is None or entry[0] is not condition:
+        if len(_BY_CONDITION) > 4096:  # conditions of superseded definition sets
+            _BY_CONDITION.clear()
+        entry = (condition, compile_condition(condition))
+        _BY_CONDITION[id(condition)] = entry
+    return entry[1]
+
+
+def assess(condition: Condition, facts: Facts, now: datetime) -> tuple[bool, datetime | None]:
+    """``(evaluate(...), next_change(...))`` in one pass over the condition."""
+    return assessor(condition)(facts, now)
 
 
 def evaluate(condition: Condition, facts: Facts, now: datetime) -> bool:
-    if isinstance(condition, AllOf):
-        return all(evaluate(c, facts, now) for c in condition.all)
-    if isinstance(condition, AnyOf):
-        return any(evaluate(c, facts, now) for c in condition.any)
-    if isinstance(condition, NotOf):
-        return not evaluate(condition.not_, facts, now)
-    if isinstance(condition, TraitCondition):
-        return _trait(condition, facts.resolve(condition.trait))
-    if isinstance(condition, EventCondition):
-        return _event_holds(condition, _matching(condition, facts.named(condition.event), now),
-                            now)
-    return _date_holds(_window(condition, facts), condition.if_missing, now)
+    return assess(condition, facts, now)[0]
 
 
 def next_change(condition: Condition, facts: Facts, now: datetime) -> datetime | None:
     """Earliest instant after ``now`` at which ``evaluate`` could flip with no new facts."""
     return assess(condition, facts, now)[1]
-
-
-def assess(condition: Condition, facts: Facts, now: datetime) -> tuple[bool, datetime | None]:
-    """``(evaluate(...), next_change(...))`` in one pass over the condition: what an
-    audience step needs for every audience it re-evaluates (the hot path). Every child
-    of all/any is visited (no short cut): each can bring the next change closer."""
-    if isinstance(condition, AllOf):
-        parts = [assess(c, facts, now) for c in condition.all]
-        return all(p[0] for p in parts), _earliest(p[1] for p in parts)
-    if isinstance(condition, AnyOf):
-        parts = [assess(c, facts, now) for c in condition.any]
-        return any(p[0] for p in parts), _earliest(p[1] for p in parts)
-    if isinstance(condition, NotOf):
-        holds, wake = assess(condition.not_, facts, now)
-        return not holds, wake
-    if isinstance(condition, TraitCondition):
-        return _trait(condition, facts.resolve(condition.trait)), None
-    if isinstance(condition, EventCondition):
-        named = facts.named(condition.event)
-        matched = _matching(condition, named, now)
-        return (_event_holds(condition, matched, now),
-                _event_change(condition, named, matched, now))
-    window = _window(condition, facts)
-    return _date_holds(window, condition.if_missing, now), _date_change(window, now)
 
 
 def transitions(
@@ -129,7 +98,7 @@ def compiled(audiences: Mapping[str, Audience]) -> Compiled:
         for aid, audience in audiences.items():
             for name in dependencies(audience.condition):
                 index.setdefault(name, set()).add(aid)
-        assessors = {aid: compile_condition(a.condition) for aid, a in audiences.items()}
+        assessors = {aid: assessor(a.condition) for aid, a in audiences.items()}
         empty = frozenset(aid for aid, assess_ in assessors.items()
                           if assess_(Facts(""), _EMPTY_AT)[0])
         entry = (audiences, Compiled({n: frozenset(ids) for n, ids in index.items()},
@@ -185,81 +154,3 @@ def audience_step(
 def _earliest(instants: Iterable[datetime | None]) -> datetime | None:
     known = [t for t in instants if t is not None]
     return min(known) if known else None
-
-
-def _trait(cond: TraitCondition, actual: Any) -> bool:
-    if cond.op == "exists":
-        return (actual is not None) == (cond.value is not False)
-    if cond.op == "eq":
-        return bool(actual == cond.value)
-    if cond.op == "ne":
-        return bool(actual != cond.value)
-    if cond.op == "in":
-        return bool(actual in cond.value)
-    return _ordered(cond.op, actual, cond.value)
-
-
-def _ordered(op: str, actual: Any, expected: Any) -> bool:
-    """Numbers compare as numbers, date-like strings as instants; anything else is False."""
-    left: Any = as_number(actual)
-    right: Any = as_number(expected)
-    if left is None or right is None:
-        left, right = as_datetime(actual), as_datetime(expected)
-    if left is None or right is None:
-        return False
-    result: bool = {"gt": left > right, "gte": left >= right,
-                    "lt": left < right, "lte": left <= right}[op]
-    return result
-
-
-def _matching(cond: EventCondition, events: Iterable[HistoryEvent], now: datetime
-              ) -> list[HistoryEvent]:
-    """Events of the name inside ``(now - within, now]``; future-dated ones do not count yet."""
-    lower = None if cond.within is None else now - cond.within
-    return [e for e in events
-            if e.name == cond.event and e.time <= now and (lower is None or e.time > lower)]
-
-
-def _event_holds(cond: EventCondition, matched: list[HistoryEvent], now: datetime) -> bool:
-    if cond.sum_of is not None and cond.sum_at_least is not None:
-        total = sum((as_number(e.properties.get(cond.sum_of)) or Decimal(0) for e in matched),
-                    Decimal(0))
-        holds = len(matched) >= cond.at_least and total >= cond.sum_at_least
-    else:
-        holds = len(matched) >= cond.at_least
-    return holds if cond.did else not holds
-
-
-def _event_change(cond: EventCondition, named: Iterable[HistoryEvent],
-                  matched: list[HistoryEvent], now: datetime) -> datetime | None:
-    """The next instant an event enters (future-dated) or leaves the window; ``named``
-    are the events of the condition's name, ``matched`` those inside the window now."""
-    entering = [e.time for e in named if e.time > now]
-    leaving = [] if cond.within is None else [e.time + cond.within for e in matched]
-    return _earliest([*entering, *leaving])
-
-
-def _window(cond: DateCondition, facts: Facts) -> Window:
-    """The [start, end) interval of ``now`` during which the date condition holds."""
-    when = as_datetime(facts.resolve(cond.date))
-    if when is None:
-        return None
-    lo, hi = cond.offsets()
-    # date - now in (lo, hi]  <=>  now in [date - hi, date - lo)
-    return (None if hi is None else when - hi, None if lo is None else when - lo)
-
-
-Window = tuple[datetime | None, datetime | None] | None
-
-
-def _date_holds(window: Window, if_missing: bool, now: datetime) -> bool:
-    if window is None:
-        return if_missing
-    start, end = window
-    return (start is None or start <= now) and (end is None or now < end)
-
-
-def _date_change(window: Window, now: datetime) -> datetime | None:
-    if window is None:
-        return None
-    return _earliest(t for t in window if t is not None and t > now)

@@ -1,13 +1,11 @@
-"""Audience conditions compiled into closures, once per definition set.
+"""Audience conditions compiled into closures: how every condition is evaluated.
 
-:func:`streams.activation.audiences.assess` interprets a condition tree on every call:
-a chain of ``isinstance`` checks per node, a path split per fact, and two passes over
-the event history per event condition. With 50 audiences that interpretation was most of
-activation's cost per event. :func:`compile_condition` does the dispatch, the path
-parsing and the constant conversions once, and each event condition walks its events
-once. The answers are the interpreter's, exactly (``tests/unit/activation``
-compares them on the benchmark's definitions and workload); the interpreter stays the
-readable reference.
+A condition tree is turned once (per condition object: ``audiences.assessor`` caches
+it) into a closure ``(facts, now) -> (holds, next change)``: the dispatch on the kind
+of each node, the parsing of each fact path and the conversion of each constant are
+done at compile time, and an event condition walks its events once. Interpreting the
+tree on every call, as an earlier version did, was most of activation's cost per event
+with 50 audiences.
 
 Also here: what a condition reads (:func:`dependencies`), at the grain of one fact
 (``traits.tier``, ``consent.marketing:email``, ``aggregates.order_count``), so an event
@@ -30,11 +28,10 @@ from streams.activation.conditions import (
     NotOf,
     TraitCondition,
 )
-from streams.activation.facts import KNOWN_ROOTS, Facts, as_datetime, as_number
+from streams.activation.facts import KNOWN_ROOTS, Facts, as_datetime, as_number, getter
 
 # (facts, now) -> (holds now, earliest instant after now it can flip by time alone)
 Assessor = Callable[[Facts, datetime], tuple[bool, datetime | None]]
-Getter = Callable[[Facts], Any]
 _ZERO = Decimal(0)
 
 
@@ -58,28 +55,6 @@ def dependencies(condition: Condition) -> frozenset[str]:
         return frozenset({f"event:{condition.event}"})
     path = condition.trait if isinstance(condition, TraitCondition) else condition.date
     return frozenset({fact_name(path)})
-
-
-def getter(path: str) -> Getter:
-    """:meth:`Facts.resolve` for one path, with the path parsed once."""
-    head, _, rest = path.partition(".")
-    if not rest:
-        return lambda f: f.traits.get(path)
-    if head == "traits":
-        return lambda f: f.traits.get(rest)
-    if head == "subscription":
-        return lambda f: f.subscription().get(rest)
-    if head == "consent":
-        return lambda f: f.consent.get(rest)
-    if head == "aggregates":
-        if rest.startswith("lifetime_value."):
-            currency = rest.removeprefix("lifetime_value.")
-            return lambda f: f.lifetime_value.get(currency)
-        if rest == "order_count":
-            return lambda f: f.order_count
-        if rest == "last_purchase_at":
-            return lambda f: f.last_purchase_at
-    return lambda f: None
 
 
 def compile_condition(condition: Condition) -> Assessor:
@@ -142,7 +117,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 def _ordered(op: str, expected: Any) -> Callable[[Any], bool]:
     """Numbers compare as numbers, date-like strings as instants; anything else is False
-    (as :func:`streams.activation.audiences._ordered`, with ``expected`` parsed once)."""
+    (``expected`` is parsed once)."""
     compare, number, instant = _COMPARE[op], as_number(expected), as_datetime(expected)
 
     def test(actual: Any) -> bool:

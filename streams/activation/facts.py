@@ -9,9 +9,11 @@ entry keeps at most 16 scalar properties (``streams.core.profile.timeline_proper
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from streams.core.profile import Profile, from_micros
@@ -117,22 +119,31 @@ class Facts:
         """A value by path: ``traits.x`` (or bare ``x``), ``subscription.x``,
         ``consent.purpose:channel``, ``aggregates.order_count|last_purchase_at``,
         ``aggregates.lifetime_value.EUR``. Missing values are None."""
-        head, _, rest = path.partition(".")
-        if not rest:
-            return self.traits.get(path)
-        if head == "traits":
-            return self.traits.get(rest)
-        if head == "subscription":
-            return self.subscription().get(rest)
-        if head == "consent":
-            return self.consent.get(rest)
-        if head == "aggregates":
-            aggregates: dict[str, Any] = {
-                "order_count": self.order_count, "last_purchase_at": self.last_purchase_at}
-            if rest.startswith("lifetime_value."):
-                return self.lifetime_value.get(rest.removeprefix("lifetime_value."))
-            return aggregates.get(rest)
-        return None
+        return getter(path)(self)
+
+
+@lru_cache(maxsize=4096)
+def getter(path: str) -> Callable[[Facts], Any]:
+    """:meth:`Facts.resolve` for one path, the path parsed once (compiled conditions
+    keep the getter of each path they read)."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return lambda f: f.traits.get(path)
+    if head == "traits":
+        return lambda f: f.traits.get(rest)
+    if head == "subscription":
+        return lambda f: f.subscription().get(rest)
+    if head == "consent":
+        return lambda f: f.consent.get(rest)
+    if head == "aggregates":
+        if rest.startswith("lifetime_value."):
+            currency = rest.removeprefix("lifetime_value.")
+            return lambda f: f.lifetime_value.get(currency)
+        if rest == "order_count":
+            return lambda f: f.order_count
+        if rest == "last_purchase_at":
+            return lambda f: f.last_purchase_at
+    return lambda f: None
 
 
 KNOWN_ROOTS = ("traits", "subscription", "consent", "aggregates")
