@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 from streams.errors import BrokerError, StateFencedError
 from streams.settings import Settings
@@ -58,6 +58,30 @@ RESTORE_CHUNK = 50_000
 PROGRESS_EVERY = 1_000_000
 TXN_TIMEOUT_S = 60.0
 ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
+
+
+# One memory budget for all of a worker's stores (1 + ACTIVATION_PROFILE_PARTITIONS
+# RocksDB instances): with RocksDB's defaults (two 64 MB memtables, an 8 MB block
+# cache, each per instance) a worker restoring them all at once held 1.4 GB.
+MEMTABLE_BYTES = 16 * 1024 * 1024
+MEMTABLES_TOTAL_BYTES = 96 * 1024 * 1024
+BLOCK_CACHE_BYTES = 64 * 1024 * 1024
+_shared: list[tuple[Cache, WriteBufferManager]] = []
+
+
+def _options() -> Options:
+    if not _shared:
+        _shared.append((Cache(BLOCK_CACHE_BYTES),
+                        WriteBufferManager(MEMTABLES_TOTAL_BYTES, False)))
+    cache, memtables = _shared[0]
+    options = Options(raw_mode=True)
+    options.set_write_buffer_size(MEMTABLE_BYTES)
+    options.set_max_write_buffer_number(2)
+    options.set_write_buffer_manager(memtables)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    options.set_block_based_table_factory(table)
+    return options
 
 
 def changelog_topic(settings: Settings, name: str) -> str:
@@ -101,7 +125,7 @@ class StateStore:
         with self._opening:  # the API's reads and a claim's thread may race to open it
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = Rdict(str(self.path), Options(raw_mode=True))
+                self._handle = Rdict(str(self.path), _options())
             return self._handle
 
     # --- reads and writes ----------------------------------------------------------------
@@ -284,8 +308,13 @@ class StateStore:
             **self._settings.kafka_client_config(), "log_level": 3,
             "group.id": f"{self._settings.app_id}-{self.name}-restore",
             "enable.auto.commit": False, "isolation.level": "read_committed",
-            "enable.partition.eof": True, "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": self._settings.worker_fetch_max_bytes})
+            "enable.partition.eof": True,
+            # librdkafka prefetches up to 64 MB per consumer by default; a takeover
+            # restores every store at once (one consumer each): one fetch's worth.
+            "fetch.max.bytes": self._settings.worker_fetch_max_bytes,
+            "max.partition.fetch.bytes": self._settings.worker_fetch_max_bytes,
+            "queued.max.messages.kbytes": max(1024, self._settings.worker_fetch_max_bytes
+                                              // 1024)})
         try:
             start = self._start_offset(consumer)
             consumer.assign([TopicPartition(self.topic, self.partition, start)])
