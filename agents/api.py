@@ -151,10 +151,13 @@ async def _forwarded(web: Any, request: Any, exc: NotServedHere, suffix: str) ->
         log.warning("profile API: the owner of %s (%s) did not answer: %s",
                     exc.store.label, owner, error)
         return _unavailable(web, exc)
+    passed = {SERVED_BY_HEADER: answer.headers.get(SERVED_BY_HEADER, owner)}
+    if "Retry-After" in answer.headers:  # the owner is restoring, say
+        passed["Retry-After"] = answer.headers["Retry-After"]
     return web.bytes(answer.content, status=answer.status_code,
                      content_type=answer.headers.get("content-type", "application/json")
                      .split(";")[0],  # aiohttp takes the charset apart
-                     headers={SERVED_BY_HEADER: answer.headers.get(SERVED_BY_HEADER, owner)})
+                     headers=passed)
 
 
 def served(store: StateStore, profile_id: str | None = None) -> StateStore:

@@ -42,7 +42,7 @@ STANDBY_INTERVAL_S = 10.0
 # what it had not committed (a second's worth), far fewer records than this.
 APPLIED_KEPT = 10_000
 TRIM_INTERVAL_S = 5.0
-HANDOFF_KEPT = 20_000  # envelopes in flight between the stages (see hand_over)
+HANDOFF_KEPT = 10_000  # envelopes in flight between the stages (see hand_over)
 _handoff: OrderedDict[str, Envelope] = OrderedDict()
 
 
