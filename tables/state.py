@@ -54,7 +54,8 @@ META_DIRTY = b"\x00meta:dirty"
 # one after a seek (agents/owned.py); trimmed to a floor below which all count as done.
 APPLIED = b"\x00applied:"
 APPLIED_FLOOR = b"\x00meta:applied-floor"
-RESTORE_CHUNK = 50_000
+RESTORE_BATCH_BYTES = 8 * 1024 * 1024  # a RocksDB write batch during a restore
+RESTORE_POLL = 2_000  # records per consume() call
 PROGRESS_EVERY = 1_000_000
 TXN_TIMEOUT_S = 60.0
 ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
@@ -352,9 +353,9 @@ class StateStore:
 
     def _read_to_end(self, consumer: Consumer) -> int:
         read, pending, batch, last = 0, 0, WriteBatch(raw_mode=True), -1
-        done = False
+        done, logged = False, 0
         while not done:
-            for msg in consumer.consume(10_000, 1.0):
+            for msg in consumer.consume(RESTORE_POLL, 1.0):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
@@ -366,12 +367,16 @@ class StateStore:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
-                last, read, pending = msg.offset() or 0, read + 1, pending + 1
-            if pending and (done or pending >= RESTORE_CHUNK):
+                last, read = msg.offset() or 0, read + 1
+                pending += len(key) + len(value or b"")
+            # Bounded by bytes, not records: a profile store's values are kilobytes
+            # (50,000 of them held 150 MB per batch, and the heap kept it).
+            if pending and (done or pending >= RESTORE_BATCH_BYTES):
                 batch.put(META_OFFSET, str(last).encode())
                 self._db.write(batch)
                 batch, pending = WriteBatch(raw_mode=True), 0
-                if read // PROGRESS_EVERY != (read - RESTORE_CHUNK) // PROGRESS_EVERY:
+                if read - logged >= PROGRESS_EVERY:
+                    logged = read
                     log.info("state %s restore: %d records read", self.label, read)
         return read
 
