@@ -65,8 +65,8 @@ ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is lef
 # RocksDB instances): with RocksDB's defaults (two 64 MB memtables, an 8 MB block
 # cache, each per instance) a worker restoring them all at once held 1.4 GB.
 MEMTABLE_BYTES = 16 * 1024 * 1024
-MEMTABLES_TOTAL_BYTES = 96 * 1024 * 1024
-BLOCK_CACHE_BYTES = 64 * 1024 * 1024
+MEMTABLES_TOTAL_BYTES = 64 * 1024 * 1024
+BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 _shared: list[tuple[Cache, WriteBufferManager]] = []
 
 
@@ -327,10 +327,11 @@ class StateStore:
             "enable.auto.commit": False, "isolation.level": "read_committed",
             "enable.partition.eof": True,
             # librdkafka prefetches up to 64 MB per consumer by default; a takeover
-            # restores every store at once (one consumer each): one fetch's worth.
+            # restores several stores at once (one consumer each): two fetches' worth,
+            # so the next fetch overlaps the writing of the last.
             "fetch.max.bytes": self._settings.worker_fetch_max_bytes,
             "max.partition.fetch.bytes": self._settings.worker_fetch_max_bytes,
-            "queued.max.messages.kbytes": max(1024, self._settings.worker_fetch_max_bytes
+            "queued.max.messages.kbytes": max(1024, 2 * self._settings.worker_fetch_max_bytes
                                               // 1024)})
         try:
             start = self._start_offset(consumer)
