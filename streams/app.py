@@ -197,6 +197,9 @@ serde = AvroSerde(RegistryClient(settings.registry_client_config()),
 
 
 def main() -> None:
+    from tables.state import limit_heap_arenas  # here: tables.state imports this module
+
+    limit_heap_arenas()
     app.main()
 
 

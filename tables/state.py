@@ -33,6 +33,7 @@ Changelogs (``<app id>-<name>-changelog``, compacted) use Faust's record format.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -54,6 +55,7 @@ META_DIRTY = b"\x00meta:dirty"
 # one after a seek (agents/owned.py); trimmed to a floor below which all count as done.
 APPLIED = b"\x00applied:"
 APPLIED_FLOOR = b"\x00meta:applied-floor"
+M_ARENA_MAX = -8  # glibc's mallopt parameter
 RESTORE_BATCH_BYTES = 8 * 1024 * 1024  # a RocksDB write batch during a restore
 RESTORE_POLL = 2_000  # records per consume() call
 PROGRESS_EVERY = 1_000_000
@@ -86,6 +88,32 @@ def _options() -> Options:
 
 
 _restore_slots: list[threading.Semaphore] = []
+_LIBC: list[Any] = []
+
+
+def _libc() -> Any:
+    if not _LIBC:
+        try:
+            _LIBC.append(ctypes.CDLL("libc.so.6"))
+        except OSError:  # not glibc: nothing to tune
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
+def limit_heap_arenas() -> None:
+    """Two malloc arenas, as ``MALLOC_ARENA_MAX=2`` would: glibc gives each thread its
+    own (up to eight per core), and the restore threads, librdkafka's and RocksDB's
+    each kept theirs full after a restore. Called at start, before those threads."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_ARENA_MAX, 2)
+
+
+def _give_back_heap() -> None:
+    """Return the heap a restore freed to the system (glibc keeps it otherwise)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _restoring(settings: Settings) -> threading.Semaphore:
@@ -318,7 +346,10 @@ class StateStore:
 
     def _restore(self) -> int:
         with _restoring(self._settings):
-            return self._restore_now()
+            try:
+                return self._restore_now()
+            finally:
+                _give_back_heap()
 
     def _restore_now(self) -> int:
         consumer = Consumer({
