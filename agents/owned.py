@@ -42,7 +42,10 @@ STANDBY_INTERVAL_S = 10.0
 # what it had not committed (a second's worth), far fewer records than this.
 APPLIED_KEPT = 10_000
 TRIM_INTERVAL_S = 5.0
-HANDOFF_KEPT = 10_000  # envelopes in flight between the stages (see hand_over)
+# Envelopes in flight between the stages (see hand_over), about 1 KB each. In a steady
+# flow the stages run in step and a few batches' worth would do; catching up on a
+# backlog, the identity stage runs ahead of the profile stage by up to this many.
+HANDOFF_KEPT = 50_000
 _handoff: OrderedDict[str, Envelope] = OrderedDict()
 
 
