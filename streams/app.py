@@ -19,6 +19,7 @@ from streams.errors import StartupError
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
+from tables.memory import limit_heap_arenas
 
 
 def faust_broker_credentials(settings: Settings) -> Any:
@@ -197,9 +198,7 @@ serde = AvroSerde(RegistryClient(settings.registry_client_config()),
 
 
 def main() -> None:
-    from tables.state import limit_heap_arenas  # here: tables.state imports this module
-
-    limit_heap_arenas()
+    limit_heap_arenas()  # before librdkafka's, RocksDB's and the restores' threads
     app.main()
 
 

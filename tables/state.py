@@ -33,7 +33,6 @@ Changelogs (``<app id>-<name>-changelog``, compacted) use Faust's record format.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -41,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
+from rocksdict import Rdict, WriteBatch
 
 from streams.errors import BrokerError, StateFencedError
 from streams.settings import Settings
 from streams.topics import PROFILE_CORE_MAX_BYTES, TopicSpec, admin_client, ensure_topics
+from tables.memory import give_back_heap, restoring, store_options
 
 log = logging.getLogger(__name__)
 META_OFFSET = b"\x00meta:changelog-offset"  # below every key family (letters) in scans
@@ -55,74 +55,11 @@ META_DIRTY = b"\x00meta:dirty"
 # one after a seek (agents/owned.py); trimmed to a floor below which all count as done.
 APPLIED = b"\x00applied:"
 APPLIED_FLOOR = b"\x00meta:applied-floor"
-M_ARENA_MAX = -8  # glibc's mallopt parameter
 RESTORE_BATCH_BYTES = 8 * 1024 * 1024  # a RocksDB write batch during a restore
 RESTORE_POLL = 2_000  # records per consume() call
 PROGRESS_EVERY = 1_000_000
 TXN_TIMEOUT_S = 60.0
 ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
-
-
-# One memory budget for all of a worker's stores (1 + ACTIVATION_PROFILE_PARTITIONS
-# RocksDB instances): with RocksDB's defaults (two 64 MB memtables, an 8 MB block
-# cache, each per instance) a worker restoring them all at once held 1.4 GB.
-MEMTABLE_BYTES = 16 * 1024 * 1024
-MEMTABLES_TOTAL_BYTES = 64 * 1024 * 1024
-BLOCK_CACHE_BYTES = 32 * 1024 * 1024
-_shared: list[tuple[Cache, WriteBufferManager]] = []
-
-
-def _options() -> Options:
-    if not _shared:
-        _shared.append((Cache(BLOCK_CACHE_BYTES),
-                        WriteBufferManager(MEMTABLES_TOTAL_BYTES, False)))
-    cache, memtables = _shared[0]
-    options = Options(raw_mode=True)
-    options.set_write_buffer_size(MEMTABLE_BYTES)
-    options.set_max_write_buffer_number(2)
-    options.set_write_buffer_manager(memtables)
-    table = BlockBasedOptions()
-    table.set_block_cache(cache)
-    options.set_block_based_table_factory(table)
-    return options
-
-
-_restore_slots: list[threading.Semaphore] = []
-_LIBC: list[Any] = []
-
-
-def _libc() -> Any:
-    if not _LIBC:
-        try:
-            _LIBC.append(ctypes.CDLL("libc.so.6"))
-        except OSError:  # not glibc: nothing to tune
-            _LIBC.append(None)
-    return _LIBC[0]
-
-
-def limit_heap_arenas() -> None:
-    """Two malloc arenas, as ``MALLOC_ARENA_MAX=2`` would: glibc gives each thread its
-    own (up to eight per core), and the restore threads, librdkafka's and RocksDB's
-    each kept theirs full after a restore. Called at start, before those threads."""
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(M_ARENA_MAX, 2)
-
-
-def _give_back_heap() -> None:
-    """Return the heap a restore freed to the system (glibc keeps it otherwise)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-def _restoring(settings: Settings) -> threading.Semaphore:
-    """How many stores of a worker read their changelog at once (a takeover claims them
-    all together): each restore holds a consumer's prefetch, a write batch and its
-    memtables, and on two cores running them side by side gains little time."""
-    if not _restore_slots:
-        _restore_slots.append(threading.Semaphore(settings.worker_restore_concurrency))
-    return _restore_slots[0]
 
 
 def changelog_topic(settings: Settings, name: str) -> str:
@@ -166,7 +103,7 @@ class StateStore:
         with self._opening:  # the API's reads and a claim's thread may race to open it
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = Rdict(str(self.path), _options())
+                self._handle = Rdict(str(self.path), store_options())
             return self._handle
 
     # --- reads and writes ----------------------------------------------------------------
@@ -345,11 +282,11 @@ class StateStore:
             Rdict.destroy(str(self.path))
 
     def _restore(self) -> int:
-        with _restoring(self._settings):
+        with restoring(self._settings):
             try:
                 return self._restore_now()
             finally:
-                _give_back_heap()
+                give_back_heap()
 
     def _restore_now(self) -> int:
         consumer = Consumer({
