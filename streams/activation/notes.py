@@ -86,10 +86,14 @@ def write_notes(store: Store, profile_id: str, written: int, notes: list[dict[st
 
 
 def read_notes(scan: Scanner, profile_id: str, limit: int) -> list[dict[str, Any]]:
-    """The profile's notes, newest first (at most ``limit``)."""
-    notes = [json.loads(value) for _, value in scan(_prefix(profile_id), max(limit, 0))]
-    notes.sort(key=lambda n: (n["time_us"], n["event_id"]), reverse=True)
-    return notes[:limit]
+    """The profile's notes, newest first (at most ``limit``); a note met twice (the same
+    merged-away profile's notes adopted again) is shown once."""
+    notes = {}
+    for _, value in scan(_prefix(profile_id), max(limit, 0)):
+        note = json.loads(value)
+        notes[note["event_id"]] = note
+    ordered = sorted(notes.values(), key=lambda n: (n["time_us"], n["event_id"]), reverse=True)
+    return ordered[:limit]
 
 
 def adopted(notes: list[dict[str, Any]], loser: str) -> list[dict[str, Any]]:

@@ -24,6 +24,13 @@ def test_the_ring_keeps_the_newest_notes_in_place() -> None:
     assert read_notes(store.scan, "p1-other", 4) == []  # another profile's prefix is its own
 
 
+def test_a_note_written_twice_reads_once() -> None:
+    store = DictStore()
+    written = write_notes(store, "p1", 0, [note(1), note(2)], limit=10)
+    write_notes(store, "p1", written, [note(1)], limit=10)
+    assert [n["event_id"] for n in read_notes(store.scan, "p1", 10)] == ["n2", "n1"]
+
+
 def test_the_timeline_page_interleaves_events_and_notes() -> None:
     events = [{"event_id": "e1", "event_name": "identify", "time_us": 1_002, "summary": "",
                "late": False}]
