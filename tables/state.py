@@ -283,10 +283,10 @@ class StateStore:
 
     def _restore(self) -> int:
         with restoring(self._settings):
-            try:
-                return self._restore_now()
-            finally:
-                give_back_heap()
+            read = self._restore_now()
+        if read:  # a standby's catch-up that found nothing new has nothing to give back
+            give_back_heap()
+        return read
 
     def _restore_now(self) -> int:
         consumer = Consumer({
