@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     standby_replicas: int = Field(0, ge=0, le=5)
     worker_restore_concurrency: int = Field(
         2, ge=1, le=64, description="Stores a worker rebuilds from their changelogs at "
-        "once (memory grows with it; on few cores time barely shrinks).")
+        "once: faster (fetches overlap), and more memory (a prefetch and a batch each).")
     worker_fetch_max_bytes: int = Field(
         16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024,
         description="Most bytes a worker fetches per partition per request. Large fetches "
