@@ -20,6 +20,9 @@ from typing import Any
 
 from agents.ingest import COMMAND_HEADER, core_topic, header, metrics
 from agents.owned import (
+    PARTITIONS,
+    PROFILES_TOPIC,
+    YIELD_EVERY,
     Forward,
     Outputs,
     OwnedState,
@@ -36,14 +39,10 @@ from streams.core.identity_stage import expired_markers, relink, route_event
 from streams.core.pipeline import APPLIED, canonical_id
 from streams.core.routing import MERGE_OUT, RELINK, TICK, UNDO_MERGE, partition_of
 from streams.errors import BrokerError
-from streams.topics import PROFILES
 from tables.state import StateStore, identity_state
 
 log = logging.getLogger(__name__)
 STAGE = "stream.identity"
-PROFILES_TOPIC = settings.topic(PROFILES)
-PARTITIONS = settings.profile_partitions
-YIELD_EVERY = 200  # events of a batch between two turns of the event loop
 SWEEP_INTERVAL_S = 5.0
 SWEEP_CHUNK = 2000
 

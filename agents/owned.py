@@ -32,7 +32,7 @@ from streams.core.contract import ContractViolation, validate_record
 from streams.core.deadletter import PROCESSING_ERROR, SourceRecord, dead_letter
 from streams.errors import BrokerError, DecodeError, RegistryError, StateFencedError
 from streams.records import Envelope
-from streams.topics import DEAD_LETTER
+from streams.topics import DEAD_LETTER, PROFILES
 from tables.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ STANDBY_INTERVAL_S = 10.0
 # what it had not committed (a second's worth), far fewer records than this.
 APPLIED_KEPT = 10_000
 TRIM_INTERVAL_S = 5.0
+# The profile stage's topic, which the identity stage feeds and the profile stage reads
+# (and forwards merges and redirects on), and its partition count.
+PROFILES_TOPIC = settings.topic(PROFILES)
+PARTITIONS = settings.profile_partitions
+YIELD_EVERY = 200  # events of a batch between two turns of the event loop
 # Envelopes in flight between the stages (see hand_over), about 1 KB each. In a steady
 # flow the stages run in step and a few batches' worth would do; catching up on a
 # backlog, the identity stage runs ahead of the profile stage by up to this many.

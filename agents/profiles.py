@@ -23,7 +23,17 @@ from typing import Any
 from agents.activation import definitions_in_force, wait_for_definitions
 from agents.activation import metrics as activation_metrics
 from agents.ingest import COMMAND_HEADER, header
-from agents.owned import Forward, Outputs, OwnedState, decoded, read_items, source_of
+from agents.owned import (
+    PARTITIONS,
+    PROFILES_TOPIC,
+    YIELD_EVERY,
+    Forward,
+    Outputs,
+    OwnedState,
+    decoded,
+    read_items,
+    source_of,
+)
 from streams.activation.notes import read_notes
 from streams.activation.runtime import (
     TIMER,
@@ -74,14 +84,11 @@ from streams.core.routing import (
 from streams.core.unmerge import undo_merge
 from streams.errors import BrokerError
 from streams.records import Envelope
-from streams.topics import PROFILE_CORE, PROFILES
+from streams.topics import PROFILE_CORE
 from tables.state import StateStore, profile_states
 
 log = logging.getLogger(__name__)
 STAGE = "stream.profile"
-PROFILES_TOPIC = settings.topic(PROFILES)
-PARTITIONS = settings.profile_partitions
-YIELD_EVERY = 200  # events of a batch between two turns of the event loop
 MANUAL = settings.activation_clock == "manual"
 CONFIG = StageConfig(settings.dedup_window, settings.ordering_window,
                      settings.profile_timeline_limit)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import pydantic_core
 
-from streams.core.profile import micros
+from streams.core.profile import micros, timeline_order
 
 NOTES = b"n:"
 _DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
@@ -92,7 +92,7 @@ def read_notes(scan: Scanner, profile_id: str, limit: int) -> list[dict[str, Any
     for _, value in scan(_prefix(profile_id), max(limit, 0)):
         note = json.loads(value)
         notes[note["event_id"]] = note
-    ordered = sorted(notes.values(), key=lambda n: (n["time_us"], n["event_id"]), reverse=True)
+    ordered = sorted(notes.values(), key=timeline_order, reverse=True)
     return ordered[:limit]
 
 

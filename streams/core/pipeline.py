@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -123,7 +123,7 @@ def merge_in(store: Store, incoming: MergeIn, cfg: StageConfig) -> Profile:
     store[b"h:" + merge.winner.encode()] = json.dumps(list(unique.values())).encode()
     merged = merge_profiles(winner, loser, cfg.timeline_limit)
     # Positions are per partition: the loser's say nothing here.
-    return replace(merged, last_offset=winner.last_offset)
+    return merged.evolve(last_offset=winner.last_offset)
 
 
 def restore(store: Store, profile: Profile) -> None:
@@ -132,4 +132,4 @@ def restore(store: Store, profile: Profile) -> None:
         del store[b"r:" + profile.profile_id.encode()]
     current = load_profile(store, profile.profile_id)
     last = -1 if current is None else current.last_offset
-    store[pkey(profile.profile_id)] = replace(profile, last_offset=last).to_json()
+    store[pkey(profile.profile_id)] = profile.evolve(last_offset=last).to_json()

@@ -9,7 +9,7 @@ applied wherever it is newest, and is flagged ``late`` on the timeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -205,12 +205,17 @@ def timeline_properties(envelope: Envelope) -> dict[str, Any]:
     return out
 
 
+def timeline_order(entry: dict[str, Any]) -> tuple[int, str]:
+    """The timeline's sort key (newest first is this, reversed): time, then event id."""
+    return entry["time_us"], entry["event_id"]
+
+
 def insert_timeline(
     timeline: list[dict[str, Any]], entry: dict[str, Any], limit: int
 ) -> list[dict[str, Any]]:
     """Timeline newest first by (time, event id), bounded to ``limit`` entries."""
     entries = [e for e in timeline if e["event_id"] != entry["event_id"]] + [entry]
-    entries.sort(key=lambda e: (e["time_us"], e["event_id"]), reverse=True)
+    entries.sort(key=timeline_order, reverse=True)
     return entries[:limit]
 
 
@@ -257,8 +262,8 @@ def merge_profiles(winner: Profile, loser: Profile, timeline_limit: int) -> Prof
     timeline = list(winner.timeline)
     for entry in loser.timeline:
         timeline = insert_timeline(timeline, entry, timeline_limit)
-    return replace(
-        winner, identifiers=ids, traits=merge_maps(winner.traits, loser.traits),
+    return winner.evolve(
+        identifiers=ids, traits=merge_maps(winner.traits, loser.traits),
         consent=merge_maps(winner.consent, loser.consent), subscriptions=subs,
         order_count=winner.order_count + loser.order_count, lifetime_value=ltv,
         last_purchase=last, newest_event_us=max(winner.newest_event_us, loser.newest_event_us),
@@ -297,8 +302,7 @@ def timeline_page(profile: Profile, offset: int, limit: int,
     tells them apart; ``detail`` says which rule, journey and definitions)."""
     entries = profile.timeline
     if notes:
-        entries = sorted([*entries, *notes], key=lambda e: (e["time_us"], e["event_id"]),
-                         reverse=True)
+        entries = sorted([*entries, *notes], key=timeline_order, reverse=True)
     items = [
         {"event_id": e["event_id"], "event_name": e["event_name"],
          "kind": e.get("kind", "event"),

@@ -11,7 +11,6 @@ it does not replay history.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -61,8 +60,8 @@ def unmerge_profiles(current: Profile, record: MergeRecord) -> tuple[Profile, Pr
     brought = {e["event_id"] for e in loser.timeline}
     timeline = [e for e in current.timeline if e["event_id"] not in brought]
     newest = max([before.newest_event_us, *(e["time_us"] for e in timeline)])
-    winner = replace(
-        current, identifiers=_identifiers(current, record),
+    winner = current.evolve(
+        identifiers=_identifiers(current, record),
         traits=_revert(current.traits, loser.traits, before.traits),
         consent=_revert(current.consent, loser.consent, before.consent),
         subscriptions={sid: a for sid, a in subs.items() if a},
