@@ -34,7 +34,9 @@ def validate(directory: Path) -> int:
         return 1
     print(f"definitions version {definitions.version}: "
           f"{len(definitions.audiences)} audiences ({', '.join(sorted(definitions.audiences))}), "
-          f"{len(definitions.journeys)} journeys ({', '.join(sorted(definitions.journeys))})")
+          f"{len(definitions.journeys)} journeys ({', '.join(sorted(definitions.journeys))}), "
+          f"{len(definitions.destinations)} destinations "
+          f"({', '.join(sorted(definitions.destinations))})")
     return 0
 
 
@@ -71,6 +73,8 @@ def _show(settings: Settings) -> int:
           f"{p.published_by} at {p.published_at.isoformat(timespec='seconds')}")
     print(f"audiences ({len(defs.audiences)}): {', '.join(sorted(defs.audiences)) or '-'}")
     print(f"journeys ({len(defs.journeys)}): {', '.join(sorted(defs.journeys)) or '-'}")
+    print(f"destinations ({len(defs.destinations)}): "
+          f"{', '.join(sorted(defs.destinations)) or '-'}")
     return 0
 
 

@@ -5,6 +5,7 @@ Layout of a definitions directory::
     audiences/<id>.yaml   {id?, description?, condition}         (see conditions.py)
     journeys/<id>.yaml    {id?, version, trigger, steps, exit_when?, reentry?, holdout_percent?}
     governance.yaml       consent-independent rules: suppression, caps, quiet hours, holdout
+    destinations/<id>.yaml  where the delivery executor calls (streams/delivery/destinations.py)
 
 ``id`` defaults to the file name. Every error names the file, the path inside it and what
 is wrong (``journeys/churn.yaml: steps[2].wait.duration: ...``). The set's ``version`` is a
@@ -26,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streams.activation.conditions import Condition, Duration
+from streams.delivery.destinations import Destination
 from streams.errors import ActivationError
 
 Scalar = None | bool | int | float | str
@@ -248,6 +250,7 @@ class DefinitionSet(_Strict):
     audiences: dict[str, Audience]
     journeys: dict[str, Journey]
     governance: GovernanceRules
+    destinations: dict[str, Destination] = Field(default_factory=dict)
 
     def journeys_for_audience(self, audience_id: str) -> list[Journey]:
         return [j for _, j in sorted(self.journeys.items()) if j.trigger.audience == audience_id]
@@ -257,7 +260,7 @@ class DefinitionSet(_Strict):
 
 
 M = TypeVar("M", bound=BaseModel)
-D = TypeVar("D", Audience, Journey)
+D = TypeVar("D", Audience, Journey, Destination)
 
 
 def format_path(loc: Sequence[int | str]) -> str:
@@ -340,14 +343,22 @@ def _check_references(
 
 
 def canonical_json(audiences: dict[str, Audience], journeys: dict[str, Journey],
-                   governance: GovernanceRules) -> bytes:
+                   governance: GovernanceRules,
+                   destinations: dict[str, Destination] | None = None) -> bytes:
     def dump(model: BaseModel) -> Any:
         return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     doc = {"audiences": {k: dump(v) for k, v in sorted(audiences.items())},
            "journeys": {k: dump(v) for k, v in sorted(journeys.items())},
            "governance": dump(governance)}
+    if destinations:  # absent when none: sets published before destinations keep their hash
+        doc["destinations"] = {k: dump(v) for k, v in sorted(destinations.items())}
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _canonical(definitions: DefinitionSet) -> bytes:
+    return canonical_json(definitions.audiences, definitions.journeys, definitions.governance,
+                          definitions.destinations)
 
 
 def load_definitions(directory: Path) -> DefinitionSet:
@@ -356,19 +367,20 @@ def load_definitions(directory: Path) -> DefinitionSet:
         raise DefinitionError(f"{directory}: not a directory")
     audiences, _ = _load_dir(directory, "audiences", Audience)
     journeys, files = _load_dir(directory, "journeys", Journey)
+    destinations, _ = _load_dir(directory, "destinations", Destination)
     gov_path = directory / "governance.yaml"
     governance = (_validate(GovernanceRules, _read_yaml(gov_path, "governance.yaml"),
                             "governance.yaml") if gov_path.exists() else GovernanceRules())
     _check_references(audiences, journeys, files)
-    digest = hashlib.sha256(canonical_json(audiences, journeys, governance)).hexdigest()
-    return DefinitionSet(version=digest[:12], audiences=audiences, journeys=journeys,
-                         governance=governance)
+    unversioned = DefinitionSet(version="", audiences=audiences, journeys=journeys,
+                                governance=governance, destinations=destinations)
+    digest = hashlib.sha256(_canonical(unversioned)).hexdigest()
+    return unversioned.model_copy(update={"version": digest[:12]})
 
 
 def snapshot(definitions: DefinitionSet) -> bytes:
     """The bytes to publish (compacted topic, key ``definitions``) so workers share one set."""
-    doc = json.loads(canonical_json(definitions.audiences, definitions.journeys,
-                                    definitions.governance))
+    doc = json.loads(_canonical(definitions))
     return json.dumps({"version": definitions.version, **doc}, sort_keys=True,
                       separators=(",", ":")).encode()
 
@@ -376,12 +388,15 @@ def snapshot(definitions: DefinitionSet) -> bytes:
 def from_snapshot(raw: bytes) -> DefinitionSet:
     """A published snapshot back as a set; the version is recomputed and must match."""
     doc = json.loads(raw)
-    audiences = {k: Audience.model_validate(v) for k, v in doc["audiences"].items()}
-    journeys = {k: Journey.model_validate(v) for k, v in doc["journeys"].items()}
-    governance = GovernanceRules.model_validate(doc["governance"])
-    digest = hashlib.sha256(canonical_json(audiences, journeys, governance)).hexdigest()[:12]
+    unversioned = DefinitionSet(
+        version="",
+        audiences={k: Audience.model_validate(v) for k, v in doc["audiences"].items()},
+        journeys={k: Journey.model_validate(v) for k, v in doc["journeys"].items()},
+        governance=GovernanceRules.model_validate(doc["governance"]),
+        destinations={k: Destination.model_validate(v)
+                      for k, v in doc.get("destinations", {}).items()})
+    digest = hashlib.sha256(_canonical(unversioned)).hexdigest()[:12]
     if digest != doc.get("version"):
         raise DefinitionError(f"snapshot: version: says {doc.get('version')!r}, "
                               f"content hashes to {digest!r}")
-    return DefinitionSet(version=digest, audiences=audiences, journeys=journeys,
-                         governance=governance)
+    return unversioned.model_copy(update={"version": digest})

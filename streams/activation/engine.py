@@ -6,6 +6,9 @@ timer is due it calls :func:`on_profile_timer`. It then publishes ``Output.comma
 the channel topics, keyed by profile id), appends ``Output.decisions`` to the profile
 timeline, stores the new state and re-arms the timer. ``now`` is the event time or the
 timer instant, so a replay yields the same ids.
+
+Commands are only ever what is due now: a delayed action is held in the state
+(:mod:`streams.activation.held`) and decided again when the timer reaches it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from streams.activation.audiences import AudienceStep, audience_step
 from streams.activation.definitions import DefinitionSet
 from streams.activation.facts import Facts, HistoryEvent
 from streams.activation.governance import decide, record_send
+from streams.activation.held import HeldAction, cancel_orphans, hold, next_release, release_due
 from streams.activation.journeys import (
     JourneyState,
     end_all,
@@ -44,6 +48,7 @@ class ActivationState(BaseModel):
     audience_wakes: dict[str, AwareDatetime] = Field(default_factory=dict)
     evaluated_version: str | None = None
     notes_written: int = 0  # timeline notes so far: the next slot (activation/notes.py)
+    held: list[HeldAction] = Field(default_factory=list)  # delayed, not yet due
 
     @classmethod
     def new(cls, profile_id: str) -> ActivationState:
@@ -63,31 +68,54 @@ class Output(BaseModel):
 Governed = tuple[ActivationState, list[Decision], list[dict[str, Any]]]
 
 
+def _holdout(definitions: DefinitionSet, action: PlannedAction) -> float | None:
+    journey = definitions.journeys.get(action.journey_id or "")
+    return None if journey is None else journey.holdout_percent
+
+
 def govern(state: ActivationState, actions: list[PlannedAction], facts: Facts, now: datetime,
            definitions: DefinitionSet) -> Governed:
-    """Every planned action through :func:`decide`; commands for the allowed ones."""
-    sends, journeys = list(state.sends), state.journeys
+    """Every planned action through :func:`decide`: commands for the allowed ones, the
+    delayed ones held."""
+    sends, journeys, held = list(state.sends), state.journeys, list(state.held)
     decisions: list[Decision] = []
     commands: list[dict[str, Any]] = []
     for action in actions:
-        journey = definitions.journeys.get(action.journey_id or "")
         decision = decide(action, facts, sends, definitions.governance, now, definitions.version,
-                          None if journey is None else journey.holdout_percent)
+                          _holdout(definitions, action))
         decisions.append(decision)
         sends = record_send(sends, decision, definitions.governance, now)
-        if decision.outcome != "withheld":
+        if decision.outcome == "delayed":
+            held.append(hold(decision, action))
+        elif decision.outcome != "withheld":
             commands.append(to_command(action, decision, facts.identifiers))
         else:  # so exit does not "remove" a customer who was never added
             journeys = forget_withheld_add(journeys, action)
-    return state.model_copy(update={"sends": sends, "journeys": journeys}), decisions, commands
+    return state.model_copy(update={"sends": sends, "journeys": journeys, "held": held}), \
+        decisions, commands
+
+
+def settle_held(state: ActivationState, facts: Facts, now: datetime,
+                definitions: DefinitionSet, everything: tuple[str, str] | None = None
+                ) -> Governed:
+    """Held actions whose enrollment ended are cancelled; the due ones decided again."""
+    held, sends, cancelled, _ = cancel_orphans(state.held, state.sends, state.journeys, now,
+                                               definitions.version, everything)
+    held, sends, released, commands = release_due(
+        held, sends, facts, now, definitions, lambda a: _holdout(definitions, a))
+    state = state.model_copy(update={"held": held, "sends": sends})
+    return state, cancelled + released, commands
 
 
 def _finish(state: ActivationState, actions: list[PlannedAction], facts: Facts, now: datetime,
-            definitions: DefinitionSet, moves: tuple[list[str], list[str]]
-            ) -> tuple[ActivationState, Output]:
+            definitions: DefinitionSet, moves: tuple[list[str], list[str]],
+            everything: tuple[str, str] | None = None) -> tuple[ActivationState, Output]:
     state, decisions, commands = govern(state, actions, facts, now, definitions)
-    wakes = [t for t in (*state.audience_wakes.values(), next_wake(state.journeys))
-             if t is not None]
+    if state.held:
+        state, settled, released = settle_held(state, facts, now, definitions, everything)
+        decisions, commands = decisions + settled, commands + released
+    wakes = [t for t in (*state.audience_wakes.values(), next_wake(state.journeys),
+                         next_release(state.held)) if t is not None]
     return state, Output(commands=commands, decisions=decisions, entered=moves[0],
                          exited=moves[1], wake_at=min(wakes) if wakes else None)
 
@@ -144,7 +172,8 @@ def on_profile_merged_away(state: ActivationState, facts: Facts, now: datetime,
     # evaluates every audience again instead of trusting memberships it no longer has.
     state = state.model_copy(update={"journeys": journeys, "memberships": [],
                                      "audience_wakes": {}, "evaluated_version": None})
-    return _finish(state, actions, facts, now, definitions, ([], left))
+    return _finish(state, actions, facts, now, definitions, ([], left),
+                   everything=("merge", f"merged into another profile by {cause}"))
 
 
 def on_profile_merged_in(state: ActivationState, facts: Facts, now: datetime,

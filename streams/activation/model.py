@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from streams.activation.definitions import Scalar
 
-Outcome = Literal["sent", "withheld", "delayed"]
+Outcome = Literal["sent", "withheld", "delayed", "cancelled"]
 _SEP = "\x1f"  # unit separator: no field value can fake a boundary with it
 
 
@@ -41,11 +41,14 @@ class PlannedAction(_Record):
 
 
 class Decision(_Record):
-    """The governance outcome of one action, for the profile timeline (sent, withheld, delayed)."""
+    """The governance outcome of one action, for the profile timeline (sent, withheld,
+    delayed: held until ``not_before``; cancelled: held, then stopped by ``rule``)."""
 
     decision_id: str
     outcome: Outcome
-    rule: str  # consent | suppression | frequency_cap | quiet_hours | holdout | removal | allowed
+    # consent | suppression | frequency_cap | quiet_hours | holdout | removal | allowed
+    # | released (a held action let go) | journey_exit (a held action's enrollment ended)
+    rule: str
     reason: str
     action_id: str
     profile_id: str

@@ -152,7 +152,8 @@ def drop_timer(store: Store, tkey: bytes, profile_id: str) -> None:
 
 
 def activation_view(store: Store, profile_id: str) -> dict[str, Any]:
-    """What the profile API shows: memberships, journey enrollments, the next timer."""
+    """What the profile API shows: memberships, journey enrollments, held actions, the
+    next timer."""
     state, last = load_state(store, profile_id)
     wake = store.get(WAKE + profile_id.encode())
     return {
@@ -160,6 +161,10 @@ def activation_view(store: Store, profile_id: str) -> dict[str, Any]:
         "audiences": state.memberships,
         "journeys": {jid: e.model_dump(mode="json") for jid, e in state.journeys.active.items()},
         "last_exits": {j: t.isoformat() for j, t in state.journeys.last_exit.items()},
+        "held": [{"action_id": h.action.action_id, "channel": h.action.channel,
+                  "action_type": h.action.action_type, "journey_id": h.action.journey_id,
+                  "step_id": h.action.step_id, "decision_id": h.decision_id,
+                  "not_before": h.not_before.isoformat()} for h in state.held],
         "next_timer": None if wake is None else from_micros(parse_timer(wake)[0]).isoformat(),
         "definitions_version": state.evaluated_version,
     }

@@ -170,3 +170,40 @@ def test_a_merge_takes_the_merged_away_profile_out_of_its_journey(
     assert commands(core, serde, "paid_media", 3)[2][:2] == (loser, "audience_remove")
     changes = distinct(core, serde, core.settings.topic(AUDIENCE_CHANGES), 3, "change_id")
     assert (loser, "exited") in [(c["profile_id"], c["change"]) for c in changes]
+
+
+def test_a_renewal_during_quiet_hours_cancels_the_held_reminder(
+        activation: CoreStack, serde: AvroSerde, workers: Callable[..., Worker]) -> None:
+    """The guide's case: entered at 01:00 in Berlin, the reminder is held until 08:00;
+    the customer renews at 01:46, so no reminder is ever emitted, and the timeline says
+    why. Another customer withdraws email consent while held: cancelled, ``consent``."""
+    core = activation
+    night = datetime(2026, 6, 1, 23, 0, tzinfo=UTC)  # 01:00 in Berlin (CEST)
+    worker = workers(core.settings)
+    tick(core, night)
+    renewing, revoking = customer("night-renew"), customer("night-revoke")
+    a, b = new_profile_id(f"cid:{renewing}"), new_profile_id(f"cid:{revoking}")
+    end = (night + timedelta(days=20)).date()
+    produce(core.settings, core.ingest, encode_all(core.encode, [
+        *onboarding(renewing, "GRANTED", end), *onboarding(revoking, "GRANTED", end)]))
+    assert sorted(commands(core, serde, "paid_media", 2)) == sorted(
+        [(a, "audience_add", "retarget"), (b, "audience_add", "retarget")])
+    held = as_json(worker.get(f"/v1/profiles/{a}/activation"))["held"]
+    assert [(h["channel"], h["not_before"]) for h in held] == [
+        ("email", "2026-06-02T06:00:00+00:00")]
+    tick(core, night + timedelta(minutes=46))
+    produce(core.settings, core.ingest, encode_all(core.encode, [
+        event(f"{renewing}-renew", "contract_renewed", renewing,
+              {"new_end_date": (night + timedelta(days=400)).date()}),
+        event(f"{revoking}-c3", "consent_updated", revoking,
+              {"consent_type": "marketing:email", "status": "WITHDRAWN"})]))
+    assert commands(core, serde, "paid_media", 3)[2][:2] == (a, "audience_remove")
+    tick(core, night + timedelta(hours=8))  # past the end of quiet hours for both
+    for pid, rule in ((a, "journey_exit"), (b, "consent")):
+        items = wait_for(lambda pid=pid: [
+            i for i in as_json(worker.get(f"/v1/profiles/{pid}/timeline?limit=50"))["items"]
+            if i["event_name"] == "decision.cancelled"], 60, f"{pid}'s cancellation")
+        assert [(i["detail"]["channel"], i["detail"]["rule"]) for i in items] == [
+            ("email", rule)]
+        assert as_json(worker.get(f"/v1/profiles/{pid}/activation"))["held"] == []
+    assert commands(core, serde, "email", 1, deadline_s=3) == []  # never, for either

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from streams.activation.definitions import DefinitionSet
-from streams.activation.engine import ActivationState, Output, on_profile_event, on_profile_timer
+from streams.activation.engine import (
+    ActivationState,
+    Output,
+    on_profile_event,
+    on_profile_merged_away,
+    on_profile_timer,
+)
 from streams.activation.facts import HistoryEvent, facts_from_profile
 from streams.core.profile import Profile
 from streams.records import Envelope
@@ -22,6 +28,7 @@ from tests.unit.activation.conftest import T0, Clock, pick_profile_id
 
 END = date(2026, 5, 1)
 ENTRY = datetime(2026, 4, 1, tzinfo=UTC)  # END (UTC midnight) - 30 days; 02:00 in Berlin
+RELEASE = datetime(2026, 4, 1, 6, 0, tzinfo=UTC)  # 08:00 in Berlin: quiet hours end
 JOURNEY = "churn_prevention"
 
 
@@ -89,15 +96,68 @@ def test_enters_30_days_before_end_and_journey_starts(customer: Callable[..., Cu
     out = c.timer(clock.set(ENTRY))
     assert out.entered == ["contract_ending"]
     commands = by_channel(out)
-    assert set(commands) == {"email", "paid_media"}
-    # 02:00 in Berlin: the email waits for the end of quiet hours (08:00 CEST = 06:00 UTC)
-    assert commands["email"]["not_before"] == datetime(2026, 4, 1, 6, 0, tzinfo=UTC)
-    assert commands["email"]["payload"] == {"template_id": "churn_reminder"}
+    # 02:00 in Berlin: the email is held until the end of quiet hours (08:00 CEST =
+    # 06:00 UTC); only what is due now leaves.
+    assert set(commands) == {"paid_media"}
     assert commands["paid_media"]["action_type"] == "audience_add"
     assert commands["paid_media"]["not_before"] is None
-    assert {d.outcome for d in out.decisions} == {"delayed", "sent"}
+    assert {(d.channel, d.outcome) for d in out.decisions} == {
+        ("email", "delayed"), ("paid_media", "sent")}
+    assert [h.not_before for h in c.state.held] == [RELEASE]
     assert c.state.journeys.active[JOURNEY].waiting_for == "email_clicked"
-    assert out.wake_at == ENTRY + timedelta(days=14)  # the wait_for_event timeout
+    assert out.wake_at == RELEASE  # before the wait_for_event timeout (14 days)
+
+    out = c.timer(clock.set(RELEASE))
+    email = by_channel(out)["email"]
+    assert email["payload"] == {"template_id": "churn_reminder"}
+    assert email["not_before"] is None and email["created_at"] == RELEASE
+    assert [(d.outcome, d.rule) for d in out.decisions] == [("sent", "released")]
+    assert c.state.held == []
+    assert out.wake_at == ENTRY + timedelta(days=14)
+
+
+def test_renewal_before_quiet_hours_end_cancels_the_held_reminder(
+        customer: Callable[..., Customer], clock: Clock) -> None:
+    """The guide's scenario: the customer renews at 02:46; no reminder is ever sent."""
+    c = customer()
+    c.onboard(clock.now)
+    c.timer(clock.set(ENTRY))
+    out = c.event("e-renew", "contract_renewed", clock.set(ENTRY + timedelta(minutes=46)),
+                  {"new_end_date": date(2027, 5, 1), "subscription_id": "s1"})
+    assert [x["action_type"] for x in out.commands] == ["audience_remove"]
+    cancelled = next(d for d in out.decisions if d.outcome == "cancelled")
+    assert (cancelled.channel, cancelled.rule) == ("email", "journey_exit")
+    assert "left journey churn_prevention" in cancelled.reason
+    assert c.state.held == []
+    out = c.timer(clock.set(RELEASE))
+    assert out.commands == [] and out.decisions == []
+    assert not any(x["channel"] == "email" for o in c.outputs for x in o.commands)
+
+
+def test_consent_revoked_while_held_cancels_with_the_consent_rule(
+        customer: Callable[..., Customer], clock: Clock) -> None:
+    c = customer()
+    c.onboard(clock.now)
+    c.timer(clock.set(ENTRY))
+    c.event("e-c3", "consent_updated", clock.set(ENTRY + timedelta(hours=1)),
+            {"consent_type": "marketing:email", "status": "WITHDRAWN"})
+    out = c.timer(clock.set(RELEASE))
+    assert out.commands == []
+    assert [(d.channel, d.outcome, d.rule) for d in out.decisions] == [
+        ("email", "cancelled", "consent")]
+    assert c.state.held == [] and all(s.channel != "email" for s in c.state.sends)
+
+
+def test_a_merge_cancels_every_held_action(customer: Callable[..., Customer],
+                                           clock: Clock) -> None:
+    c = customer()
+    c.onboard(clock.now)
+    c.timer(clock.set(ENTRY))
+    c.state, out = on_profile_merged_away(c.state, facts_from_profile(c.profile),
+                                          ENTRY + timedelta(minutes=5), c.definitions, "e-link")
+    assert [(d.channel, d.outcome, d.rule) for d in out.decisions if d.channel == "email"] == [
+        ("email", "cancelled", "merge")]
+    assert c.state.held == []
 
 
 def test_renewal_exits_audience_and_journey_and_removes_paid_media(
@@ -150,6 +210,7 @@ def test_journey_runs_to_the_end_without_renewal(customer: Callable[..., Custome
     c = customer()
     c.onboard(clock.now)
     c.timer(clock.set(ENTRY))
+    c.timer(clock.set(RELEASE))  # the held reminder leaves
     out = c.timer(clock.set(ENTRY + timedelta(days=14)))  # no click: on to last_week
     assert out.commands == []
     assert out.wake_at == datetime(2026, 4, 24, tzinfo=UTC)  # END - 7 days
@@ -167,6 +228,7 @@ def test_replay_gives_the_same_ids(customer: Callable[..., Customer]) -> None:
         c = customer()
         c.onboard(T0)
         c.timer(ENTRY)
+        c.timer(RELEASE)
         c.event("e-renew", "contract_renewed", ENTRY + timedelta(days=1),
                 {"new_end_date": date(2027, 5, 1), "subscription_id": "s1"})
         runs.append([(x["action_id"], x["decision_id"]) for o in c.outputs for x in o.commands])

@@ -1,0 +1,1 @@
+"""The delivery executor: action commands carried out against destinations."""
