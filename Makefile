@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint definitions-check unit integration gateway worker apikeys demo bench-ingest bench-stream bench-rebuild stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -45,6 +45,14 @@ gateway: install
 worker: install
 	$(PY) -m streams.app worker -l info
 
+## The delivery executor (calls destinations; scale it by running more).
+executor: install
+	$(PY) -m streams.delivery run
+
+## The local webhook receiver make run starts (checks signatures, prints requests).
+receiver: install
+	$(PY) -m streams.delivery receiver
+
 apikeys: install
 	scripts/apikeys $(ARGS)
 
@@ -62,6 +70,10 @@ bench-stream: install
 ## Time to rebuild 1,000,000 profiles from the changelog, and the worker's RSS holding them.
 bench-rebuild: install
 	$(PY) -m bench.rebuild
+
+## Actions/s one executor delivers, against a plain aiohttp loop in the same run.
+bench-delivery: install
+	$(PY) -m bench.delivery
 
 stack-up:
 	scripts/stack up

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.delivery.policy import STANDARD_WEBHOOKS_SCHEDULE
 from streams.errors import ConfigError
 
 ENV_PREFIX = "ACTIVATION_"
@@ -31,6 +32,9 @@ _DURATIONS = (
     "gateway_produce_timeout",
     "worker_session_timeout",
     "timer_interval",
+    "delivery_breaker_cooldown",
+    "delivery_commit_interval",
+    "delivery_dedup_window",
 )
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -139,6 +143,33 @@ class Settings(BaseSettings):
         None, description="If set, an admin key created at start (local runs and tests)."
     )
 
+    # --- Delivery executor (streams/delivery/) -----------------------------------
+    delivery_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Secrets destinations name (signing, auth), as a JSON object: "
+                    '{"CRM_WEBHOOK_V1": "whsec_...", "CRM_TOKEN": "..."}.')
+    delivery_retry_schedule: list[timedelta] = Field(
+        default_factory=lambda: list(STANDARD_WEBHOOKS_SCHEDULE), min_length=0,
+        description="Waits between attempts, a JSON list of seconds or ISO 8601 durations "
+                    "(default: the Standard Webhooks schedule, ~3 days); after the last "
+                    "the action has failed and is dead-lettered.")
+    delivery_retry_jitter: float = Field(0.1, ge=0, lt=1)
+    delivery_breaker_failures: int = Field(5, ge=1, description="failures in a row that "
+                                           "open a destination's circuit")
+    delivery_breaker_cooldown: timedelta = Field(timedelta(seconds=30))
+    delivery_commit_interval: timedelta = Field(
+        timedelta(milliseconds=200), description="how often outcomes and offsets commit")
+    delivery_max_pending: int = Field(
+        100_000, ge=100, description="jobs held in memory (queued or waiting to retry, "
+                                     "about 1 KB each) before the executor stops reading")
+    delivery_dedup_window: timedelta = Field(
+        timedelta(days=7), description="how long a delivered action is remembered "
+                                       "(the ledger topic's retention); keep it above the "
+                                       "retry schedule's total")
+    delivery_metrics_host: str = Field("127.0.0.1", description="the executor's probes "
+                                       "and /metrics listen here (loopback: no key)")
+    delivery_metrics_port: int = Field(6070, ge=0, le=65535)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("kafka_bootstrap_servers")
@@ -211,6 +242,11 @@ class Settings(BaseSettings):
     def screen_group(self) -> str:
         """The screening stage's consumer group (the workers' Faust group is ``app_id``)."""
         return f"{self.app_id}-screen"
+
+    @property
+    def delivery_group(self) -> str:
+        """The delivery executors' consumer group (streams/delivery/)."""
+        return f"{self.app_id}-delivery"
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection properties."""

@@ -48,12 +48,19 @@ PROFILE_CORE = "internal.profile-core"
 # (streams/core/routing.py): the profile stage (agents/profiles.py), shared by workers.
 PROFILES = "internal.profiles"
 PROFILE_CORE_MAX_BYTES = 4 * 1024 * 1024
+# The delivery executor (streams/delivery/): outcomes per attempt, commands that gave up,
+# its ledger (streams/delivery/ledger.py) and disabled destinations.
+DELIVERY_OUTCOMES = "delivery.outcomes"
+DELIVERY_DEAD_LETTER = "delivery.deadletter"
+DELIVERY_LEDGER = "delivery.ledger"
+DELIVERY_CONTROL = "delivery.control"
 ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 
 ENVELOPE = "io.activation.events.EventEnvelope"
 ACTION_COMMAND = "io.activation.actions.ActionCommand"
 DEAD_LETTER_RECORD = "io.activation.ops.DeadLetter"
 AUDIENCE_CHANGE_RECORD = "io.activation.actions.AudienceMembershipChanged"
+DELIVERY_OUTCOME_RECORD = "io.activation.delivery.DeliveryOutcome"
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,28 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         exact_partitions=True,
     )
     return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core,
-            profiles]
+            profiles, *delivery_topics(settings)]
+
+
+def delivery_topics(settings: Settings) -> list[TopicSpec]:
+    """The delivery executor's topics (streams/delivery/)."""
+    outcomes = TopicSpec(  # read by services we do not deploy: FULL_TRANSITIVE
+        settings.topic(DELIVERY_OUTCOMES), settings.action_partitions, DELIVERY_OUTCOME_RECORD,
+        "FULL_TRANSITIVE", {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"})
+    dead = TopicSpec(
+        settings.topic(DELIVERY_DEAD_LETTER), 1, DEAD_LETTER_RECORD, "BACKWARD",
+        {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"})
+    # Partition p holds the entries of every action topic's partition p: one per
+    # action-topic partition, exactly.
+    window_ms = str(int(settings.delivery_dedup_window.total_seconds() * 1000))
+    ledger = TopicSpec(
+        settings.topic(DELIVERY_LEDGER), settings.action_partitions, None, "NONE",
+        {"cleanup.policy": "compact,delete", "retention.ms": window_ms,
+         "min.compaction.lag.ms": "0"}, exact_partitions=True)
+    control = TopicSpec(
+        settings.topic(DELIVERY_CONTROL), 1, None, "NONE",
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
+    return [outcomes, dead, ledger, control]
 
 
 def admin_client(settings: Settings) -> AdminClient:

@@ -1,0 +1,5 @@
+import sys
+
+from streams.delivery.cli import main
+
+sys.exit(main())

@@ -1,0 +1,298 @@
+"""The executor's asyncio side: commands in, jobs to lanes, outcomes staged for commit.
+
+It never touches Kafka: the Kafka thread (streams/delivery/kafka.py) hands it the
+commands it consumed and the ledgers of the partitions it was assigned, and commits
+what it stages (:class:`Staging`): for one input partition, the ledger entries, outcome
+records and dead letters, with the input offset they settle, in one transaction.
+
+Follow one command: :meth:`Executor.accept` decodes it, routes it to its destinations
+(``routed``), asks the partition's ledger whether each delivery should start
+(``admit``: not if delivered, under way or waiting), and queues a :class:`Job` per
+destination on that destination's lane. The lane's answer comes back to
+:meth:`Executor.on_answer`, which :func:`~streams.delivery.attempt.settle`\\ s it and
+stages the result; a retry is scheduled on the event loop (and is in the ledger, so a
+crash does not lose it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from streams.activation.definitions import DefinitionSet
+from streams.core.deadletter import DECODE_ERROR, SourceRecord, dead_letter
+from streams.delivery.attempt import Answer, Job, Settlement, dead_reason_text, settle
+from streams.delivery.breaker import Breaker
+from streams.delivery.destinations import Destination, routed
+from streams.delivery.lanes import Lane
+from streams.delivery.ledger import Entry, Ledger, Offsets, ledger_key, split_key
+from streams.delivery.metrics import DeliveryMetrics, result_class
+from streams.delivery.policy import RetryPolicy
+from streams.errors import ConfigError, DecodeError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+STAGE = "delivery"
+DESTINATION_HEADER = "x-delivery-destination"  # a re-drive: this destination only
+REDRIVE_HEADER = "x-activation-redrive-count"
+# (topic, key, value, partition or None)
+Record = tuple[str, bytes | None, bytes, int | None]
+
+
+class Staging(Protocol):
+    def stage(self, topic: str, partition: int, records: list[Record],
+              offset: int | None) -> None: ...
+
+
+class Codec(Protocol):
+    """Decoding commands and encoding what the executor writes (Avro, registry)."""
+
+    def command(self, value: bytes) -> dict[str, Any]: ...
+
+    def outcome(self, record: dict[str, Any]) -> bytes: ...
+
+    def dead_letter(self, record: dict[str, Any]) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Topics:
+    ledger: str
+    outcomes: str
+    dead_letters: str
+    control: str
+
+
+@dataclass
+class Owned:
+    generation: int
+    ledger: Ledger
+    offsets: Offsets = field(default_factory=Offsets)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A consumed command record, as the Kafka thread hands it over."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes]
+
+
+class Executor:
+    def __init__(self, settings: Settings, definitions: Callable[[], DefinitionSet | None],
+                 disabled: Callable[[str], bool], codec: Codec, topics: Topics,
+                 metrics: DeliveryMetrics) -> None:
+        self._definitions, self._disabled = definitions, disabled
+        self._codec, self._topics, self.metrics = codec, topics, metrics
+        self._staging: Staging = _Unbound()
+        self._secrets = {k: v.get_secret_value() for k, v in settings.delivery_secrets.items()}
+        self.policy = RetryPolicy(settings.delivery_retry_schedule,
+                                  settings.delivery_retry_jitter)
+        self._breaker = (settings.delivery_breaker_failures,
+                         settings.delivery_breaker_cooldown.total_seconds())
+        self.owned: dict[tuple[str, int], Owned] = {}
+        self.lanes: dict[str, Lane] = {}
+        self._breakers: dict[str, Breaker] = {}
+        self._generation = 0
+        self.waiting = 0
+
+    def bind(self, staging: Staging) -> None:
+        """Where staged records go (the Kafka side, built after the executor)."""
+        self._staging = staging
+
+    # --- partitions --------------------------------------------------------------
+
+    def assigned(self, topic: str, partition: int, ledger: Ledger) -> None:
+        self._generation += 1
+        self.owned[(topic, partition)] = Owned(self._generation, ledger)
+        for key, entry in ledger.waiting():
+            self._resume(topic, partition, key, entry)
+
+    def revoked(self, topic: str, partition: int) -> None:
+        """Jobs of the partition still queued, running or waiting are dropped as they
+        come up (their generation is gone): the new owner has them from the ledger."""
+        self.owned.pop((topic, partition), None)
+
+    def pending(self) -> int:
+        return self.waiting + sum(lane.queue.qsize() for lane in self.lanes.values())
+
+    # --- commands in --------------------------------------------------------------
+
+    def accept(self, messages: list[Incoming]) -> None:
+        now = datetime.now(UTC)
+        for msg in messages:
+            owned = self.owned.get((msg.topic, msg.partition))
+            if owned is not None:  # else revoked since it was read: the new owner has it
+                self._accept(owned, msg, now)
+
+    def _accept(self, owned: Owned, msg: Incoming, now: datetime) -> None:
+        try:
+            command = self._codec.command(msg.value or b"")
+        except DecodeError as exc:
+            owned.offsets.add(msg.offset, 0)
+            self._dead_letter_poison(owned, msg, exc, now)
+            return
+        only = msg.headers.get(DESTINATION_HEADER)
+        jobs = [self._job(owned, msg, command, d.id) for d in self._targets(command, only)]
+        admitted = [j for j in jobs if owned.ledger.admit(j.key, redrive=only is not None)]
+        owned.offsets.add(msg.offset, len(admitted))
+        if not admitted:  # nothing to do (or done before): the offset may move on
+            self._staging.stage(msg.topic, msg.partition, [], owned.offsets.committable())
+        for job in admitted:
+            owned.ledger.start(job.key)
+            self._dispatch(job, now)
+
+    def _targets(self, command: dict[str, Any], only: bytes | None) -> list[Destination]:
+        definitions = self._definitions()
+        found = [] if definitions is None else routed(definitions.destinations, command)
+        return found if only is None else [d for d in found if d.id == only.decode()]
+
+    def _job(self, owned: Owned, msg: Incoming, command: dict[str, Any],
+             destination: str) -> Job:
+        redrives = int(msg.headers.get(REDRIVE_HEADER, b"0") or 0)
+        return Job(msg.topic, msg.partition, msg.offset,
+                   ledger_key(msg.topic, destination, command["action_id"]), destination,
+                   command, msg.key, msg.value or b"", generation=owned.generation,
+                   redrives=redrives)
+
+    def _dispatch(self, job: Job, now: datetime) -> None:
+        destination = self._destination(job.destination)
+        if destination is None or self._disabled(job.destination):
+            why = "destination disabled" if destination else "destination no longer defined"
+            self._settle(job, Answer(None, why, attempted=False), now, disabled=True)
+            return
+        try:
+            lane = self._lane(destination)
+        except (KeyError, ConfigError) as exc:  # a secret it names is not in settings
+            why = f"destination misconfigured: {type(exc).__name__} {exc}"
+            self._settle(job, Answer(None, why, attempted=False), now, disabled=True)
+            return
+        lane.queue.put_nowait(job)
+
+    def _destination(self, destination_id: str) -> Destination | None:
+        definitions = self._definitions()
+        return None if definitions is None else definitions.destinations.get(destination_id)
+
+    def _lane(self, destination: Destination) -> Lane:
+        lane = self.lanes.get(destination.id)
+        if lane is not None and lane.destination == destination:
+            return lane
+        breaker = self._breakers.setdefault(destination.id, Breaker(*self._breaker))
+        new = Lane(destination, self._secrets, breaker, self.on_answer)
+        new.start()
+        if lane is not None:  # the definition changed: the old lane hands over and ends
+            lane.hand_over(new)
+        self.lanes[destination.id] = new
+        return new
+
+    # --- answers ------------------------------------------------------------------
+
+    async def on_answer(self, job: Job, answer: Answer, now: datetime) -> None:
+        if answer.attempted:
+            self.metrics.attempts.labels(job.destination,
+                                         result_class(answer.status, answer.error)).inc()
+            self.metrics.request_seconds.labels(job.destination).observe(answer.elapsed_s)
+        self._settle(job, answer, now)
+
+    def _settle(self, job: Job, answer: Answer, now: datetime, disabled: bool = False) -> None:
+        owned = self.owned.get((job.topic, job.partition))
+        if owned is None or owned.generation != job.generation:
+            return  # revoked meanwhile: not ours to record
+        result = settle(job, answer, self.policy, now, disabled=disabled)
+        owned.ledger.record(job.key, result.entry)
+        records = self._records(job, result, now)
+        if job.offset is not None:
+            owned.offsets.settle(job.offset)
+        self._staging.stage(job.topic, job.partition, records, owned.offsets.committable())
+        self._count(job, result, now)
+        if result.entry.status == "retrying":
+            self._wait(job.next(result.entry), result.entry)
+
+    def _records(self, job: Job, result: Settlement, now: datetime) -> list[Record]:
+        t = self._topics
+        pid = str(job.command["profile_id"]).encode()
+        records: list[Record] = [
+            (t.ledger, job.key.encode(), result.entry.encode(), job.partition),
+            (t.outcomes, pid, self._codec.outcome(result.outcome), None)]
+        if result.dead_reason is not None:
+            source = SourceRecord(job.topic, job.partition, -1 if job.offset is None
+                                  else job.offset, job.record_key, job.record_value,
+                                  [(DESTINATION_HEADER, job.destination.encode())])
+            letter = dead_letter(source, result.dead_reason, dead_reason_text(result), STAGE,
+                                 now, job.redrives)
+            records.append((t.dead_letters, job.destination.encode(),
+                            self._codec.dead_letter(letter), None))
+            self.metrics.dead_letters.labels(result.dead_reason).inc()
+        if result.disable:
+            records.append((t.control, job.destination.encode(), control_value(
+                True, f"HTTP 410 for action {job.command['action_id']}", now), None))
+        return records
+
+    def _count(self, job: Job, result: Settlement, now: datetime) -> None:
+        status = result.entry.status
+        self.metrics.outcomes.labels(job.destination, status).inc()
+        created = job.command.get("created_at")
+        if status == "delivered" and isinstance(created, datetime):
+            self.metrics.latency_seconds.labels(job.destination).observe(
+                max(0.0, (now - created).total_seconds()))
+
+    # --- retries ------------------------------------------------------------------
+
+    def _wait(self, job: Job, entry: Entry) -> None:
+        delay = 0.0 if entry.due is None else (entry.due - datetime.now(UTC)).total_seconds()
+        self.waiting += 1
+        asyncio.get_running_loop().call_later(max(0.0, delay), self._due, job)
+
+    def _due(self, job: Job) -> None:
+        self.waiting -= 1
+        owned = self.owned.get((job.topic, job.partition))
+        if owned is not None and owned.generation == job.generation:
+            self._dispatch(job, datetime.now(UTC))
+
+    def _resume(self, topic: str, partition: int, key: str, entry: Entry) -> None:
+        """A retry read back from the ledger (after a restart or a rebalance)."""
+        try:
+            command = self._codec.command(entry.value or b"")
+        except DecodeError:
+            log.exception("ledger entry %s holds an undecodable command; dropped", key)
+            return
+        owned = self.owned[(topic, partition)]
+        owned.ledger.start(key)
+        job = Job(topic, partition, None, key, split_key(key)[1], command, entry.key,
+                  entry.value or b"", attempts=entry.attempts, first_at=entry.first_at,
+                  generation=owned.generation)
+        self._wait(job, entry)
+
+    def _dead_letter_poison(self, owned: Owned, msg: Incoming, exc: Exception,
+                            now: datetime) -> None:
+        source = SourceRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                              list(msg.headers.items()))
+        letter = dead_letter(source, DECODE_ERROR, f"{type(exc).__name__}: {exc}", STAGE, now)
+        self.metrics.dead_letters.labels(DECODE_ERROR).inc()
+        self._staging.stage(msg.topic, msg.partition, [(
+            self._topics.dead_letters, msg.key, self._codec.dead_letter(letter), None)],
+            owned.offsets.committable())
+
+    async def close(self) -> None:
+        await asyncio.gather(*(lane.close() for lane in self.lanes.values()))
+
+
+
+class _Unbound:
+    def stage(self, topic: str, partition: int, records: list[Record],
+              offset: int | None) -> None:
+        raise RuntimeError("Executor.bind() was not called")
+
+
+def control_value(disabled: bool, reason: str, at: datetime, by: str = "executor") -> bytes:
+    """A ``delivery.control`` record: a destination disabled (or enabled again)."""
+    return orjson.dumps({"disabled": disabled, "reason": reason, "at": at, "by": by})

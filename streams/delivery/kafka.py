@@ -1,0 +1,242 @@
+"""The executor's Kafka side, on one thread: a consumer of the action topics (consumer
+group ``<app id>-delivery``, so executors share the partitions and scale on their own)
+and one transactional producer.
+
+- **Assignment.** Before a partition's first command is handed over, its ledger
+  partition (the same number) is read to its end, read_committed
+  (:func:`read_ledger`), so the executor knows every delivery done or waiting there.
+- **Commit.** Every ``ACTIVATION_DELIVERY_COMMIT_INTERVAL`` what the asyncio side staged
+  (ledger entries, outcomes, dead letters) is produced and the input offsets it settles
+  are committed, in one transaction with the consumer group's metadata (KIP-447): an
+  executor that lost its partitions in a rebalance cannot commit for them any more.
+  Staged records of partitions no longer assigned are dropped (their new owner
+  redoes them from the ledger and the committed offset).
+- **Back-pressure.** Past ``ACTIVATION_DELIVERY_MAX_PENDING`` jobs in memory, the
+  consumer pauses its partitions until half of them are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from streams.delivery.executor import Executor, Incoming, Record
+from streams.delivery.ledger import Ledger
+from streams.delivery.metrics import DeliveryMetrics
+from streams.errors import BrokerError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+RESTORE_TIMEOUT_S = 120.0
+TRANSACTION_TIMEOUT_MS = 15_000  # an abandoned transaction blocks a ledger restore this long
+
+
+@dataclass
+class _Staged:
+    records: list[tuple[tuple[str, int], Record]] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def read_ledger(settings: Settings, ledger_topic: str, partition: int, topics: set[str]
+                ) -> dict[str, Ledger]:
+    """Ledger partition ``partition`` to its end, split by action topic."""
+    out = {t: Ledger() for t in topics}
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"ledger-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "enable.partition.eof": True})
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(ledger_topic, partition), 30)
+        consumer.assign([TopicPartition(ledger_topic, partition, OFFSET_BEGINNING)])
+        deadline, position = time.monotonic() + RESTORE_TIMEOUT_S, 0
+        while position < high:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"{ledger_topic}[{partition}]: not read to offset {high} "
+                                  f"in {RESTORE_TIMEOUT_S:.0f} s (stuck at {position})")
+            for msg in consumer.consume(2000, 0.5):
+                err = msg.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    raise BrokerError(f"reading {ledger_topic}: {err}")
+                if err is None:
+                    _restore(out, msg)
+            position = max(position, _position(consumer, ledger_topic, partition))
+        return out
+    finally:
+        consumer.close()
+
+
+def _restore(out: dict[str, Ledger], msg: Message) -> None:
+    key = (msg.key() or b"").decode()
+    ledger = out.get(key.split("|", 1)[0])
+    if ledger is not None:
+        ledger.restore(key, msg.value())
+
+
+def _position(consumer: Consumer, topic: str, partition: int) -> int:
+    [tp] = consumer.position([TopicPartition(topic, partition)])
+    return int(tp.offset) if tp.offset >= 0 else 0
+
+
+class KafkaSide:
+    def __init__(self, settings: Settings, executor: Executor, loop: asyncio.AbstractEventLoop,
+                 action_topics: list[str], ledger_topic: str, metrics: DeliveryMetrics) -> None:
+        self._settings, self._executor, self._loop = settings, executor, loop
+        self._topics, self._ledger_topic, self._metrics = action_topics, ledger_topic, metrics
+        self._lock = threading.Lock()
+        self._staged = _Staged()
+        self._assigned: set[tuple[str, int]] = set()
+        self._paused = False
+        self._stop = threading.Event()
+        self.failed: BaseException | None = None
+        self.ever_assigned = threading.Event()
+        self._consumer = Consumer({
+            **settings.kafka_client_config(), "group.id": settings.delivery_group,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range"})
+        self._producer = Producer({
+            **settings.kafka_client_config(), "enable.idempotence": True,
+            "transactional.id": f"{settings.delivery_group}-{uuid.uuid4().hex}",
+            "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, "linger.ms": 5})
+        self._thread = threading.Thread(target=self._run, name="delivery-kafka", daemon=True)
+
+    # --- called from the event loop ------------------------------------------------
+
+    def stage(self, topic: str, partition: int, records: list[Record],
+              offset: int | None) -> None:
+        tp = (topic, partition)
+        with self._lock:
+            self._staged.records.extend((tp, r) for r in records)
+            if offset is not None:
+                self._staged.offsets[tp] = max(offset, self._staged.offsets.get(tp, 0))
+
+    def start(self) -> None:
+        self._producer.init_transactions(30)
+        self._consumer.subscribe(self._topics, on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    # --- the Kafka thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        interval = self._settings.delivery_commit_interval.total_seconds()
+        last = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                batch = self._consumer.consume(500, 0.05)
+                incoming = [_incoming(m) for m in batch if _usable(m)]
+                if incoming:
+                    self._loop.call_soon_threadsafe(self._executor.accept, incoming)
+                if time.monotonic() - last >= interval:
+                    self._commit()
+                    last = time.monotonic()
+                self._flow_control()
+            self._commit()
+        except BaseException as exc:  # fatal: the process stops; a restart resumes
+            log.exception("delivery Kafka loop failed")
+            self.failed = exc
+        finally:
+            self._consumer.close()
+
+    def _commit(self) -> None:
+        with self._lock:
+            staged, self._staged = self._staged, _Staged()
+        records = [r for tp, r in staged.records if tp in self._assigned]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in staged.offsets.items()
+                   if (t, p) in self._assigned]
+        if not records and not offsets:
+            return
+        try:
+            self._producer.begin_transaction()
+            for topic, key, value, partition in records:
+                self._producer.produce(topic, value, key,
+                                       partition=-1 if partition is None else partition)
+            if offsets:
+                self._producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), 30)
+            self._producer.commit_transaction(30)
+            self._metrics.commits.inc()
+        except KafkaException as exc:
+            self._abort(exc, staged)
+
+    def _abort(self, exc: KafkaException, staged: _Staged) -> None:
+        err = exc.args[0]
+        if err.fatal():
+            raise BrokerError(f"delivery transaction failed for good: {err}") from exc
+        log.warning("delivery transaction aborted, retrying with the next commit: %s", err)
+        self._metrics.commit_failures.inc()
+        if err.txn_requires_abort():
+            self._producer.abort_transaction(30)
+        with self._lock:  # what it carried goes again, before anything staged since
+            staged.records.extend(self._staged.records)
+            for tp, off in self._staged.offsets.items():
+                staged.offsets[tp] = max(off, staged.offsets.get(tp, 0))
+            self._staged = staged
+
+    def _flow_control(self) -> None:
+        pending, limit = self._executor.pending(), self._settings.delivery_max_pending
+        parts = [TopicPartition(t, p) for t, p in self._assigned]
+        if not self._paused and pending >= limit and parts:
+            self._consumer.pause(parts)
+            self._paused = True
+            log.warning("%d delivery jobs in memory: reading paused", pending)
+        elif self._paused and pending < limit // 2:
+            self._consumer.resume(parts)
+            self._paused = False
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        by_number: dict[int, set[str]] = {}
+        for tp in partitions:
+            by_number.setdefault(tp.partition, set()).add(tp.topic)
+        for number, topics in sorted(by_number.items()):
+            ledgers = read_ledger(self._settings, self._ledger_topic, number, topics)
+            for topic, ledger in ledgers.items():
+                self._assigned.add((topic, number))
+                self._loop.call_soon_threadsafe(self._executor.assigned, topic, number, ledger)
+        log.info("delivery partitions assigned: %s", sorted(self._assigned))
+        self.ever_assigned.set()
+        if self._paused:  # a fresh assignment starts resumed
+            self._paused = False
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit()  # what is known about them is recorded before they go
+        for tp in partitions:
+            self._assigned.discard((tp.topic, tp.partition))
+            self._loop.call_soon_threadsafe(self._executor.revoked, tp.topic, tp.partition)
+
+
+def _usable(msg: Message) -> bool:
+    err = msg.error()
+    if err is None:
+        return True
+    if err.code() != KafkaError._PARTITION_EOF:
+        log.warning("action topic read error: %s", err)
+    return False
+
+
+def _incoming(msg: Message) -> Incoming:
+    raw = msg.headers() or []
+    pairs = list(raw.items()) if isinstance(raw, dict) else list(raw)
+    headers = {k: v.encode() if isinstance(v, str) else bytes(v or b"") for k, v in pairs}
+    key, value = msg.key(), msg.value()
+    return Incoming(str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0),
+                    key.encode() if isinstance(key, str) else key,
+                    value.encode() if isinstance(value, str) else value, headers)
+

@@ -1,0 +1,121 @@
+"""The executor's asyncio side, driven for real against a local HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from streams.settings import Settings
+from tests.unit.delivery.conftest import (
+    SECRET,
+    Receiver,
+    command_record,
+    definitions,
+    destination,
+    make_executor,
+    settled,
+)
+
+
+def fast(settings_factory: Callable[..., Settings], **kw: Any) -> Settings:
+    return settings_factory(delivery_secrets={"S": SECRET},
+                            delivery_retry_schedule=[0.05, 0.05, 0.05],
+                            delivery_retry_jitter=0, **kw)
+
+
+async def test_500_twice_then_200_is_delivered_once(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    rec.script["a1"] = [500, 500, 200]
+    ex, staged = make_executor(fast(settings_factory), definitions(destination("crm", rec.url)))
+    ex.accept([command_record("a1", 0)])
+    await settled(lambda: any(o["status"] == "delivered" for o in staged.on("outcomes")))
+    assert rec.got == ["a1", "a1", "a1"]  # the same webhook-id on every attempt
+    assert [(o["status"], o["attempt"]) for o in staged.on("outcomes")] == [
+        ("retrying", 1), ("retrying", 2), ("delivered", 3)]
+    # the input offset was settled by the first outcome: a retry never blocks it
+    assert staged.offsets[("actions.crm", 0)] == 1
+    ex.accept([command_record("a1", 1)])  # Kafka hands it over again
+    await asyncio.sleep(0.2)
+    assert rec.got == ["a1", "a1", "a1"] and staged.offsets[("actions.crm", 0)] == 2
+    await ex.close()
+
+
+async def test_4xx_dead_letters_and_a_redrive_starts_over(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    rec.script["a2"] = [422, 200]
+    ex, staged = make_executor(fast(settings_factory), definitions(destination("crm", rec.url)))
+    ex.accept([command_record("a2", 0)])
+    await settled(lambda: bool(staged.on("dead")))
+    [letter] = staged.on("dead")
+    assert letter["reason_code"] == "rejected" and "HTTP 422" in letter["reason"]
+    assert "answer 422" in letter["reason"]
+    ex.accept([command_record("a2", 1)])  # the same command again: not re-driven, no call
+    await asyncio.sleep(0.1)
+    assert rec.got == ["a2"]
+    ex.accept([command_record("a2", 2, {"x-delivery-destination": b"crm",
+                                        "x-activation-redrive-count": b"1"})])
+    await settled(lambda: staged.on("outcomes")[-1]["status"] == "delivered")
+    assert rec.got == ["a2", "a2"]
+    await ex.close()
+
+
+async def test_410_disables_and_exhausted_retries_fail(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    rec.script["gone"] = [410]
+    rec.script["down"] = [503]
+    ex, staged = make_executor(fast(settings_factory, delivery_breaker_failures=100),
+                               definitions(destination("crm", rec.url)))
+    ex.accept([command_record("gone", 0), command_record("down", 1)])
+    await settled(lambda: len(staged.on("dead")) == 2)
+    reasons = sorted(d["reason_code"] for d in staged.on("dead"))
+    assert reasons == ["destination_disabled", "retries_exhausted"]
+    assert rec.got.count("down") == 4  # the first attempt and three retries
+    assert [k for t, k, _, _ in staged.records if t == "control"] == [b"crm"]
+    await ex.close()
+
+
+async def test_a_slow_destination_does_not_slow_another(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    slow, quick = await receiver(), await receiver()
+    slow.delay_s = 2.0
+    defs = definitions(destination("slow", slow.url, concurrency=1),
+                       destination("quick", quick.url, concurrency=4))
+    ex, staged = make_executor(fast(settings_factory), defs)
+    ex.accept([command_record(f"c{i}", i) for i in range(20)])
+    await settled(lambda: len(quick.got) == 20, timeout=3.0)
+    assert len(slow.got) <= 2  # one at a time, two seconds each
+    assert staged.offsets[("actions.crm", 0)] == 0  # the slow ones hold the commit back
+    await ex.close()
+
+
+async def test_a_revoked_partition_records_nothing_more(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    rec.delay_s = 0.3
+    ex, staged = make_executor(fast(settings_factory), definitions(destination("crm", rec.url)))
+    ex.accept([command_record("r1", 0)])
+    await settled(lambda: rec.got == ["r1"])
+    ex.revoked("actions.crm", 0)
+    await asyncio.sleep(0.5)
+    assert staged.on("outcomes") == []  # the new owner redoes it from the ledger
+    await ex.close()
+
+
+async def test_disabled_or_misconfigured_destinations_dead_letter_at_once(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    ex, staged = make_executor(settings_factory(delivery_secrets={}),
+                               definitions(destination("crm", rec.url)))
+    ex.accept([command_record("m1", 0)])
+    [letter] = staged.on("dead")
+    assert "misconfigured" in letter["reason"] and rec.got == []
+    ex2, staged2 = make_executor(fast(settings_factory), definitions(
+        destination("crm", rec.url)), disabled={"crm"})
+    ex2.accept([command_record("m2", 0)])
+    assert [d["reason_code"] for d in staged2.on("dead")] == ["destination_disabled"]
+    await ex.close()
+    await ex2.close()
