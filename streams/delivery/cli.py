@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from streams.delivery.control import Control, write_control
 from streams.delivery.executor import DESTINATION_HEADER, REDRIVE_HEADER
@@ -42,23 +42,27 @@ from streams.settings import Settings, load_settings
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0
                ) -> list[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of partition 0 of ``topic``, up to its end as of now."""
+    """(offset, key, value) of partition 0 of ``topic`` up to its end as of now, committed
+    records only (the executor writes transactionally: the end is a commit marker, which
+    is no record, so the end is the consumer's end-of-partition event, not an offset)."""
     consumer = Consumer({**settings.kafka_client_config(), "group.id": f"cli-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "enable.partition.eof": True})
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        consumer.assign([TopicPartition(topic, 0, low)])
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         out: list[tuple[int, bytes | None, bytes | None]] = []
-        position, deadline = low, time.monotonic() + timeout_s
-        while position < high:
+        deadline = time.monotonic() + timeout_s
+        while True:
             if time.monotonic() > deadline:
                 raise BrokerError(f"timed out reading {topic}")
             msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                offset = int(msg.offset() or 0)
-                out.append((offset, _bytes(msg.key()), _bytes(msg.value())))
-                position = offset + 1
-        return out
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                return out
+            if err is None:
+                out.append((int(msg.offset() or 0), _bytes(msg.key()), _bytes(msg.value())))
     finally:
         consumer.close()
 
