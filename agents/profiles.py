@@ -49,6 +49,7 @@ from streams.activation.runtime import (
     retire_merged,
     set_clock,
 )
+from streams.activation.schedules import ScheduleContext, on_run_command, on_tick
 from streams.app import app, settings
 from streams.core.batch import (
     BATCH_HEADER,
@@ -75,6 +76,7 @@ from streams.core.routing import (
     MERGE_OUT,
     RELINK,
     RESTORE,
+    SCHEDULE_RUN,
     TICK,
     UNDO_MERGE,
     MergeIn,
@@ -125,8 +127,13 @@ class Activation:
                             lambda pid: canonical_id(self.store, pid), CONFIG.timeline_limit)
 
 
+def schedules(store: StateStore) -> ScheduleContext:
+    return ScheduleContext(store, store.scan, CONFIG.timeline_limit)
+
+
 def run_tick(message: Any, store: StateStore, out: Outputs) -> None:
-    """Fire the due timers of this partition."""
+    """Fire the due timers of this partition, then its share of the scheduled actions
+    due (streams/activation/schedules.py: in chunks, its progress in the store)."""
     now = datetime.fromisoformat(json.loads(message.value)["now"])
     if MANUAL:
         set_clock(store, now)
@@ -147,6 +154,7 @@ def run_tick(message: Any, store: StateStore, out: Outputs) -> None:
             continue
         if emission is not None:
             out.emissions.append(emission)
+    out.emissions.extend(on_tick(schedules(store), now, definitions))
 
 
 def _forward(out: Outputs, name: bytes, profile_id: str, body: bytes) -> None:
@@ -212,8 +220,14 @@ def run_restore(message: Any, store: StateStore, out: Outputs) -> None:
     restore(store, Profile.from_json(message.value))
 
 
+def run_schedule(message: Any, store: StateStore, out: Outputs) -> None:
+    """A scheduled action run by hand (scripts/schedules run): this partition's share."""
+    out.emissions.extend(on_run_command(schedules(store), message.value,
+                                        Activation(store).now(), definitions_in_force()))
+
+
 COMMANDS = {MERGE_OUT: run_merge_out, MERGE_IN: run_merge_in, UNDO_MERGE: run_undo,
-            RESTORE: run_restore}
+            RESTORE: run_restore, SCHEDULE_RUN: run_schedule}
 
 
 def run_command(message: Any, command: bytes, store: StateStore, out: Outputs) -> None:

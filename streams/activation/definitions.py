@@ -6,6 +6,8 @@ Layout of a definitions directory::
     journeys/<id>.yaml    {id?, version, trigger, steps, exit_when?, reentry?, holdout_percent?}
     governance.yaml       consent-independent rules: suppression, caps, quiet hours, holdout
     destinations/<id>.yaml  where the delivery executor calls (streams/delivery/destinations.py)
+    schedules/<id>.yaml   {id?, cron, timezone, audience | condition, action, catch_up?}
+                          scheduled (batch) actions (streams/activation/schedules.py)
 
 ``id`` defaults to the file name. Every error names the file, the path inside it and what
 is wrong (``journeys/churn.yaml: steps[2].wait.duration: ...``). The set's ``version`` is a
@@ -18,12 +20,13 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streams.activation.conditions import Condition, Duration
@@ -245,12 +248,55 @@ class GovernanceRules(_Strict):
         return value
 
 
+class Schedule(_Strict):
+    """A scheduled (batch) action: at every ``cron`` instant in ``timezone``, ``action``
+    for each profile in ``audience`` (or matching ``condition``), through governance.
+    ``catch_up``: a tick missed while no worker ran runs ``once`` (the latest missed one)
+    or is ``skip``ped. Run by streams/activation/schedules.py."""
+
+    id: str = Field(min_length=1)
+    description: str = ""
+    cron: str = Field(min_length=1)  # five fields: minute hour day-of-month month day-of-week
+    timezone: str
+    audience: str | None = None
+    condition: Condition | None = None
+    action: SendSpec
+    catch_up: Literal["once", "skip"] = "once"
+    holdout_percent: float | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        # Five fields only: cronsim's Debian-cron handling of DST gaps and repeats applies
+        # to those, and a seconds field means nothing to ticks a second apart.
+        if len(value.split()) != 5:
+            raise ValueError(f"expected five cron fields (minute hour day month weekday), "
+                             f"got {value!r}")
+        try:
+            CronSim(value, datetime(2000, 1, 1, tzinfo=UTC))
+        except CronSimError as exc:
+            raise ValueError(f"invalid cron expression {value!r}: {exc}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return GovernanceRules._zone(value)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Schedule:
+        if (self.audience is None) == (self.condition is None):
+            raise ValueError("give exactly one of audience, condition")
+        return self
+
+
 class DefinitionSet(_Strict):
     version: str
     audiences: dict[str, Audience]
     journeys: dict[str, Journey]
     governance: GovernanceRules
     destinations: dict[str, Destination] = Field(default_factory=dict)
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
 
     def journeys_for_audience(self, audience_id: str) -> list[Journey]:
         return [j for _, j in sorted(self.journeys.items()) if j.trigger.audience == audience_id]
@@ -260,7 +306,7 @@ class DefinitionSet(_Strict):
 
 
 M = TypeVar("M", bound=BaseModel)
-D = TypeVar("D", Audience, Journey, Destination)
+D = TypeVar("D", Audience, Journey, Destination, Schedule)
 
 
 def format_path(loc: Sequence[int | str]) -> str:
@@ -342,9 +388,18 @@ def _check_references(
                                       f"(steps: {sorted(ids)})")
 
 
+def _check_schedules(audiences: dict[str, Audience], schedules: dict[str, Schedule],
+                     files: dict[str, str]) -> None:
+    for sid, schedule in sorted(schedules.items()):
+        if schedule.audience is not None and schedule.audience not in audiences:
+            raise DefinitionError(f"{files[sid]}: audience: unknown audience "
+                                  f"{schedule.audience!r} (known: {sorted(audiences)})")
+
+
 def canonical_json(audiences: dict[str, Audience], journeys: dict[str, Journey],
                    governance: GovernanceRules,
-                   destinations: dict[str, Destination] | None = None) -> bytes:
+                   destinations: dict[str, Destination] | None = None,
+                   schedules: dict[str, Schedule] | None = None) -> bytes:
     def dump(model: BaseModel) -> Any:
         return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -353,12 +408,14 @@ def canonical_json(audiences: dict[str, Audience], journeys: dict[str, Journey],
            "governance": dump(governance)}
     if destinations:  # absent when none: sets published before destinations keep their hash
         doc["destinations"] = {k: dump(v) for k, v in sorted(destinations.items())}
+    if schedules:  # likewise: sets without schedules keep the hash they had
+        doc["schedules"] = {k: dump(v) for k, v in sorted(schedules.items())}
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _canonical(definitions: DefinitionSet) -> bytes:
     return canonical_json(definitions.audiences, definitions.journeys, definitions.governance,
-                          definitions.destinations)
+                          definitions.destinations, definitions.schedules)
 
 
 def load_definitions(directory: Path) -> DefinitionSet:
@@ -368,12 +425,15 @@ def load_definitions(directory: Path) -> DefinitionSet:
     audiences, _ = _load_dir(directory, "audiences", Audience)
     journeys, files = _load_dir(directory, "journeys", Journey)
     destinations, _ = _load_dir(directory, "destinations", Destination)
+    schedules, schedule_files = _load_dir(directory, "schedules", Schedule)
     gov_path = directory / "governance.yaml"
     governance = (_validate(GovernanceRules, _read_yaml(gov_path, "governance.yaml"),
                             "governance.yaml") if gov_path.exists() else GovernanceRules())
     _check_references(audiences, journeys, files)
+    _check_schedules(audiences, schedules, schedule_files)
     unversioned = DefinitionSet(version="", audiences=audiences, journeys=journeys,
-                                governance=governance, destinations=destinations)
+                                governance=governance, destinations=destinations,
+                                schedules=schedules)
     digest = hashlib.sha256(_canonical(unversioned)).hexdigest()
     return unversioned.model_copy(update={"version": digest[:12]})
 
@@ -394,7 +454,8 @@ def from_snapshot(raw: bytes) -> DefinitionSet:
         journeys={k: Journey.model_validate(v) for k, v in doc["journeys"].items()},
         governance=GovernanceRules.model_validate(doc["governance"]),
         destinations={k: Destination.model_validate(v)
-                      for k, v in doc.get("destinations", {}).items()})
+                      for k, v in doc.get("destinations", {}).items()},
+        schedules={k: Schedule.model_validate(v) for k, v in doc.get("schedules", {}).items()})
     digest = hashlib.sha256(_canonical(unversioned)).hexdigest()[:12]
     if digest != doc.get("version"):
         raise DefinitionError(f"snapshot: version: says {doc.get('version')!r}, "

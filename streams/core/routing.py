@@ -12,6 +12,8 @@ the ``x-activation-command`` header:
                 and activation notes
 ``undo-merge``  to the winner's partition: undo a merge recorded there
 ``restore``     to the loser's partition after an undo: its profile again
+``schedule-run`` a scheduled action run by hand (scripts/schedules), sent by that CLI
+                straight to every partition: {schedule_id, at} (streams/activation/schedules.py)
 
 What the loser's retirement emits (its audience exits, its journeys' clean-up such as
 paid-media removals) is published under the *winner's* key: on every action topic
@@ -35,6 +37,7 @@ MERGE_OUT = b"merge-out"
 MERGE_IN = b"merge-in"
 RESTORE = b"restore"
 RELINK = b"relink"
+SCHEDULE_RUN = b"schedule-run"
 
 
 def partition_of(profile_id: str, partitions: int) -> int:

@@ -23,7 +23,7 @@ DEAD_REASONS: dict[Status, str] = {"failed": "retries_exhausted", "dead_lettered
                                    "disabled": "destination_disabled"}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs a setattr call per field
 class Job:
     """One (command, destination) delivery, on its way or waiting."""
 
@@ -45,7 +45,7 @@ class Job:
         return replace(self, offset=None, attempts=entry.attempts, first_at=entry.first_at)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
     status: int | None  # None: no HTTP answer
     error: str | None = None  # timeout, connection refused, ... or the breaker
@@ -55,7 +55,7 @@ class Answer:
     attempted: bool = True  # False: not sent (circuit open): costs no attempt
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Settlement:
     entry: Entry
     outcome: dict[str, Any]  # DeliveryOutcome

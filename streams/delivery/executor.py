@@ -75,7 +75,7 @@ class Owned:
     offsets: Offsets = field(default_factory=Offsets)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Incoming:
     """A consumed command record, as the Kafka thread hands it over."""
 
@@ -198,9 +198,9 @@ class Executor:
 
     async def on_answer(self, job: Job, answer: Answer, now: datetime) -> None:
         if answer.attempted:
-            self.metrics.attempts.labels(job.destination,
-                                         result_class(answer.status, answer.error)).inc()
-            self.metrics.request_seconds.labels(job.destination).observe(answer.elapsed_s)
+            m = self.metrics
+            m.of(m.attempts, job.destination, result_class(answer.status, answer.error)).inc()
+            m.of(m.request_seconds, job.destination).observe(answer.elapsed_s)
         self._settle(job, answer, now)
 
     def _settle(self, job: Job, answer: Answer, now: datetime, disabled: bool = False) -> None:
@@ -239,10 +239,11 @@ class Executor:
 
     def _count(self, job: Job, result: Settlement, now: datetime) -> None:
         status = result.entry.status
-        self.metrics.outcomes.labels(job.destination, status).inc()
+        m = self.metrics
+        m.of(m.outcomes, job.destination, status).inc()
         created = job.command.get("created_at")
         if status == "delivered" and isinstance(created, datetime):
-            self.metrics.latency_seconds.labels(job.destination).observe(
+            m.of(m.latency_seconds, job.destination).observe(
                 max(0.0, (now - created).total_seconds()))
 
     # --- retries ------------------------------------------------------------------

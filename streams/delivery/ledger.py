@@ -22,6 +22,7 @@ delivered again.
 from __future__ import annotations
 
 import base64
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -41,7 +42,7 @@ def split_key(key: str) -> tuple[str, str, str]:
     return topic, destination, action_id
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     status: Status
     attempts: int
@@ -116,14 +117,19 @@ class Ledger:
 @dataclass
 class Offsets:
     """Which input offsets of one partition still have deliveries without a recorded
-    first outcome; the partition may commit up to the lowest of them."""
+    first outcome; the partition may commit up to the lowest of them. A heap with lazy
+    deletion: asked after every outcome, with thousands open, ``min()`` over them was a
+    tenth of the executor's time."""
 
     open: dict[int, int] = field(default_factory=dict)  # offset -> jobs not yet settled
     next_offset: int | None = None
+    _heap: list[int] = field(default_factory=list)
 
     def add(self, offset: int, jobs: int) -> None:
         self.next_offset = max(self.next_offset or 0, offset + 1)
         if jobs:
+            if offset not in self.open:
+                heapq.heappush(self._heap, offset)
             self.open[offset] = self.open.get(offset, 0) + jobs
 
     def settle(self, offset: int) -> None:
@@ -135,4 +141,7 @@ class Offsets:
 
     def committable(self) -> int | None:
         """The offset to commit (the next one to read after a restart)."""
-        return min(self.open) if self.open else self.next_offset
+        heap = self._heap
+        while heap and heap[0] not in self.open:
+            heapq.heappop(heap)
+        return heap[0] if heap else self.next_offset
