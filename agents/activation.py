@@ -25,13 +25,13 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from agents.ingest import COMMAND_HEADER, core_topic, retrying
+from agents.ingest import core_topic, retrying
 from agents.metrics import ActivationMetrics
 from streams.activation.definitions import DefinitionSet
 from streams.activation.distribution import DefinitionsFollower
 from streams.activation.runtime import Emission
 from streams.app import app, metrics_registry, serde, settings
-from streams.core.routing import TICK
+from streams.core.routing import COMMAND_HEADER, TICK
 from streams.errors import RegistryError
 from streams.serde import Encoder
 from streams.topics import (

@@ -32,14 +32,14 @@ import httpx
 from faust.web import View
 from prometheus_client import generate_latest
 
-from agents.ingest import COMMAND_HEADER, core_topic
+from agents.ingest import core_topic
 from streams.activation.notes import read_notes
 from streams.activation.runtime import activation_view
 from streams.app import app, metrics_registry, settings
 from streams.core.identity import KIND_PREFIX
 from streams.core.pipeline import canonical_id, load_profile, merge_history
 from streams.core.profile import Profile, timeline_page, to_api
-from streams.core.routing import UNDO_MERGE, partition_of
+from streams.core.routing import COMMAND_HEADER, UNDO_MERGE, partition_of
 from streams.topics import PROFILE_CORE, PROFILES
 from tables.state import StateStore, identity_state, profile_states
 

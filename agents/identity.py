@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.ingest import COMMAND_HEADER, core_topic, header, metrics
+from agents.ingest import core_topic, header, metrics
 from agents.owned import (
     PARTITIONS,
     PROFILES_TOPIC,
@@ -37,7 +37,7 @@ from streams.core.contract import ContractViolation
 from streams.core.dedup import DEDUP_PREFIX
 from streams.core.identity_stage import expired_markers, relink, route_event
 from streams.core.pipeline import APPLIED, canonical_id
-from streams.core.routing import MERGE_OUT, RELINK, TICK, UNDO_MERGE, partition_of
+from streams.core.routing import COMMAND_HEADER, MERGE_OUT, RELINK, TICK, UNDO_MERGE, partition_of
 from streams.errors import BrokerError
 from tables.state import StateStore, identity_state
 

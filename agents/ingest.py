@@ -59,7 +59,6 @@ _dead_letter_encoder: list[Encoder] = []
 # a redelivery (same record) from a producer's duplicate (same event id, new record).
 ORIGIN_HEADER = "x-activation-origin"
 REDRIVE_HEADER = "x-activation-redrive-count"  # set by scripts/deadletters
-COMMAND_HEADER = "x-activation-command"  # commands between stages (streams/core/routing.py)
 
 
 def origin_of(source: SourceRecord) -> bytes:

@@ -22,7 +22,7 @@ from typing import Any
 
 from agents.activation import definitions_in_force, wait_for_definitions
 from agents.activation import metrics as activation_metrics
-from agents.ingest import COMMAND_HEADER, header
+from agents.ingest import header
 from agents.owned import (
     PARTITIONS,
     PROFILES_TOPIC,
@@ -46,6 +46,7 @@ from streams.activation.runtime import (
     drop_timer,
     due_timers,
     fire_timer,
+    note_delivery,
     retire_merged,
     set_clock,
 )
@@ -72,6 +73,8 @@ from streams.core.pipeline import (
 )
 from streams.core.profile import Profile
 from streams.core.routing import (
+    COMMAND_HEADER,
+    DELIVERY_NOTE,
     MERGE_IN,
     MERGE_OUT,
     RELINK,
@@ -226,8 +229,17 @@ def run_schedule(message: Any, store: StateStore, out: Outputs) -> None:
                                         Activation(store).now(), definitions_in_force()))
 
 
+def run_delivery_note(message: Any, store: StateStore, out: Outputs) -> None:
+    """A delivery outcome for a profile's timeline; dropped for a profile not here (merged
+    away since, or never seen on this partition)."""
+    outcome = json.loads(message.value)
+    if load_profile(store, outcome["profile_id"]) is not None:
+        note_delivery(store, outcome["profile_id"], outcome, CONFIG.timeline_limit)
+
+
 COMMANDS = {MERGE_OUT: run_merge_out, MERGE_IN: run_merge_in, UNDO_MERGE: run_undo,
-            RESTORE: run_restore, SCHEDULE_RUN: run_schedule}
+            RESTORE: run_restore, SCHEDULE_RUN: run_schedule,
+            DELIVERY_NOTE: run_delivery_note}
 
 
 def run_command(message: Any, command: bytes, store: StateStore, out: Outputs) -> None:

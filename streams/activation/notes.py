@@ -32,6 +32,8 @@ from streams.core.profile import micros, timeline_order
 NOTES = b"n:"
 _DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
                     "definitions_version", "not_before")
+_DELIVERY_DETAIL = ("action_id", "destination", "channel", "status", "attempt", "http_status",
+                    "error", "next_attempt_at")
 
 # (prefix, limit) -> up to ``limit`` (key, value) pairs whose key starts with ``prefix``
 Scanner = Callable[[bytes, int], list[tuple[bytes, bytes]]]
@@ -72,6 +74,18 @@ def notes_of(profile_id: str, decisions: Iterable[dict[str, Any]],
         notes.append(_note(c["change_id"], f"audience.{c['change']}", micros(c["changed_at"]),
                            f"{c['change']} audience {c['audience_id']}", detail))
     return notes
+
+
+def delivery_note(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A delivery executor's outcome (streams/delivery/attempt.py ``outcome_record``, as
+    JSON) as a timeline note: ``delivery.delivered``, ``delivery.retrying``, ..."""
+    answered = (f"HTTP {outcome['http_status']}" if outcome.get("http_status") is not None
+                else outcome.get("error") or "not sent")
+    summary = (f"{outcome['channel']} {outcome['action_type']} to {outcome['destination']}: "
+               f"{outcome['status']} after {outcome['attempt']} attempt(s), {answered}")
+    detail = {k: outcome[k] for k in _DELIVERY_DETAIL if outcome.get(k) is not None}
+    at = micros(datetime.fromisoformat(outcome["occurred_at"]))
+    return _note(outcome["outcome_id"], f"delivery.{outcome['status']}", at, summary, detail)
 
 
 def write_notes(store: Store, profile_id: str, written: int, notes: list[dict[str, Any]],

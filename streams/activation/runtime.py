@@ -43,7 +43,7 @@ from streams.activation.facts import (
     facts_from_profile,
 )
 from streams.activation.model import stable_id
-from streams.activation.notes import adopted, notes_of, write_notes
+from streams.activation.notes import adopted, delivery_note, notes_of, write_notes
 from streams.core.profile import Profile, from_micros, micros
 from streams.records import Envelope
 
@@ -318,6 +318,15 @@ def adopt_notes(store: Store, profile_id: str, loser: str, notes: list[dict[str,
         return
     state, last = load_state(store, profile_id)
     written = write_notes(store, profile_id, state.notes_written, adopted(notes, loser), limit)
+    save_state(store, state.model_copy(update={"notes_written": written}), last)
+
+
+def note_delivery(store: Store, profile_id: str, outcome: dict[str, Any], limit: int) -> None:
+    """A delivery outcome on the profile's timeline (the executor sends it as a
+    ``delivery-note`` command, streams/delivery/executor.py)."""
+    state, last = load_state(store, profile_id)
+    written = write_notes(store, profile_id, state.notes_written, [delivery_note(outcome)],
+                          limit)
     save_state(store, state.model_copy(update={"notes_written": written}), last)
 
 

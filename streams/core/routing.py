@@ -12,6 +12,8 @@ the ``x-activation-command`` header:
                 and activation notes
 ``undo-merge``  to the winner's partition: undo a merge recorded there
 ``restore``     to the loser's partition after an undo: its profile again
+``delivery-note`` to the profile's partition: a delivery outcome for its timeline, sent
+                by the delivery executor with the outcome (streams/delivery/executor.py)
 ``schedule-run`` a scheduled action run by hand (scripts/schedules), sent by that CLI
                 straight to every partition: {schedule_id, at} (streams/activation/schedules.py)
 
@@ -33,11 +35,13 @@ from typing import Any
 
 TICK = b"tick"
 UNDO_MERGE = b"undo-merge"
+COMMAND_HEADER = "x-activation-command"  # names the command a record carries
 MERGE_OUT = b"merge-out"
 MERGE_IN = b"merge-in"
 RESTORE = b"restore"
 RELINK = b"relink"
 SCHEDULE_RUN = b"schedule-run"
+DELIVERY_NOTE = b"delivery-note"
 
 
 def partition_of(profile_id: str, partitions: int) -> int:

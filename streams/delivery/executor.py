@@ -27,6 +27,7 @@ import orjson
 
 from streams.activation.definitions import DefinitionSet
 from streams.core.deadletter import DECODE_ERROR, SourceRecord, dead_letter
+from streams.core.routing import COMMAND_HEADER, DELIVERY_NOTE, partition_of
 from streams.delivery.attempt import Answer, Job, Settlement, dead_reason_text, settle
 from streams.delivery.breaker import Breaker
 from streams.delivery.destinations import Destination, routed
@@ -41,8 +42,9 @@ log = logging.getLogger(__name__)
 STAGE = "delivery"
 DESTINATION_HEADER = "x-delivery-destination"  # a re-drive: this destination only
 REDRIVE_HEADER = "x-activation-redrive-count"
-# (topic, key, value, partition or None)
-Record = tuple[str, bytes | None, bytes, int | None]
+# (topic, key, value, partition or None, headers)
+Record = tuple[str, bytes | None, bytes, int | None, list[tuple[str, str | bytes | None]] | None]
+NOTE_HEADERS: list[tuple[str, str | bytes | None]] = [(COMMAND_HEADER, DELIVERY_NOTE)]
 
 
 class Staging(Protocol):
@@ -66,6 +68,8 @@ class Topics:
     outcomes: str
     dead_letters: str
     control: str
+    profiles: str  # the profile stage's, for the outcomes' timeline notes
+    profile_partitions: int
 
 
 @dataclass
@@ -221,8 +225,10 @@ class Executor:
         t = self._topics
         pid = str(job.command["profile_id"]).encode()
         records: list[Record] = [
-            (t.ledger, job.key.encode(), result.entry.encode(), job.partition),
-            (t.outcomes, pid, self._codec.outcome(result.outcome), None)]
+            (t.ledger, job.key.encode(), result.entry.encode(), job.partition, None),
+            (t.outcomes, pid, self._codec.outcome(result.outcome), None, None),
+            (t.profiles, pid, orjson.dumps(result.outcome), partition_of(
+                job.command["profile_id"], t.profile_partitions), NOTE_HEADERS)]
         if result.dead_reason is not None:
             source = SourceRecord(job.topic, job.partition, -1 if job.offset is None
                                   else job.offset, job.record_key, job.record_value,
@@ -230,11 +236,11 @@ class Executor:
             letter = dead_letter(source, result.dead_reason, dead_reason_text(result), STAGE,
                                  now, job.redrives)
             records.append((t.dead_letters, job.destination.encode(),
-                            self._codec.dead_letter(letter), None))
+                            self._codec.dead_letter(letter), None, None))
             self.metrics.dead_letters.labels(result.dead_reason).inc()
         if result.disable:
             records.append((t.control, job.destination.encode(), control_value(
-                True, f"HTTP 410 for action {job.command['action_id']}", now), None))
+                True, f"HTTP 410 for action {job.command['action_id']}", now), None, None))
         return records
 
     def _count(self, job: Job, result: Settlement, now: datetime) -> None:
@@ -280,7 +286,7 @@ class Executor:
         letter = dead_letter(source, DECODE_ERROR, f"{type(exc).__name__}: {exc}", STAGE, now)
         self.metrics.dead_letters.labels(DECODE_ERROR).inc()
         self._staging.stage(msg.topic, msg.partition, [(
-            self._topics.dead_letters, msg.key, self._codec.dead_letter(letter), None)],
+            self._topics.dead_letters, msg.key, self._codec.dead_letter(letter), None, None)],
             owned.offsets.committable())
 
     async def close(self) -> None:

@@ -165,8 +165,8 @@ class KafkaSide:
             return
         try:
             self._producer.begin_transaction()
-            for topic, key, value, partition in records:
-                self._producer.produce(topic, value, key,
+            for topic, key, value, partition, headers in records:
+                self._producer.produce(topic, value, key, headers=headers,
                                        partition=-1 if partition is None else partition)
             if offsets:
                 self._producer.send_offsets_to_transaction(

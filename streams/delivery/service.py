@@ -37,6 +37,7 @@ from streams.topics import (
     DELIVERY_LEDGER,
     DELIVERY_OUTCOME_RECORD,
     DELIVERY_OUTCOMES,
+    PROFILES,
     action_topic,
     admin_client,
     delivery_topics,
@@ -64,7 +65,8 @@ class AvroCodec:
 
 def topics_of(settings: Settings) -> Topics:
     return Topics(settings.topic(DELIVERY_LEDGER), settings.topic(DELIVERY_OUTCOMES),
-                  settings.topic(DELIVERY_DEAD_LETTER), settings.topic(DELIVERY_CONTROL))
+                  settings.topic(DELIVERY_DEAD_LETTER), settings.topic(DELIVERY_CONTROL),
+                  settings.topic(PROFILES), settings.profile_partitions)
 
 
 def codec_of(settings: Settings, topics: Topics) -> AvroCodec:

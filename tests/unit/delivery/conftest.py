@@ -28,7 +28,7 @@ from streams.delivery.metrics import DeliveryMetrics
 from streams.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
-TOPICS = Topics("ledger", "outcomes", "dead", "control")
+TOPICS = Topics("ledger", "outcomes", "dead", "control", "profiles", 4)
 
 
 class JsonCodec:
@@ -57,7 +57,7 @@ class MemoryStaging:
             self.offsets[(topic, partition)] = offset
 
     def on(self, topic: str) -> list[dict[str, Any]]:
-        return [json.loads(v) for t, _, v, _ in self.records if t == topic]
+        return [json.loads(v) for t, _, v, _, _ in self.records if t == topic]
 
 
 @dataclass

@@ -74,7 +74,7 @@ async def test_410_disables_and_exhausted_retries_fail(
     reasons = sorted(d["reason_code"] for d in staged.on("dead"))
     assert reasons == ["destination_disabled", "retries_exhausted"]
     assert rec.got.count("down") == 4  # the first attempt and three retries
-    assert [k for t, k, _, _ in staged.records if t == "control"] == [b"crm"]
+    assert [k for t, k, _, _, _ in staged.records if t == "control"] == [b"crm"]
     await ex.close()
 
 
