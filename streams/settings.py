@@ -148,6 +148,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Secrets destinations name (signing, auth), as a JSON object: "
                     '{"CRM_WEBHOOK_V1": "whsec_...", "CRM_TOKEN": "..."}.')
+    delivery_url_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Destination id -> URL used instead of its definition's, for this "
+                    "deployment (a container network, a staging receiver); JSON object.")
     delivery_retry_schedule: list[timedelta] = Field(
         default_factory=lambda: list(STANDARD_WEBHOOKS_SCHEDULE), min_length=0,
         description="Waits between attempts, a JSON list of seconds or ISO 8601 durations "

@@ -99,6 +99,7 @@ class Executor:
         self._codec, self._topics, self.metrics = codec, topics, metrics
         self._staging: Staging = _Unbound()
         self._secrets = {k: v.get_secret_value() for k, v in settings.delivery_secrets.items()}
+        self._urls = settings.delivery_url_overrides
         self.policy = RetryPolicy(settings.delivery_retry_schedule,
                                   settings.delivery_retry_jitter)
         self._breaker = (settings.delivery_breaker_failures,
@@ -184,7 +185,11 @@ class Executor:
 
     def _destination(self, destination_id: str) -> Destination | None:
         definitions = self._definitions()
-        return None if definitions is None else definitions.destinations.get(destination_id)
+        found = None if definitions is None else definitions.destinations.get(destination_id)
+        url = self._urls.get(destination_id)
+        if found is not None and url is not None and str(found.url) != url:
+            found = found.model_copy(update={"url": url})  # the same every time: lane kept
+        return found
 
     def _lane(self, destination: Destination) -> Lane:
         lane = self.lanes.get(destination.id)

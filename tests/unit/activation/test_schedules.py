@@ -28,8 +28,8 @@ from streams.activation.runtime import (
     fire_timer,
     load_state,
 )
+from streams.activation.schedule_preview import Preview
 from streams.activation.schedules import (
-    Preview,
     Progress,
     RunRequest,
     ScheduleContext,

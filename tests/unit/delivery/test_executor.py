@@ -119,3 +119,14 @@ async def test_disabled_or_misconfigured_destinations_dead_letter_at_once(
     assert [d["reason_code"] for d in staged2.on("dead")] == ["destination_disabled"]
     await ex.close()
     await ex2.close()
+
+
+async def test_a_deployment_overrides_a_destination_url(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    settings = fast(settings_factory, delivery_url_overrides={"crm": rec.url})
+    ex, staged = make_executor(settings, definitions(destination("crm", "http://crm.invalid/x")))
+    ex.accept([command_record("u1", 0), command_record("u2", 1)])
+    await settled(lambda: len(staged.on("outcomes")) == 2)
+    assert rec.got == ["u1", "u2"] and len(ex.lanes) == 1
+    await ex.close()
