@@ -7,6 +7,9 @@
         client.send(make_event("purchase_completed", datetime.now(UTC), customer_id="c1",
                                properties={"order_id": "o1", "order_value": "149.99",
                                            "currency": "EUR"}))
+
+Events without an ``event_id`` get one in the client, once, before the first attempt;
+retries resend it, so a lost response never turns into a second event.
 """
 
 from activation_client.client import AsyncClient, Client

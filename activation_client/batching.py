@@ -2,7 +2,9 @@
 
 Events are flushed when ``batch_size`` are waiting, every ``flush_interval``
 seconds, on ``flush()``, on ``close()`` and at interpreter exit, so a script
-that forgets to close its client still delivers what it queued.
+that forgets to close its client still delivers what it queued. Queued events
+already carry their ``event_id`` (the client assigns it in ``enqueue``), so a
+retried batch, or one resent from ``failed``, cannot create duplicates.
 """
 
 from __future__ import annotations

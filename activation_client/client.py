@@ -3,7 +3,11 @@
 Both share one decision function (:func:`_outcome`) so they retry identically:
 429, 5xx and connection errors are retried with exponential backoff and full
 jitter, honouring Retry-After; 400, 401, 403, 413 and 415 are raised at once.
-Retries resend the same ``event_id`` s, so they never create duplicates.
+
+Every event is given an ``event_id`` here, before its first attempt, unless it
+already has one (:func:`_checked`): the gateway deduplicates by that id, so a
+retry after a lost response is answered from its cache instead of becoming a
+second event. Left to the gateway, each attempt would get a fresh id.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,10 +69,29 @@ def _headers(api_key: str, idempotency_key: str | None) -> dict[str, str]:
 
 
 def _checked(events: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """Checked copies of ``events``, each with an ``event_id`` (a new uuid4 where missing).
+
+    The caller's mappings are left as they are: the id lives on the copy, which is
+    what every attempt (and the background queue) sends, so retries reuse it.
+    """
     out = [dict(e) for e in events]
     for event in out:
+        if event.get("event_id") is None:
+            event["event_id"] = str(uuid.uuid4())
         check_event(event)
     return out
+
+
+def _with_id(answer: dict[str, Any], event: Event) -> dict[str, Any]:
+    # The gateway's answer names the id already; a proxy or stub might not.
+    answer.setdefault("event_id", event["event_id"])
+    return answer
+
+
+def _with_ids(answer: dict[str, Any], events: list[Event]) -> dict[str, Any]:
+    # Batch answers list ids per event in ``results``; one flat list is easier to log.
+    answer.setdefault("event_ids", [e["event_id"] for e in events])
+    return answer
 
 
 class Client:
@@ -86,12 +110,23 @@ class Client:
         self._batcher: ThreadBatcher | None = None
 
     def send(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Send one event; returns the gateway's answer once Kafka has it."""
+        """Send one event; returns the gateway's answer once Kafka has it.
+
+        An event without ``event_id`` is sent as a copy with a new one (``event`` is not
+        changed); every retry resends that id, also as ``Idempotency-Key``. The answer's
+        ``event_id`` is the id the event was stored under.
+        """
         body = _checked([event])[0]
-        return self._post(EVENTS, body, body.get("event_id"))
+        return _with_id(self._post(EVENTS, body, body["event_id"]), body)
 
     def send_batch(self, events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-        return self._post(BATCH, {"events": _checked(events)}, None)
+        """Send events in one request; ids are assigned as in :meth:`send`.
+
+        The gateway deduplicates a batch per event by ``event_id``, so no
+        ``Idempotency-Key`` is sent. The answer's ``event_ids`` lists the ids in order.
+        """
+        body = _checked(events)
+        return _with_ids(self._post(BATCH, {"events": body}, None), body)
 
     def _post(self, path: str, body: Any, idempotency_key: str | None) -> dict[str, Any]:
         headers = _headers(self._api_key, idempotency_key)
@@ -109,11 +144,17 @@ class Client:
                 self._sleep(step.wait)
         raise RetriesExhaustedError(self._retry.max_attempts, last)
 
-    def enqueue(self, event: Mapping[str, Any]) -> None:
-        """Queue for background batching (checked now, sent within ``flush_interval``)."""
+    def enqueue(self, event: Mapping[str, Any]) -> str:
+        """Queue for background batching (checked now, sent within ``flush_interval``).
+
+        Returns the event's ``event_id``, assigned now if missing, so it can be logged
+        before the event is sent; the queued copy keeps it through every retry.
+        """
         if self._batcher is None:
             self._batcher = ThreadBatcher(self.send_batch, self._batch_size, self._flush_interval)
-        self._batcher.add(_checked([event])[0])
+        body = _checked([event])[0]
+        self._batcher.add(body)
+        return str(body["event_id"])
 
     @property
     def failed(self) -> list[tuple[list[Event], ClientError]]:
@@ -154,11 +195,14 @@ class AsyncClient:
         self.failed: list[tuple[list[Event], ClientError]] = []
 
     async def send(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Like :meth:`Client.send`: the ``event_id`` is assigned once, before sending."""
         body = _checked([event])[0]
-        return await self._post(EVENTS, body, body.get("event_id"))
+        return _with_id(await self._post(EVENTS, body, body["event_id"]), body)
 
     async def send_batch(self, events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-        return await self._post(BATCH, {"events": _checked(events)}, None)
+        """Like :meth:`Client.send_batch`; the answer's ``event_ids`` lists the ids."""
+        body = _checked(events)
+        return _with_ids(await self._post(BATCH, {"events": body}, None), body)
 
     async def _post(self, path: str, body: Any, idempotency_key: str | None) -> dict[str, Any]:
         headers = _headers(self._api_key, idempotency_key)
@@ -176,12 +220,15 @@ class AsyncClient:
                 await asyncio.sleep(step.wait)
         raise RetriesExhaustedError(self._retry.max_attempts, last)
 
-    async def enqueue(self, event: Mapping[str, Any]) -> None:
-        self._queue.append(_checked([event])[0])
+    async def enqueue(self, event: Mapping[str, Any]) -> str:
+        """Like :meth:`Client.enqueue`: returns the ``event_id`` the queued copy carries."""
+        body = _checked([event])[0]
+        self._queue.append(body)
         if len(self._queue) >= self._batch_size:
             await self.flush()
         elif self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_later())
+        return str(body["event_id"])
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._flush_interval)

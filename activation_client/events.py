@@ -2,8 +2,9 @@
 
 The checks mirror the gateway's contract so most mistakes are caught in the
 sender's process; the gateway still validates everything (typed payload fields
-of known events included). Every event gets an ``event_id`` here, once, so a
-retried request can never create a second event.
+of known events included). :func:`make_event` gives every event an ``event_id``;
+the clients give one to any other event lacking it, on a copy, before its first
+attempt, so a retried request can never create a second event.
 """
 
 from __future__ import annotations
