@@ -1,7 +1,7 @@
 """The API key store shared by every gateway: a compacted Kafka topic of key records.
 
 Each gateway reads the whole topic at start (no consumer group: every instance
-needs every key) and then tails it, so a revocation written by
+needs every key) and then follows it (streams/follower.py), so a revocation written by
 ``scripts/apikeys revoke`` takes effect on all gateways within one poll
 interval. Values are JSON :class:`KeyRecord` s keyed by key id; revocation
 writes ``revoked: true`` (kept for audit), a tombstone deletes a key outright.
@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from ingest.auth import ADMIN, BOOTSTRAP_ID, SCOPES, KeyRecord, KeyTable, hash_key
 from streams.errors import BrokerError
+from streams.follower import Follower, read_topic
 from streams.settings import Settings
 from streams.topics import API_KEYS as KEYS_TOPIC
 from streams.topics import TopicSpec, declared_topics, ensure_topics
 
-POLL_SECONDS = 0.25
 log = logging.getLogger("ingest.keystore")
 
 
@@ -77,51 +75,25 @@ def bootstrap_record(settings: Settings) -> KeyRecord | None:
 
 
 class KeyTopicReader:
-    """Background thread: full read of the key topic, then tailing it."""
+    """The key topic read fully at start, then followed (streams/follower.py)."""
 
     def __init__(self, settings: Settings, table: KeyTable) -> None:
         self._settings = settings
         self._table = table
-        self.loaded = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="key-topic-reader", daemon=True)
+        self._follower = Follower(settings, settings.topic(KEYS_TOPIC), self._apply,
+                                  "key-topic-reader", on_loaded=self._loaded,
+                                  prepare=lambda: ensure_keys_topic(settings))
+        self.loaded = self._follower.loaded
 
     def start(self) -> None:
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._follower.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._read_forever()
-            except (KafkaException, BrokerError) as exc:
-                log.warning("key topic unavailable, retrying: %s", exc)
-                self._stop.wait(1.0)
-
-    def _read_forever(self) -> None:
-        topic = self._settings.topic(KEYS_TOPIC)
-        consumer = Consumer({**self._settings.kafka_client_config(),
-                             "group.id": f"ingest-keys-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        try:
-            ensure_keys_topic(self._settings)
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-            position = 0
-            while not self._stop.is_set():
-                msg = consumer.poll(POLL_SECONDS)
-                if msg is not None and msg.error() is None:
-                    self._apply(msg.key(), msg.value())
-                    position = (msg.offset() or 0) + 1
-                if not self.loaded.is_set() and position >= high:
-                    self._ensure_bootstrap()
-                    self.loaded.set()
-                    log.info("key store loaded: %d keys", len(self._table.records()))
-        finally:
-            consumer.close()
+    def _loaded(self) -> None:
+        self._ensure_bootstrap()
+        log.info("key store loaded: %d keys", len(self._table.records()))
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -149,23 +121,9 @@ class KeyTopicReader:
 def load_once(settings: Settings, table: KeyTable, timeout: float = 15.0) -> None:
     """Read the key topic up to its current end (the CLI's view; gateways tail instead)."""
     ensure_keys_topic(settings)
-    topic = settings.topic(KEYS_TOPIC)
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "apikeys-cli",
-                         "enable.auto.commit": False})
-    try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        position = 0
-        while position < high:
-            msg = consumer.poll(timeout)
-            if msg is None:
-                raise BrokerError(f"timed out reading {topic}")
-            if msg.error() is None and msg.key() is not None:
-                value = msg.value()
-                record = None if value is None else KeyRecord.from_json(json.loads(value))
-                table.apply(record, (msg.key() or b"").decode())
-            position = (msg.offset() or 0) + 1
-    except KafkaException as exc:
-        raise BrokerError(f"cannot read {topic}: {exc}") from exc
-    finally:
-        consumer.close()
+    for msg in read_topic(settings, settings.topic(KEYS_TOPIC), timeout, "apikeys-cli"):
+        key, value = msg.key(), msg.value()
+        if key is not None:
+            raw = value.encode() if isinstance(value, str) else value
+            record = None if raw is None else KeyRecord.from_json(json.loads(raw))
+            table.apply(record, key.decode() if isinstance(key, bytes) else key)

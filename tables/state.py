@@ -43,6 +43,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from rocksdict import Rdict, WriteBatch
 
 from streams.errors import BrokerError, StateFencedError
+from streams.follower import read_to_end
 from streams.settings import Settings
 from streams.topics import PROFILE_CORE_MAX_BYTES, TopicSpec, admin_client, ensure_topics
 from tables.memory import give_back_heap, restoring, store_options
@@ -56,7 +57,6 @@ META_DIRTY = b"\x00meta:dirty"
 APPLIED = b"\x00applied:"
 APPLIED_FLOOR = b"\x00meta:applied-floor"
 RESTORE_BATCH_BYTES = 8 * 1024 * 1024  # a RocksDB write batch during a restore
-RESTORE_POLL = 2_000  # records per consume() call
 PROGRESS_EVERY = 1_000_000
 TXN_TIMEOUT_S = 60.0
 ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
@@ -321,32 +321,9 @@ class StateStore:
         return max(start, low)
 
     def _read_to_end(self, consumer: Consumer) -> int:
-        read, pending, batch, last = 0, 0, WriteBatch(raw_mode=True), -1
-        done, logged = False, 0
-        while not done:
-            for msg in consumer.consume(RESTORE_POLL, 1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise BrokerError(f"reading {self.topic} failed: {err}")
-                    done = True
-                    continue
-                key, value = msg.key() or b"", msg.value()
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
-                last, read = msg.offset() or 0, read + 1
-                pending += len(key) + len(value or b"")
-            # Bounded by bytes, not records: a profile store's values are kilobytes
-            # (50,000 of them held 150 MB per batch, and the heap kept it).
-            if pending and (done or pending >= RESTORE_BATCH_BYTES):
-                batch.put(META_OFFSET, str(last).encode())
-                self._db.write(batch)
-                batch, pending = WriteBatch(raw_mode=True), 0
-                if read - logged >= PROGRESS_EVERY:
-                    logged = read
-                    log.info("state %s restore: %d records read", self.label, read)
+        writer = _RestoreWriter(self._db, self.label)
+        read = read_to_end(consumer, writer.add, None, self.topic)
+        writer.flush()
         return read
 
     def close(self) -> None:
@@ -356,6 +333,40 @@ class StateStore:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+
+
+class _RestoreWriter:
+    """Changelog records into RocksDB in write batches bounded by bytes, not records: a
+    profile store's values are kilobytes (50,000 of them held 150 MB per batch, and the
+    heap kept it). The changelog offset is written with each batch."""
+
+    def __init__(self, db: Rdict, label: str) -> None:
+        self._db, self._label = db, label
+        self._batch, self._pending, self._last = WriteBatch(raw_mode=True), 0, -1
+        self._read, self._logged = 0, 0
+
+    def add(self, messages: list[Any]) -> None:
+        for msg in messages:
+            key, value = msg.key() or b"", msg.value()
+            if value is None:
+                self._batch.delete(key)
+            else:
+                self._batch.put(key, value)
+            self._last = msg.offset() or 0
+            self._pending += len(key) + len(value or b"")
+        self._read += len(messages)
+        if self._pending >= RESTORE_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        self._batch.put(META_OFFSET, str(self._last).encode())
+        self._db.write(self._batch)
+        self._batch, self._pending = WriteBatch(raw_mode=True), 0
+        if self._read - self._logged >= PROGRESS_EVERY:
+            self._logged = self._read
+            log.info("state %s restore: %d records read", self._label, self._read)
 
 
 def _declare() -> tuple[StateStore, list[StateStore]]:

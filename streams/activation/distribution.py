@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,14 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaException, Message, Producer
 
 from streams.activation.definitions import (
     DefinitionError,
@@ -49,11 +41,10 @@ from streams.activation.definitions import (
     snapshot,
 )
 from streams.errors import BrokerError
+from streams.follower import Follower, read_topic
 from streams.settings import Settings
 from streams.topics import DEFINITIONS, admin_client, declared_topics, ensure_topics
 
-POLL_SECONDS = 0.25
-RETRY_SECONDS = 1.0
 ACK_TIMEOUT_S = 15.0
 _KEY_PREFIX = "v"
 _FIELDS: dict[str, type] = {"sequence": int, "version": str, "published_by": str,
@@ -173,46 +164,10 @@ def ensure_definitions_topic(settings: Settings) -> None:
     ensure_topics(admin_client(settings), [spec], settings.kafka_replication_factor, 10.0)
 
 
-def _consumer(settings: Settings, purpose: str) -> Consumer:
-    # A fresh group id every time: readers want the whole topic, never stored offsets.
-    return Consumer({**settings.kafka_client_config(),
-                     "group.id": f"{settings.app_id}-{purpose}-{uuid.uuid4().hex}",
-                     "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-
-
-def _assign_from_start(consumer: Consumer, topic: str) -> int:
-    """Assign partition 0 from the beginning; return the high watermark seen now."""
-    _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    return int(high)
-
-
 def _read_messages(settings: Settings, timeout_s: float) -> list[Message]:
-    """Every message of the topic up to the high watermark seen at the start."""
+    """Every message of the topic, as of now."""
     ensure_definitions_topic(settings)
-    topic = settings.topic(DEFINITIONS)
-    consumer = _consumer(settings, "definitions-reader")
-    messages: list[Message] = []
-    try:
-        high = _assign_from_start(consumer, topic)
-        position, deadline, last_error = 0, time.monotonic() + timeout_s, None
-        while position < high:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"timed out reading {topic} ({position}/{high}): "
-                                  f"{last_error or 'no answer'}")
-            msg = consumer.poll(POLL_SECONDS)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                last_error = msg.error()
-                continue
-            messages.append(msg)
-            position = max(position, (msg.offset() or 0) + 1)
-    except KafkaException as exc:
-        raise BrokerError(f"cannot read {topic}: {exc}") from exc
-    finally:
-        consumer.close()
-    return messages
+    return read_topic(settings, settings.topic(DEFINITIONS), timeout_s, "definitions-reader")
 
 
 def _scan(settings: Settings, timeout_s: float) -> tuple[list[Published], int]:
@@ -279,70 +234,34 @@ def publish(settings: Settings, directory: Path, author: str,
 
 
 class DefinitionsFollower:
-    """Background thread (like ingest/keystore.KeyTopicReader): reads the whole topic at start
-    (no consumer group offsets: unique group id, partition 0 from the beginning), then tails it.
+    """The definitions topic read fully at start, then followed (streams/follower.py).
 
-    ``loaded`` is set once the topic was read up to the high watermark seen at start (at once
-    for an empty topic). ``on_change`` runs on this thread whenever the publication in force
+    ``loaded`` is set once the topic was read to its end (at once for an empty topic).
+    ``on_change`` runs on the follower's thread whenever the publication in force
     changes; during the initial read it runs once, for the last one.
     """
 
     def __init__(self, settings: Settings,
                  on_change: Callable[[Published], None] | None = None) -> None:
-        self._settings = settings
         self._on_change = on_change
-        self.loaded = threading.Event()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._current: Published | None = None
         self._notified: Published | None = None
-        self._thread = threading.Thread(target=self._run, name="definitions-follower",
-                                        daemon=True)
+        self._follower = Follower(
+            settings, settings.topic(DEFINITIONS), self._apply, "definitions-follower",
+            on_loaded=self._notify, on_idle=self._notify,
+            prepare=lambda: ensure_definitions_topic(settings))
+        self.loaded = self._follower.loaded
 
     def current(self) -> Published | None:
         with self._lock:
             return self._current
 
     def start(self) -> None:
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._follow()
-            except (KafkaException, BrokerError) as exc:
-                log.warning("definitions topic unavailable, retrying: %s", exc)
-                self._stop.wait(RETRY_SECONDS)
-            except Exception:
-                # Workers keep the definitions in force whatever happens here: never die.
-                log.exception("definitions follower failed, retrying")
-                self._stop.wait(RETRY_SECONDS)
-
-    def _follow(self) -> None:
-        ensure_definitions_topic(self._settings)
-        consumer = _consumer(self._settings, "definitions-follower")
-        try:
-            high = _assign_from_start(consumer, self._settings.topic(DEFINITIONS))
-            position = 0
-            while not self._stop.is_set():
-                msg = consumer.poll(POLL_SECONDS)
-                if msg is not None and msg.error() is not None:
-                    log.warning("definitions topic: %s", msg.error())
-                elif msg is not None:
-                    self._apply(msg.key(), msg.value())
-                    position = max(position, (msg.offset() or 0) + 1)
-                if not self.loaded.is_set() and position >= high:
-                    self.loaded.set()
-                    log.info("definitions topic read up to offset %d", high)
-                if self.loaded.is_set():
-                    self._notify()
-        finally:
-            consumer.close()
+        self._follower.stop()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         try:

@@ -24,13 +24,12 @@ import getpass
 import json
 import logging
 import sys
-import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
+from streams import follower
 from streams.delivery.control import Control, write_control
 from streams.delivery.executor import DESTINATION_HEADER, REDRIVE_HEADER
 from streams.delivery.service import run_forever, topics_of
@@ -40,31 +39,10 @@ from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
 
 
-def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0
-               ) -> list[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of partition 0 of ``topic`` up to its end as of now, committed
-    records only (the executor writes transactionally: the end is a commit marker, which
-    is no record, so the end is the consumer's end-of-partition event, not an offset)."""
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"cli-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "enable.partition.eof": True})
-    try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        out: list[tuple[int, bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"timed out reading {topic}")
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None and err.code() == KafkaError._PARTITION_EOF:
-                return out
-            if err is None:
-                out.append((int(msg.offset() or 0), _bytes(msg.key()), _bytes(msg.value())))
-    finally:
-        consumer.close()
+def read_topic(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of every committed record of ``topic``, as of now."""
+    return [(int(m.offset() or 0), _bytes(m.key()), _bytes(m.value()))
+            for m in follower.read_topic(settings, topic, purpose="delivery-cli")]
 
 
 def _bytes(value: str | bytes | None) -> bytes | None:

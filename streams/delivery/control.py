@@ -10,18 +10,15 @@ reason ``destination_disabled`` (re-drive them once it is back).
 
 from __future__ import annotations
 
-import logging
 import threading
-import uuid
 from datetime import UTC, datetime
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from streams.errors import BrokerError
+from streams.follower import Follower
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 class Control:
@@ -51,37 +48,16 @@ class Control:
 
 
 class ControlFollower:
-    """Reads ``delivery.control`` from its start, then follows it (daemon thread)."""
+    """Reads ``delivery.control`` from its start, then follows it (streams/follower.py)."""
 
     def __init__(self, settings: Settings, topic: str, control: Control) -> None:
-        self._settings, self._topic, self._control = settings, topic, control
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="delivery-control",
-                                        daemon=True)
+        self._follower = Follower(settings, topic, control.apply, "delivery-control")
 
     def start(self) -> None:
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            consumer = Consumer({**self._settings.kafka_client_config(),
-                                 "group.id": f"control-{uuid.uuid4()}",
-                                 "enable.auto.commit": False})
-            try:
-                consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
-                while not self._stop.is_set():
-                    msg = consumer.poll(0.5)
-                    if msg is not None and msg.error() is None:
-                        self._control.apply(msg.key(), msg.value())
-            except KafkaException as exc:
-                log.warning("delivery control topic unavailable, retrying: %s", exc)
-                self._stop.wait(2.0)
-            finally:
-                consumer.close()
+        self._follower.stop()
 
 
 def write_control(settings: Settings, topic: str, destination: str, disabled: bool,

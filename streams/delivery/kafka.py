@@ -38,6 +38,7 @@ from streams.delivery.executor import Executor, Incoming, Record
 from streams.delivery.ledger import Ledger
 from streams.delivery.metrics import DeliveryMetrics
 from streams.errors import BrokerError
+from streams.follower import read_to_end, reader
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,39 +56,21 @@ def read_ledger(settings: Settings, ledger_topic: str, partition: int, topics: s
                 ) -> dict[str, Ledger]:
     """Ledger partition ``partition`` to its end, split by action topic."""
     out = {t: Ledger() for t in topics}
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"ledger-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "enable.partition.eof": True})
+
+    def restore(batch: list[Message]) -> None:
+        for msg in batch:
+            key = (msg.key() or b"").decode()
+            ledger = out.get(key.split("|", 1)[0])
+            if ledger is not None:
+                ledger.restore(key, msg.value())
+
+    consumer = reader(settings, "delivery-ledger")
     try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(ledger_topic, partition), 30)
         consumer.assign([TopicPartition(ledger_topic, partition, OFFSET_BEGINNING)])
-        deadline, position = time.monotonic() + RESTORE_TIMEOUT_S, 0
-        while position < high:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"{ledger_topic}[{partition}]: not read to offset {high} "
-                                  f"in {RESTORE_TIMEOUT_S:.0f} s (stuck at {position})")
-            for msg in consumer.consume(2000, 0.5):
-                err = msg.error()
-                if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                    raise BrokerError(f"reading {ledger_topic}: {err}")
-                if err is None:
-                    _restore(out, msg)
-            position = max(position, _position(consumer, ledger_topic, partition))
+        read_to_end(consumer, restore, RESTORE_TIMEOUT_S, f"{ledger_topic}[{partition}]")
         return out
     finally:
         consumer.close()
-
-
-def _restore(out: dict[str, Ledger], msg: Message) -> None:
-    key = (msg.key() or b"").decode()
-    ledger = out.get(key.split("|", 1)[0])
-    if ledger is not None:
-        ledger.restore(key, msg.value())
-
-
-def _position(consumer: Consumer, topic: str, partition: int) -> int:
-    [tp] = consumer.position([TopicPartition(topic, partition)])
-    return int(tp.offset) if tp.offset >= 0 else 0
 
 
 class KafkaSide:
