@@ -80,7 +80,9 @@ def create_app(
     sink = sink or EventSink(settings, metrics)
     policy = Policy(PayloadRules.from_catalog(SchemaCatalog.load(settings.schemas_dir)),
                     settings.gateway_max_future_skew, settings.gateway_unknown_events)
-    cache = AnswerCache(settings.gateway_idempotency_ttl.total_seconds())
+    cache = AnswerCache(settings.gateway_idempotency_ttl.total_seconds(),
+                        settings.gateway_idempotency_max_entries)
+    metrics.watch_cache(cache)
     gateway = Gateway(settings, table, reader, sink, Pipeline(policy, sink, cache, metrics),
                       RateLimiter(settings.gateway_rate_limit_per_second,
                                   settings.gateway_rate_limit_burst), metrics)

@@ -54,7 +54,7 @@ class RateLimiter:
 class AnswerCache:
     """Answers given to idempotency keys, kept ``ttl`` seconds, at most ``max_entries``."""
 
-    def __init__(self, ttl: float, max_entries: int = 1_000_000, clock: Clock = time.monotonic):
+    def __init__(self, ttl: float, max_entries: int = 200_000, clock: Clock = time.monotonic):
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock

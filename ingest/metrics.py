@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Sized
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -30,11 +32,18 @@ class Metrics:
             "ingest_events_total", "Events by outcome (accepted, invalid, failed, duplicate)",
             ["outcome"], registry=registry,
         )
+        self.cache_entries = Gauge(
+            "ingest_idempotency_cache_entries", "Idempotency answers held (about 0.5 KB each; "
+            "bounded by ACTIVATION_GATEWAY_IDEMPOTENCY_MAX_ENTRIES)", registry=registry)
         # labels() takes a lock and builds a key on every call: the few label values
         # the hot path uses are resolved once.
         self.accepted = self.events.labels("accepted")
         self.duplicates = self.events.labels("duplicate")
         self._per_request: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def watch_cache(self, cache: Sized) -> None:
+        """The cache's size, read at each scrape (no work on the request path)."""
+        self.cache_entries.set_function(lambda: len(cache))
 
     def request_done(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request and observe its latency."""

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     gateway_rate_limit_per_second: float = Field(1000.0, gt=0)
     gateway_rate_limit_burst: int = Field(2000, ge=1)
     gateway_idempotency_ttl: timedelta = timedelta(hours=24)
+    gateway_idempotency_max_entries: int = Field(
+        200_000, ge=0, description="idempotency answers a gateway keeps (about 0.5 KB each: "
+                                   "the default holds ~100 MB); the oldest go first")
     gateway_produce_timeout: timedelta = timedelta(seconds=10)
     api_key_pepper: SecretStr = Field(
         SecretStr("local-development-pepper"),
