@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery observe observability-check stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -20,12 +20,20 @@ run: install
 	scripts/run
 
 ## Lint, type-check, then every test (integration tests against a real broker and registry).
-test: install lint definitions-check
+test: install lint definitions-check observability-check
 	scripts/test
 
 ## Validate audience/journey/governance definitions and print their version.
 definitions-check: install
 	$(PY) -m streams.activation.cli validate
+
+## Alert rules and scrape configs through promtool (Debian's prometheus package).
+observability-check:
+	scripts/observability-check
+
+## Prometheus (system package) scraping the processes make run starts, with the alert rules.
+observe:
+	scripts/observe
 
 lint: install
 	$(VENV)/bin/ruff check streams agents tables ingest activation_client bench tests scripts/stack scripts/demo scripts/deadletters

@@ -4,21 +4,36 @@ executor delivers to a real receiver, and the outcome is on the profile's timeli
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
 from streams.activation.distribution import publish
 from streams.core.identity import new_profile_id
 from streams.serde import AvroSerde
-from streams.settings import REPO_ROOT
+from streams.settings import REPO_ROOT, Settings
 from streams.topics import declared_topics
 from tests.integration.core.conftest import CoreStack
-from tests.integration.core.harness import Worker, as_json, encode_all, free_port, produce, wait_for
+from tests.integration.core.harness import (
+    AUTH,
+    REPO,
+    Worker,
+    as_json,
+    encode_all,
+    free_port,
+    produce,
+    settings_env,
+    wait_for,
+)
 from tests.integration.core.test_activation import CLOCK, customer, onboarding, tick
 from tests.integration.delivery.conftest import (  # noqa: F401 - fixtures used by name
     SECRET,
@@ -27,6 +42,7 @@ from tests.integration.delivery.conftest import (  # noqa: F401 - fixtures used 
     executors,
     receiver,
 )
+from tests.support.observability import declared, referenced
 
 
 def test_an_event_becomes_a_signed_call_and_its_outcome_a_timeline_entry(
@@ -48,7 +64,7 @@ def test_an_event_becomes_a_signed_call_and_its_outcome_a_timeline_entry(
         local.replace("http://127.0.0.1:8900/hooks/activation", receiver.url("activation")))
     publish(settings, root, "end-to-end-test")
     worker = workers(settings)
-    executors(settings)
+    executor = executors(settings)
     tick(CoreStack(settings, core.ingest, core.dead_letter, core.encode), CLOCK)
     cust = customer("e2e")
     pid = new_profile_id(f"cid:{cust}")
@@ -66,3 +82,32 @@ def test_an_event_becomes_a_signed_call_and_its_outcome_a_timeline_entry(
     assert {n["detail"]["channel"] for n in notes} == {"email", "paid_media"}
     assert all(n["detail"]["destination"] == "local_receiver" for n in notes)
     print(json.dumps(notes[0], indent=1))
+    # Every metric the alert rules and the dashboard name is exported by a process.
+    with gateway_process(settings, tmp_path) as gateway_url:
+        pages = [httpx.get(f"{gateway_url}/metrics", headers=AUTH, timeout=10).text,
+                 worker.get("/metrics").text, executor.metrics()]
+    missing = referenced() - set().union(*(declared(page) for page in pages))
+    assert not missing, f"named by observability/ but exported by no process: {missing}"
+
+
+@contextmanager
+def gateway_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, **settings_env(settings), "ACTIVATION_GATEWAY_PORT": str(port)}
+    log = (tmp_path / "gateway.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "ingest"], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 60, f"gateway ready (log: {tmp_path / 'gateway.log'})")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
