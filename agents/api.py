@@ -14,17 +14,18 @@ and the web port, is shared through the consumer group), once; the answer carrie
 ``X-Activation-Served-By``. While a partition is being restored after a start or a
 rebalance, the answer is 503 ``state_unavailable`` with ``Retry-After``.
 
-Authentication hook: API keys are checked by the gateway's code; it installs a
-check with :func:`set_authorizer` (called with the request and the scope needed:
-``profiles:read``, or ``profiles:admin`` to undo a merge). Until one is installed,
-every request is allowed: bind the worker's web server to localhost (the default).
+No view here checks API keys: the web gate (agents/auth.py) does, before every route
+of the worker's web server, and refuses everything until its key check is installed
+(``streams.app.create_app``): ``profiles:read`` for the reads, ``admin`` for undoing a
+merge and for ``/metrics``. A forwarded request carries the caller's key, and the
+owner's gate checks it again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -44,27 +45,12 @@ from streams.topics import PROFILE_CORE, PROFILES
 from tables.state import StateStore, identity_state, profile_states
 
 log = logging.getLogger(__name__)
-READ_SCOPE = "profiles:read"
 # A request for a profile whose partition another worker owns is forwarded to it once.
 FORWARDED_HEADER = "X-Activation-Forwarded-By"
 SERVED_BY_HEADER = "X-Activation-Served-By"
 FORWARD_TIMEOUT_S = 5.0
 MAX_HOPS = 3  # identity owner, then a partition's, then one merge further
-WRITE_SCOPE = "profiles:admin"
 MAX_PAGE = 200
-Authorizer = Callable[[Any, str], Awaitable[bool]]
-_authorizer: list[Authorizer] = []
-
-
-def set_authorizer(check: Authorizer | None) -> None:
-    """Install (or remove, with None) the API-key check for the profile API."""
-    _authorizer.clear()
-    if check is not None:
-        _authorizer.append(check)
-
-
-async def _allowed(request: Any) -> bool:
-    return not _authorizer or await _authorizer[0](request, READ_SCOPE)
 
 
 def _error(web: Any, status: int, code: str, message: str) -> Any:
@@ -167,9 +153,7 @@ def served(store: StateStore, profile_id: str | None = None) -> StateStore:
 
 
 async def _guarded(web: Any, request: Any, fetch: Callable[[], Any], suffix: str = "") -> Any:
-    """``fetch()``'s answer, if the key allows; a store not served here: the owner's."""
-    if not await _allowed(request):
-        return _error(web, 401, "unauthorized", f"an API key with scope {READ_SCOPE} is needed")
+    """``fetch()``'s answer; for a store not served here, its owner's."""
     try:
         return fetch()
     except NotServedHere as exc:
@@ -263,9 +247,6 @@ class UndoMerge(View):
     """POST: ask the profile's owner to undo a merge (applied asynchronously: 202)."""
 
     async def post(self, request: Any, profile_id: str, event_id: str) -> Any:
-        if _authorizer and not await _authorizer[0](request, WRITE_SCOPE):
-            return _error(self, 401, "unauthorized",
-                          f"an API key with scope {WRITE_SCOPE} is needed")
         try:
             store, pid = locate(profile_id)
         except NotServedHere as exc:
@@ -282,4 +263,5 @@ class UndoMerge(View):
 
 @app.page("/metrics")
 async def metrics_page(web: Any, request: Any) -> Any:
+    """The worker's Prometheus metrics (the gate asks an admin key, as the gateway's)."""
     return web.bytes(generate_latest(metrics_registry), content_type="text/plain")

@@ -56,7 +56,7 @@ from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
 from streams.topics import ENVELOPE, INGEST, admin_client
-from tests.integration.core.harness import free_port, produce, settings_env
+from tests.integration.core.harness import AUTH, free_port, produce, settings_env
 from tests.integration.core.workload import workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +100,9 @@ def create_plain_app() -> Any:
 
 def _scrape(port: int) -> str:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        # An admin key, as every worker endpoint but the probes (the bootstrap key).
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=AUTH, timeout=2)
+        return response.text if response.status_code == 200 else ""
     except httpx.HTTPError:
         return ""
 

@@ -4,6 +4,9 @@ Start a worker with ``python -m streams.app worker -l info``. Domain agents live
 ``agents/<domain>.py`` and tables in ``tables/<domain>.py``; they register themselves
 on the ``app`` of this module (found by autodiscovery when the worker starts).
 Importing this module needs no broker: connections are opened by the worker.
+:func:`create_app` wires everything explicitly: Faust's patches
+(streams/faust_patches.py, docs/faust.md), and the API-key gate in front of every
+route of the web server (agents/auth.py) with its key check.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import sys
 from typing import Any
 
 import faust
-from mode.utils.queues import FlowControlEvent
 from prometheus_client import CollectorRegistry
 
+from agents.auth import KeyCheck, WebGate
+from streams import faust_patches
 from streams.errors import StartupError
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
@@ -34,109 +38,6 @@ def faust_broker_credentials(settings: Settings) -> Any:
     )
 
 
-def _resume_keeping_queued(self: FlowControlEvent) -> None:
-    self._suspend.clear()
-    self._resume.set()
-
-
-def keep_queued_messages_on_resume() -> None:
-    """Stop Faust from dropping fetched records when it resumes flow after recovery.
-
-    Faust resumes the stream partitions, seeks them to their committed offsets while
-    the fetcher already runs, then resumes flow control, which empties every stream
-    buffer. A record fetched during that seek sits in a buffer, is emptied away, and
-    is never fetched again (the position is past it); and Faust's commit tolerates a
-    one-offset hole, so its offset was committed unprocessed: a lost event, seen as
-    the first record after a restart going missing. Keeping the buffers on resume
-    closes the hole. Buffers of revoked partitions are still emptied by Faust's
-    explicit ``flow_control.clear()`` on revocation, and records of an old consumer
-    generation are still skipped by the stream; at worst a record is delivered twice,
-    which the profile stage already treats as a replay. One narrow window stays: Faust
-    checks the generation before that seek, not after, so a revocation starting during
-    the seek meets a resumed flow (as before this patch) and a record queued after the
-    revocation's clear is no longer emptied by the resume but processed; if its offset
-    is not committed before the partition moves, the next owner processes it again
-    (at-least-once; the profile stage's effects are idempotent). Nothing is lost.
-    """
-    FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
-
-
-def read_committed_only() -> None:
-    """Make Faust's worker consumer read only committed records.
-
-    The profile stage's input (``internal.profiles``) is written inside the identity
-    stage's transactions; a record of an aborted transaction (its writer was fenced or
-    crashed) must never be applied. Faust asks for ``read_committed`` only under its own
-    exactly-once mode, which would also make its producers transactional; our stages
-    manage their transactions themselves (tables/state.py), so only the isolation level
-    is changed. Topics written without transactions read the same either way.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    original = driver.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "read_committed", False):
-        return
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._isolation_level = "read_committed"  # read when the fetcher starts
-        return consumer
-
-    create.read_committed = True  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
-
-
-def seek_fresh_partitions_to_start() -> None:
-    """After a rebalance, read a partition that has no committed offset from its start.
-
-    Faust seeks every assigned partition to its committed offset, but aiokafka only
-    seeks when there is one (above 0): a partition that was already fetched from in
-    the previous generation and is assigned again before any commit keeps its fetch
-    position. Faust dropped the fetched records on revocation, so they would never be
-    delivered, and Faust's next commit (of the records after them) would skip them for
-    good: lost events, seen on the profile topic when a second worker joins right
-    after the first started. Seeking those partitions to offset 0 re-reads them (the
-    stages skip what they applied already: tables/state.py).
-    """
-    from faust.transport.consumer import Consumer
-
-    original = Consumer.perform_seek
-    if getattr(original, "fresh_to_start", False):
-        return
-
-    async def perform_seek(self: Any) -> None:
-        await original(self)
-        for tp in self.assignment():
-            if not self._committed_offset.get(tp):  # none (or 0, which Faust keeps as None)
-                await self.seek(tp, 0)
-
-    perform_seek.fresh_to_start = True  # type: ignore[attr-defined]
-    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
-
-
-def faust_assignor_always() -> None:
-    """Use Faust's partition assignor, not round-robin, even though no Faust table exists.
-
-    Faust falls back to aiokafka's round-robin assignor when an app has no changelog
-    tables (the stages keep their state in tables/state.py). Faust's own shares every
-    member's web URL and partitions with the whole group, which the profile API needs
-    to forward a request to the worker that owns a profile's partition (agents/api.py).
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    original = driver.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "faust_assignor", False):
-        return
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._partition_assignment_strategy = [self.app.assignor]  # used at start
-        return consumer
-
-    create.faust_assignor = True  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
-
-
 class ActivationApp(faust.App):
     """Faust's app, failing fast when a module of ``agents``/``tables`` does not import.
 
@@ -144,22 +45,53 @@ class ActivationApp(faust.App):
     stage would run, screen and resolve, and apply nothing, silently.
     """
 
+    gate: WebGate  # in front of every route of the web server (agents/auth.py)
+
     def _on_autodiscovery_error(self, name: str) -> None:
         exc = sys.exc_info()[1]
         raise StartupError(f"module {name} failed to import: {exc!r}") from exc
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A Faust app configured entirely from ``settings``."""
-    keep_queued_messages_on_resume()
-    read_committed_only()
-    faust_assignor_always()
-    seek_fresh_partitions_to_start()
+def create_app(settings: Settings, keys: KeyCheck | None = None) -> ActivationApp:
+    """A Faust app configured entirely from ``settings``, its web server behind the
+    gate with the API keys of ``keys`` (by default the key topic's, read at start)."""
+    faust_patches.apply_all()  # before any consumer exists (docs/faust.md)
     # Faust expects its data directory to exist; a fresh checkout has none.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    gate = WebGate()
+    app = ActivationApp(settings.app_id, **_faust_settings(settings, gate))
+    app.gate = gate
+    _add_probes(app)
+    use_api_keys(app, keys or KeyCheck.from_settings(settings))
+    return app
+
+
+def use_api_keys(app: ActivationApp, keys: KeyCheck) -> None:
+    """Let the gate check requests against ``keys`` (it refuses all before), and read
+    the key topic when the worker starts."""
+    app.gate.install(keys)
+    app.task(keys.start)
+
+
+def _add_probes(app: ActivationApp) -> None:
+    """``/healthz`` (the web server answers) and ``/readyz`` (API keys can be checked):
+    the only routes the gate lets through without a key."""
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = app.gate.ready()
+        return web.json({"status": "ready" if ready else "unavailable",
+                         "checks": {"api_keys": ready}}, status=200 if ready else 503,
+                        headers=None if ready else {"Retry-After": "2"})
+
+
+def _faust_settings(settings: Settings, gate: WebGate) -> dict[str, Any]:
     servers = ";".join(f"kafka://{s}" for s in settings.kafka_bootstrap_servers.split(","))
-    return ActivationApp(
-        settings.app_id,
+    return dict(
         broker=servers,
         broker_credentials=faust_broker_credentials(settings),
         store="rocksdb://",
@@ -167,10 +99,6 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.kafka_replication_factor,
         topic_partitions=settings.ingest_partitions,
         table_standby_replicas=settings.standby_replicas,
-        web_port=settings.worker_web_port,
-        web_bind=settings.worker_web_host,
-        # The URL other workers forward profile API requests to (agents/api.py).
-        web_host=settings.advertised_host,
         # Committing only what has been fully processed is Faust's default (and it
         # flushes the producer before each commit); acks are explicit so
         # at-least-once holds when a worker dies.
@@ -187,6 +115,27 @@ def create_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=settings.worker_fetch_max_bytes,
         autodiscover=["agents", "tables"],
         origin="streams",
+        **_web_settings(settings, gate),
+    )
+
+
+def _web_settings(settings: Settings, gate: WebGate) -> dict[str, Any]:
+    return dict(
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        # The URL other workers forward profile API requests to (agents/api.py).
+        web_host=settings.advertised_host,
+        # Every request passes the gate first, whatever route it reaches.
+        web_application_options={"middlewares": [gate.middleware()]},
+        # Faust's own pages (statistics, graph, tables, router, performance) are of no
+        # use here (no Faust table; the profile API forwards by itself): off. Their
+        # APP_WEB_*_ENABLED variables can turn them back on, and Faust's index at / has
+        # no switch: the gate asks an admin key for all of them anyway.
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_metrics_enabled=False,
     )
 
 

@@ -41,7 +41,7 @@ def wait_for(condition: Callable[[], Any], deadline_s: float, what: str) -> Any:
         time.sleep(0.2)
 
 
-API_KEY = "core-tests-key"  # ensured as an all-scope key by the worker's key store
+API_KEY = "core-tests-key"  # ensured as an all-scope (admin) key by the worker's key store
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -81,7 +81,8 @@ class Worker:
         if self.proc.poll() is not None:
             raise AssertionError(f"worker exited {self.proc.returncode}; log: {self.log_path}")
         try:
-            return httpx.get(self.base + "/metrics", timeout=2).status_code == 200
+            # Open without a key; ready once the worker can check API keys.
+            return httpx.get(self.base + "/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -1,0 +1,140 @@
+"""Every change we make to Faust's (and aiokafka's, and mode's) behaviour, in one place.
+
+Each patch corrects one upstream behaviour that no setting or public API changes (the
+reasons are in docs/faust.md), and each has tests in tests/unit/test_faust_patches.py:
+one that exercises the unpatched upstream code and fails the day upstream changes that
+behaviour (then the patch must be reviewed, perhaps removed), and one that the patch
+does what it says. :func:`apply_all` is called by ``streams.app.create_app``; applying
+twice changes nothing. Each replacement keeps the function it replaced as
+``__wrapped__``, so :func:`upstream` finds the original under any number of patches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from mode.utils.queues import FlowControlEvent
+
+PATCH_MARK = "activation_patch"  # the attribute naming the patch on a replacement
+
+
+@dataclass(frozen=True)
+class Patch:
+    """``owner.attribute`` replaced by ``make(upstream function)``."""
+
+    name: str
+    owner: type
+    attribute: str
+    make: Callable[[Any], Callable[..., Any]]
+
+
+def _names(function: Any) -> set[str]:
+    """The patches already stacked on ``function``."""
+    names: set[str] = set()
+    while getattr(function, PATCH_MARK, None):
+        names.add(getattr(function, PATCH_MARK))
+        function = function.__wrapped__
+    return names
+
+
+def upstream(owner: type, attribute: str) -> Any:
+    """``owner.attribute`` as upstream defines it, under whatever patches are applied."""
+    function = owner.__dict__[attribute]
+    while getattr(function, PATCH_MARK, None):
+        function = function.__wrapped__
+    return function
+
+
+def install(patch: Patch) -> None:
+    current = patch.owner.__dict__[patch.attribute]
+    if patch.name in _names(current):
+        return
+    replacement: Any = patch.make(current)
+    replacement.__wrapped__ = current
+    setattr(replacement, PATCH_MARK, patch.name)
+    setattr(patch.owner, patch.attribute, replacement)
+
+
+def _keep_queued(_upstream: Any) -> Callable[[FlowControlEvent], None]:
+    def resume(self: FlowControlEvent) -> None:
+        self._suspend.clear()
+        self._resume.set()  # and, unlike upstream, no self.clear() of the stream buffers
+
+    return resume
+
+
+def _read_committed(original: Any) -> Callable[..., Any]:
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._isolation_level = "read_committed"  # read when the consumer starts
+        return consumer
+
+    return create
+
+
+def _faust_assignor(original: Any) -> Callable[..., Any]:
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._partition_assignment_strategy = [self.app.assignor]  # read at start
+        return consumer
+
+    return create
+
+
+def _seek_fresh(original: Any) -> Callable[..., Any]:
+    async def perform_seek(self: Any) -> None:
+        await original(self)
+        for tp in self.assignment():
+            if not self._committed_offset.get(tp):  # none (or 0, which Faust keeps as None)
+                await self.seek(tp, 0)
+
+    return perform_seek
+
+
+KEEP_QUEUED_MESSAGES_ON_RESUME = Patch(
+    "keep_queued_messages_on_resume", FlowControlEvent, "resume", _keep_queued)
+"""Faust resumes the stream partitions and seeks them to their committed offsets while
+the fetcher already runs, then resumes flow control, which (upstream) empties every
+stream buffer. A record fetched during that seek was emptied away and never fetched
+again (the position is past it), and Faust's commit tolerates a one-offset hole, so its
+offset was committed unprocessed: the first record after a restart went missing. Kept
+buffers close that hole; revoked partitions' buffers are still emptied by Faust's
+explicit ``flow_control.clear()`` on revocation, and a record delivered twice is a
+replay the profile stage skips (docs/faust.md has the one narrow window left)."""
+
+READ_COMMITTED_ONLY = Patch(
+    "read_committed_only", AIOKafkaConsumerThread, "_create_worker_consumer",
+    _read_committed)
+"""The worker's consumer reads only committed records: ``internal.profiles`` is written
+inside the identity stage's transactions, and a record of an aborted one must never be
+applied. Faust asks for read_committed only under ``processing_guarantee=
+"exactly_once"``, which also makes its producers transactional; our stages run their
+own transactions (tables/state.py)."""
+
+FAUST_ASSIGNOR_ALWAYS = Patch(
+    "faust_assignor_always", AIOKafkaConsumerThread, "_create_worker_consumer",
+    _faust_assignor)
+"""Faust's partition assignor even though no Faust table exists: Faust falls back to
+aiokafka's round-robin then, and only Faust's shares every member's web URL and
+partitions with the group, which the profile API needs to forward a request to the
+owner of a profile's partition (agents/api.py)."""
+
+SEEK_FRESH_PARTITIONS_TO_START = Patch(
+    "seek_fresh_partitions_to_start", Consumer, "perform_seek", _seek_fresh)
+"""After a rebalance, a partition without a committed offset is read from its start.
+aiokafka seeks only to a committed offset above 0, so a partition fetched from in the
+previous generation and assigned again before any commit kept its fetch position; the
+records fetched then were dropped on revocation and Faust's next commit skipped them."""
+
+PATCHES = (KEEP_QUEUED_MESSAGES_ON_RESUME, READ_COMMITTED_ONLY, FAUST_ASSIGNOR_ALWAYS,
+           SEEK_FRESH_PARTITIONS_TO_START)
+
+
+def apply_all() -> None:
+    """Install every patch (idempotent)."""
+    for patch in PATCHES:
+        install(patch)
