@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -37,10 +39,12 @@ from agents.ingest import core_topic
 from streams.activation.notes import read_notes
 from streams.activation.runtime import activation_view
 from streams.app import app, metrics_registry, settings
-from streams.core.identity import KIND_PREFIX
+from streams.core.erasure import MODES, Request
+from streams.core.identity import KIND_PREFIX, identifier_keys
 from streams.core.pipeline import canonical_id, load_profile, merge_history
 from streams.core.profile import Profile, timeline_page, to_api
-from streams.core.routing import COMMAND_HEADER, UNDO_MERGE, partition_of
+from streams.core.routing import COMMAND_HEADER, ERASE, UNDO_MERGE, partition_of
+from streams.records import Identifiers
 from streams.topics import PROFILE_CORE, PROFILES
 from tables.state import StateStore, identity_state, profile_states
 
@@ -259,6 +263,32 @@ class UndoMerge(View):
                               headers={COMMAND_HEADER: UNDO_MERGE})
         return self.json({"status": "accepted", "profile_id": pid, "event_id": event_id},
                          status=202)
+
+
+@app.page("/v1/erasures")
+class Erasures(View):
+    """POST (admin): erase a customer by one identifier (streams/core/erasure.py):
+    ``{"email": ...}`` (or customer_id, phone, anonymous_id) and an optional
+    ``"mode"``; applied asynchronously, 202 with the request id the audit record on
+    ``ops.erasures`` will carry."""
+
+    async def post(self, request: Any) -> Any:
+        try:
+            body = await request.json()
+            ids = Identifiers.from_clear(*(body.get(k) for k in (
+                "customer_id", "email", "phone", "anonymous_id")))
+            keys = identifier_keys(ids)
+            mode = body.get("mode", "suppress_with_delete")
+            if len(keys) != 1 or mode not in MODES:
+                raise ValueError("give exactly one identifier, and a mode of " + str(MODES))
+        except (ValueError, AttributeError, TypeError) as exc:
+            return _error(self, 400, "invalid_erasure", str(exc))
+        erasure = Request(uuid.uuid4().hex, keys[0], mode, str(body.get("requested_by", "api")),
+                          datetime.now(UTC))
+        await core_topic.send(key=b"erase", value=erasure.to_json(),
+                              headers={COMMAND_HEADER: ERASE})
+        return self.json({"status": "accepted", "request_id": erasure.request_id,
+                          "mode": mode}, status=202)
 
 
 @app.page("/metrics")

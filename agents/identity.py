@@ -35,16 +35,28 @@ from streams.app import app, settings
 from streams.core.batch import BATCH_HEADER, VERSION_RESOLVED, BatchItem, chunked, encode_batch
 from streams.core.contract import ContractViolation
 from streams.core.dedup import DEDUP_PREFIX
+from streams.core.erasure import Request, erase_identity
 from streams.core.identity_stage import expired_markers, relink, route_event
 from streams.core.pipeline import APPLIED, canonical_id
-from streams.core.routing import COMMAND_HEADER, MERGE_OUT, RELINK, TICK, UNDO_MERGE, partition_of
+from streams.core.routing import (
+    COMMAND_HEADER,
+    ERASE,
+    MERGE_OUT,
+    RELINK,
+    TICK,
+    UNDO_MERGE,
+    partition_of,
+)
 from streams.errors import BrokerError
+from streams.topics import ERASURES, SUPPRESSIONS
 from tables.state import StateStore, identity_state
 
 log = logging.getLogger(__name__)
 STAGE = "stream.identity"
 SWEEP_INTERVAL_S = 5.0
 SWEEP_CHUNK = 2000
+SUPPRESSIONS_TOPIC = settings.topic(SUPPRESSIONS)
+ERASURES_TOPIC = settings.topic(ERASURES)
 
 owned = OwnedState(STAGE, core_topic.get_topic_name(), [identity_state])
 app.timer(interval=1.0)(owned.watch)
@@ -106,7 +118,7 @@ async def run_events(store: StateStore, items: list[BatchItem], out: Outputs) ->
 
 def run_command(message: Any, command: bytes, store: StateStore, out: Outputs) -> None:
     """Ticks go to every profile partition; an undo to the profile that holds the merge;
-    a relink (an undo done) gives identifiers back."""
+    a relink (an undo done) gives identifiers back; an erasure forgets a customer."""
     if command == TICK:
         out.forwards.extend(Forward(PROFILES_TOPIC, TICK, message.value, p,
                                     {COMMAND_HEADER: TICK}) for p in range(PARTITIONS))
@@ -119,6 +131,8 @@ def run_command(message: Any, command: bytes, store: StateStore, out: Outputs) -
             out.forwards.append(Forward(PROFILES_TOPIC, pid.encode(), value,
                                         partition_of(pid, PARTITIONS),
                                         {COMMAND_HEADER: UNDO_MERGE}))
+        elif command == ERASE:
+            erase(store, Request.from_json(message.value), out)
         elif command == RELINK:
             relink(store, body["winner"], body["loser"], body["moved_keys"])
             log.info("merge of %s into %s undone: %d identifiers back", body["loser"],
@@ -127,6 +141,23 @@ def run_command(message: Any, command: bytes, store: StateStore, out: Outputs) -
             log.warning("ignored unknown command %r at offset %d", command, message.offset)
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignored malformed command at offset %d: %s", message.offset, exc)
+
+
+def erase(store: StateStore, request: Request, out: Outputs) -> None:
+    """Forget an identifier's profile here (streams/core/erasure.py); the profile stage
+    erases the rest. Suppressions and the audit record go out in this transaction."""
+    done = erase_identity(store, lambda p, n: store.scan(p, n, p), request, datetime.now(UTC))
+    if done.profile_id is not None:
+        body = json.dumps({"request": json.loads(request.to_json()),
+                           "profile_id": done.profile_id}).encode()
+        out.forwards.append(Forward(PROFILES_TOPIC, done.profile_id.encode(), body,
+                                    partition_of(done.profile_id, PARTITIONS),
+                                    {COMMAND_HEADER: ERASE}))
+    out.forwards.extend(Forward(SUPPRESSIONS_TOPIC, key.encode(), json.dumps(
+        {"request_id": request.request_id}).encode(), 0, {}) for key in done.suppressed)
+    out.forwards.append(Forward(ERASURES_TOPIC, request.request_id.encode(),
+                                json.dumps(done.audit).encode(), 0, {}))
+    log.info("erasure %s: %s", request.request_id, json.dumps(done.audit))
 
 
 class MarkerSweeper:

@@ -35,6 +35,7 @@ from streams.core.deadletter import SourceRecord, screen
 from streams.errors import RegistryError
 from streams.serde import Encoder
 from streams.settings import Settings
+from streams.suppressions import Suppressions
 from streams.topics import (
     DEAD_LETTER,
     DEAD_LETTER_RECORD,
@@ -96,9 +97,11 @@ async def retrying(stage: str, attempt: int) -> int:
     return attempt + 1
 
 
-def screen_records(records: Sequence[Message], now: datetime
+def screen_records(records: Sequence[Message], now: datetime,
+                   suppressions: Suppressions | None = None
                    ) -> tuple[list[BatchItem], list[tuple[bytes | None, bytes]]]:
     """(events to forward, (key, dead letter) pairs) for one poll, in input order.
+    Events of erased, suppressed customers are dropped (and counted).
 
     Raises :class:`RegistryError` when the registry is unreachable: the caller retries
     the whole poll rather than dead-letter good data.
@@ -111,6 +114,10 @@ def screen_records(records: Sequence[Message], now: datetime
         source = SourceRecord(rec.topic() or "", rec.partition() or 0, rec.offset() or 0,
                               rec.key(), rec.value(), tuple(headers))
         result = screen(source, serde.decode, now, STAGE, _redrive_count(headers))
+        if result.envelope is not None and suppressions is not None \
+                and suppressions.hits(result.envelope.identifiers):
+            metrics.events.labels(STAGE, "suppressed").inc()
+            continue
         if result.dead_letter is None:
             forwards.append(BatchItem(origin_of(source).decode(), source.key,
                                       source.value or b""))
@@ -140,8 +147,10 @@ class Screener:
         self.dead_letters = settings.topic(DEAD_LETTER)
         self.ingest = settings.topic(INGEST)
         self.attempt = 0
+        self.suppressions = Suppressions(settings)
 
     def run(self, stop: threading.Event) -> None:
+        self.suppressions.start()
         self.consumer.subscribe([self.ingest])
         try:
             while not stop.is_set():
@@ -150,6 +159,7 @@ class Screener:
                 if records:
                     self.process(records, stop)
         finally:
+            self.suppressions.stop()
             self.producer.flush(FLUSH_TIMEOUT_S)
             self.consumer.close()
 
@@ -162,7 +172,7 @@ class Screener:
 
     def process(self, records: list[Message], stop: threading.Event) -> None:
         try:
-            forwards, letters = screen_records(records, datetime.now(UTC))
+            forwards, letters = screen_records(records, datetime.now(UTC), self.suppressions)
             self._produce(forwards, letters)
         except (RegistryError, KafkaException) as exc:
             log.warning("screening retried after a transient failure: %s", exc)

@@ -34,6 +34,7 @@ from agents.owned import (
     read_items,
     source_of,
 )
+from streams.activation.actions import command_identifiers
 from streams.activation.notes import read_notes
 from streams.activation.runtime import (
     TIMER,
@@ -60,6 +61,7 @@ from streams.core.batch import (
     position,
 )
 from streams.core.contract import ContractViolation
+from streams.core.erasure import erase_profile, erasure_commands
 from streams.core.pipeline import (
     APPLIED,
     StageConfig,
@@ -75,6 +77,7 @@ from streams.core.profile import Profile
 from streams.core.routing import (
     COMMAND_HEADER,
     DELIVERY_NOTE,
+    ERASE,
     MERGE_IN,
     MERGE_OUT,
     RELINK,
@@ -89,7 +92,7 @@ from streams.core.routing import (
 from streams.core.unmerge import undo_merge
 from streams.errors import BrokerError
 from streams.records import Envelope
-from streams.topics import PROFILE_CORE
+from streams.topics import ACTION_CHANNELS, PROFILE_CORE
 from tables.state import StateStore, profile_states
 
 log = logging.getLogger(__name__)
@@ -237,9 +240,25 @@ def run_delivery_note(message: Any, store: StateStore, out: Outputs) -> None:
         note_delivery(store, outcome["profile_id"], outcome, CONFIG.timeline_limit)
 
 
+def run_erase(message: Any, store: StateStore, out: Outputs) -> None:
+    """Forget a profile here, tell downstream services (an ``erase_profile`` command on
+    every action topic), and pass the erasure on to the profiles merged into it
+    (streams/core/erasure.py)."""
+    body = json.loads(message.value)
+    pid, request_id = body["profile_id"], body["request"]["request_id"]
+    profile = load_profile(store, pid)
+    ids = command_identifiers(profile.identifiers if profile is not None else {})
+    merged = erase_profile(store, lambda p, n: store.scan(p, n, p), pid)
+    out.emissions.append(Emission(pid, commands=erasure_commands(
+        pid, request_id, ids, ACTION_CHANNELS, datetime.now(UTC))))
+    for loser in merged:
+        _forward(out, ERASE, loser, json.dumps({**body, "profile_id": loser}).encode())
+    log.info("erasure %s: profile erased here, %d merged into it", request_id, len(merged))
+
+
 COMMANDS = {MERGE_OUT: run_merge_out, MERGE_IN: run_merge_in, UNDO_MERGE: run_undo,
             RESTORE: run_restore, SCHEDULE_RUN: run_schedule,
-            DELIVERY_NOTE: run_delivery_note}
+            DELIVERY_NOTE: run_delivery_note, ERASE: run_erase}
 
 
 def run_command(message: Any, command: bytes, store: StateStore, out: Outputs) -> None:

@@ -54,6 +54,10 @@ DELIVERY_OUTCOMES = "delivery.outcomes"
 DELIVERY_DEAD_LETTER = "delivery.deadletter"
 DELIVERY_LEDGER = "delivery.ledger"
 DELIVERY_CONTROL = "delivery.control"
+# Right to be forgotten (streams/core/erasure.py): identifier keys erased in
+# suppress_with_delete mode (followed by screening), and the erasures' audit log.
+SUPPRESSIONS = "ops.suppressions"
+ERASURES = "ops.erasures"
 ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 
 ENVELOPE = "io.activation.events.EventEnvelope"
@@ -160,8 +164,14 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
          "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)},
         exact_partitions=True,
     )
+    suppressions = TopicSpec(
+        settings.topic(SUPPRESSIONS), 1, None, "NONE",
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
+    erasures = TopicSpec(  # the audit log: no personal data, kept for good
+        settings.topic(ERASURES), 1, None, "NONE",
+        {"cleanup.policy": "delete", "retention.ms": "-1"})
     return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core,
-            profiles, *delivery_topics(settings)]
+            profiles, suppressions, erasures, *delivery_topics(settings)]
 
 
 def delivery_topics(settings: Settings) -> list[TopicSpec]:

@@ -6,6 +6,7 @@ Its store (tables/state.py, one partition: the graph needs one owner) holds:
 ``i:<id key>``    identity graph: identifier key -> profile id
 ``r:<profile>``   a merged-away profile id -> the profile it was merged into
 ``k:<profile>``   the identifier keys a profile owns (JSON list): what a merge moves
+``x:<id key>``    an erased identifier, suppressed: events carrying it are dropped
 
 The stage decides where an event belongs and tells the profile stage
 (streams/core/routing.py): the event goes to its canonical profile's partition, and
@@ -32,6 +33,8 @@ from streams.records import Envelope
 # Records of duplicates remembered per event id, so that a redelivered duplicate is a
 # replay too (a handful: producers rarely resend one event more than once or twice).
 DUPLICATE_ORIGINS_KEPT = 8
+SUPPRESSED = b"x:"  # an erased identifier key, suppressed (streams/core/erasure.py)
+SUPPRESSED_EVENT = "suppressed"
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ def route_event(store: Store, envelope: Envelope, now: datetime, dedup_window: t
     if raw is not None and within_window(from_micros(marker_seen_us(raw)), now, dedup_window):
         return _seen(store, marker_key, raw, origin)
     res = _plan(store, envelope)
+    # Only identifiers new to the graph can be suppressed: an erasure deleted their links.
+    if any(store.get(SUPPRESSED + key.encode()) is not None for key in res.links):
+        return Routed(SUPPRESSED_EVENT, "")
     store[marker_key] = json.dumps({"seen_us": micros(now), "origin": origin,
                                     "pid": res.profile_id}).encode()
     for key, pid in res.links.items():

@@ -12,6 +12,9 @@ the ``x-activation-command`` header:
                 and activation notes
 ``undo-merge``  to the winner's partition: undo a merge recorded there
 ``restore``     to the loser's partition after an undo: its profile again
+``erase``       to the identity stage (scripts/erase), then from it to the profile's
+                partition, and on to those of the profiles merged into it
+                (streams/core/erasure.py)
 ``delivery-note`` to the profile's partition: a delivery outcome for its timeline, sent
                 by the delivery executor with the outcome (streams/delivery/executor.py)
 ``schedule-run`` a scheduled action run by hand (scripts/schedules), sent by that CLI
@@ -42,6 +45,7 @@ RESTORE = b"restore"
 RELINK = b"relink"
 SCHEDULE_RUN = b"schedule-run"
 DELIVERY_NOTE = b"delivery-note"
+ERASE = b"erase"
 
 
 def partition_of(profile_id: str, partitions: int) -> int:
