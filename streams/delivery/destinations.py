@@ -14,6 +14,10 @@ every executor applies the same version.
     routes:                           # which commands go here
       - {channel: crm}
       - {channel: email, action_types: [send_email]}
+    deletion_url: https://crm.example.com/hooks/erasures   # optional: erasures go here
+
+An ``erase_profile`` command (the right to be forgotten, streams/core/erasure.py) goes
+to every destination with a ``deletion_url`` and a route on its channel, at that URL.
 
 Secrets are *names*: their values live in settings (``ACTIVATION_DELIVERY_SECRETS``,
 a JSON object), never in the definitions topic. Every named signing secret signs each
@@ -31,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 # The channel names are the action topics' (streams/topics.py, ACTION_CHANNELS).
 Channel = Literal["email", "paid_media", "webhook", "crm"]
+ERASE_PROFILE = "erase_profile"
 SECRET_NAME = r"^[A-Z][A-Z0-9_]{0,63}$"  # noqa: S105 - a name pattern, not a secret
 
 
@@ -64,6 +69,7 @@ class Destination(_Strict):
     auth: Auth | None = None
     signing_secrets: list[str] = Field(default_factory=list)
     routes: list[Route] = Field(min_length=1)
+    deletion_url: HttpUrl | None = None
 
     @field_validator("timeout")
     @classmethod
@@ -81,7 +87,14 @@ class Destination(_Strict):
         return value
 
     def accepts(self, command: Mapping[str, Any]) -> bool:
+        if command["action_type"] == ERASE_PROFILE:
+            return self.deletion_url is not None and any(
+                r.channel == command["channel"] for r in self.routes)
         return any(route.matches(command) for route in self.routes)
+
+    def url_for(self, command: Mapping[str, Any]) -> str:
+        erase = command["action_type"] == ERASE_PROFILE and self.deletion_url is not None
+        return str(self.deletion_url if erase else self.url)
 
     def secret_names(self) -> list[str]:
         return [*self.signing_secrets, *([self.auth.secret] if self.auth else [])]

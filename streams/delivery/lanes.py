@@ -114,7 +114,8 @@ class Lane:
         self.in_flight += 1
         try:
             async with self._session.request(self.destination.method,
-                                             str(self.destination.url), data=payload,
+                                             self.destination.url_for(job.command),
+                                             data=payload,
                                              headers=hdrs, allow_redirects=False) as resp:
                 text = (await resp.content.read(4096)).decode("utf-8", "replace")
                 return Answer(resp.status, None, text,

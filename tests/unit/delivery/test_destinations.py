@@ -58,3 +58,13 @@ def test_destinations_are_versioned_and_published(tmp_path: Path) -> None:
     without = load_definitions(tmp_path / "d")
     assert without.version != with_dest.version
     assert b"destinations" not in snapshot(without)  # older sets keep their version
+
+
+def test_erasures_go_to_the_deletion_url_only() -> None:
+    plain = dest()
+    deleting = dest(id="crm2", deletion_url="http://127.0.0.1:1/erase")
+    erase = {"channel": "crm", "action_type": "erase_profile"}
+    assert [d.id for d in routed({"crm": plain, "crm2": deleting}, erase)] == ["crm2"]
+    assert deleting.url_for(erase) == "http://127.0.0.1:1/erase"
+    assert deleting.url_for({"channel": "crm", "action_type": "update_crm"}) == (
+        "http://127.0.0.1:1/x")
