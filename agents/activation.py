@@ -88,6 +88,9 @@ def count(emission: Emission) -> None:
         metrics.enrollments.labels(journey).inc()
     for decision in emission.decisions:
         metrics.actions.labels(decision["channel"], decision["outcome"]).inc()
+        if decision.get("journey_id"):
+            metrics.step_decisions.labels(decision["journey_id"], decision["step_id"] or "",
+                                          decision["outcome"]).inc()
         if decision["outcome"] == "withheld":
             metrics.suppressions.labels(decision["rule"]).inc()
 

@@ -183,6 +183,7 @@ class Screener:
             return
         self.attempt = 0
         metrics.events.labels(STAGE, "forwarded").inc(len(forwards))
+        metrics.commits.labels(STAGE).inc(len(records))
         metrics.events.labels(STAGE, "dead_letter").inc(len(letters))
         self._commit(records)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Seconds, from sub-second to days: event time can be far behind (late events, backfills).
+_DELAY = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 7 * 86400)
+STAGES = ("stream.screen", "stream.identity", "stream.profile")
 
 
 class StreamMetrics:
@@ -26,6 +30,19 @@ class StreamMetrics:
         self.retries = Counter(
             "activation_stream_retries", "Transient failures retried (registry, broker).",
             ["stage"], registry=registry)
+        self.commits = Counter(
+            "activation_stage_commits", "Records committed by a stage (one transaction each).",
+            ["stage"], registry=registry)
+        self.lag = Gauge(
+            "activation_consumer_lag", "Input records a stage's group has not committed yet, "
+            "summed over partitions (read every 15 s).", ["stage"], registry=registry)
+        self.matches = Counter(
+            "activation_profile_matches", "Events applied to an existing profile or creating "
+            "a new one (the match rate).", ["result"], registry=registry)
+        for stage in STAGES:  # declared with a value, so a quiet stage still shows
+            self.retries.labels(stage)
+            self.commits.labels(stage)
+            self.lag.labels(stage)
 
 
 class ActivationMetrics:
@@ -50,3 +67,13 @@ class ActivationMetrics:
         self.timer_errors = Counter(
             "activation_timer_errors", "Timers dropped because handling them failed (see log).",
             registry=registry)
+        self.event_to_decision = Histogram(
+            "activation_event_to_decision_seconds", "From an event's time to the decisions "
+            "it caused.", buckets=_DELAY, registry=registry)
+        self.accepted_to_command = Histogram(
+            "activation_accepted_to_command_seconds", "From the gateway's acceptance of an "
+            "event to the action commands it caused.", buckets=_DELAY, registry=registry)
+        self.step_decisions = Counter(
+            "activation_journey_step_decisions", "Decisions per journey step and outcome "
+            "(the funnel: entered, each step, withheld by rule).",
+            ["journey", "step", "outcome"], registry=registry)

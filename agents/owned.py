@@ -89,6 +89,7 @@ class Outputs:
             store.produce(f.topic, f.key, f.value, f.partition, f.headers)
 
     def count(self) -> None:
+        metrics.commits.labels(self.stage).inc()
         for status, n in self.statuses.items():
             metrics.events.labels(self.stage, status).inc(n)
         metrics.duplicates.inc(self.statuses["duplicate"])

@@ -23,6 +23,7 @@ from typing import Any
 from agents.activation import definitions_in_force, wait_for_definitions
 from agents.activation import metrics as activation_metrics
 from agents.ingest import header
+from agents.ingest import metrics as stream_metrics
 from agents.owned import (
     PARTITIONS,
     PROFILES_TOPIC,
@@ -123,14 +124,29 @@ class Activation:
 
     def hook(self, before: Profile | None, profile: Profile, envelope: Envelope,
              offset: int) -> Profile:
+        stream_metrics.matches.labels("new" if before is None else "existing").inc()
         profile, self.emission = activate_event(
             self.store, before, profile, envelope, offset, self.now(), definitions_in_force(),
             CONFIG.timeline_limit)
+        if self.emission is not None:
+            observe_latency(self.emission, envelope)
         return profile
 
     def timer_context(self) -> TimerContext:
         return TimerContext(lambda pid: load_profile(self.store, pid),
                             lambda pid: canonical_id(self.store, pid), CONFIG.timeline_limit)
+
+
+def observe_latency(emission: Emission, envelope: Envelope) -> None:
+    """Event time -> decision, gateway acceptance -> command (wall clock: what an
+    operator waits for, whatever activation's clock says)."""
+    now = datetime.now(UTC)
+    if emission.decisions:
+        activation_metrics.event_to_decision.observe(
+            max(0.0, (now - envelope.event_time).total_seconds()))
+    if emission.commands:
+        activation_metrics.accepted_to_command.observe(
+            max(0.0, (now - envelope.received_time).total_seconds()))
 
 
 def schedules(store: StateStore) -> ScheduleContext:

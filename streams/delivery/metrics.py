@@ -47,6 +47,8 @@ class DeliveryMetrics:
         self.dead_letters = Counter("delivery_dead_letters",
                                     "Commands dead-lettered, by reason",
                                     ["reason"], registry=registry)
+        self.lag = Gauge("delivery_consumer_lag", "Action-topic records the executors' group "
+                         "has not committed yet (read every 15 s)", registry=registry)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def of(self, metric: Any, *labels: str) -> Any:

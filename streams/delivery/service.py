@@ -26,6 +26,7 @@ from streams.delivery.executor import Executor, Topics
 from streams.delivery.kafka import KafkaSide
 from streams.delivery.metrics import DeliveryMetrics
 from streams.errors import ConfigError
+from streams.lag import LagWatcher
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, Encoder, RegistryClient
 from streams.settings import Settings
@@ -61,6 +62,10 @@ class AvroCodec:
 
     def dead_letter(self, record: dict[str, Any]) -> bytes:
         return self.letters(record)
+
+
+def action_topics(settings: Settings) -> list[str]:
+    return [settings.topic(action_topic(c)) for c in ACTION_CHANNELS]
 
 
 def topics_of(settings: Settings) -> Topics:
@@ -112,11 +117,13 @@ class Service:
         loop = asyncio.get_running_loop()
         executor = Executor(s, self.current, self.control.is_disabled, codec, self.topics,
                             self.metrics)
-        kafka = KafkaSide(s, executor, loop,
-                          [s.topic(action_topic(c)) for c in ACTION_CHANNELS],
-                          self.topics.ledger, self.metrics)
+        kafka = KafkaSide(s, executor, loop, action_topics(s), self.topics.ledger,
+                          self.metrics)
         executor.bind(kafka)
         kafka.start()
+        lag = LagWatcher(s, {"delivery": (s.delivery_group, action_topics(s))},
+                         lambda _, n: self.metrics.lag.set(n))
+        lag.start()
         runner = await self._serve(kafka)
         try:
             while not stop.is_set() and kafka.failed is None:
@@ -124,6 +131,7 @@ class Service:
                 await asyncio.sleep(0.5)
         finally:
             kafka.stop()
+            lag.stop()
             await executor.close()
             follower.stop()
             self.definitions.stop()
