@@ -25,8 +25,8 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from agents.ingest import core_topic, retrying
 from agents.metrics import ActivationMetrics
+from agents.screening import core_topic, retrying
 from streams.activation.definitions import DefinitionSet
 from streams.activation.distribution import DefinitionsFollower
 from streams.activation.runtime import Emission

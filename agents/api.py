@@ -35,7 +35,7 @@ import httpx
 from faust.web import View
 from prometheus_client import generate_latest
 
-from agents.ingest import core_topic
+from agents.screening import core_topic
 from streams.activation.notes import read_notes
 from streams.activation.runtime import activation_view
 from streams.app import app, metrics_registry, settings
@@ -45,7 +45,7 @@ from streams.core.pipeline import canonical_id, load_profile, merge_history
 from streams.core.profile import Profile, timeline_page, to_api
 from streams.core.routing import COMMAND_HEADER, ERASE, UNDO_MERGE, partition_of
 from streams.records import Identifiers
-from streams.topics import PROFILE_CORE, PROFILES
+from streams.topics import IDENTITY_INPUT, PROFILES
 from tables.state import StateStore, identity_state, profile_states
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def owner_of(store: StateStore) -> str | None:
     """The web URL of the worker the group gave the store's input partition at the last
     rebalance (Faust shares every member's URL and partitions with all of them); None
     when that is this worker, or unknown."""
-    topic = settings.topic(PROFILE_CORE if store.name == identity_state.name else PROFILES)
+    topic = settings.topic(IDENTITY_INPUT if store.name == identity_state.name else PROFILES)
     assignor: Any = app.assignor  # the concrete PartitionAssignor (its type omits this)
     for url, topics in assignor.external_topics_metadata().items():
         if store.partition in topics.get(topic, ()):

@@ -1,6 +1,6 @@
 """Identity stage: exact dedup and identity resolution, then on to the profile stage.
 
-Reads the one-partition ``internal.profile-core`` topic (batches from screening, and
+Reads the one-partition ``internal.identity`` topic (batches from screening, and
 commands), because the identity graph needs one owner to stay consistent. For each
 valid event it is the light part of the work: a dedup marker and a few graph lookups
 (streams/core/identity_stage.py). It forwards each new event, in batches, to the
@@ -18,7 +18,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.ingest import core_topic, header, metrics
 from agents.owned import (
     PARTITIONS,
     PROFILES_TOPIC,
@@ -31,6 +30,7 @@ from agents.owned import (
     read_items,
     source_of,
 )
+from agents.screening import core_topic, header, metrics
 from streams.app import app, settings
 from streams.core.batch import BATCH_HEADER, VERSION_RESOLVED, BatchItem, chunked, encode_batch
 from streams.core.contract import ContractViolation

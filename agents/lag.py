@@ -4,8 +4,8 @@ streams/lag.py on a thread, every 15 s)."""
 from __future__ import annotations
 
 from agents.identity import owned as identity_owned
-from agents.ingest import metrics
 from agents.owned import PROFILES_TOPIC
+from agents.screening import metrics
 from streams.app import app, settings
 from streams.lag import LagWatcher
 from streams.topics import INGEST

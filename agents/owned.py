@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.activation import count, emit
-from agents.ingest import ORIGIN_HEADER, dead_letter_encoder, header, metrics, retrying
+from agents.screening import ORIGIN_HEADER, dead_letter_encoder, header, metrics, retrying
 from streams.activation.runtime import Emission
 from streams.app import app, serde, settings
 from streams.core.batch import (

@@ -22,8 +22,6 @@ from typing import Any
 
 from agents.activation import definitions_in_force, wait_for_definitions
 from agents.activation import metrics as activation_metrics
-from agents.ingest import header
-from agents.ingest import metrics as stream_metrics
 from agents.owned import (
     PARTITIONS,
     PROFILES_TOPIC,
@@ -35,6 +33,8 @@ from agents.owned import (
     read_items,
     source_of,
 )
+from agents.screening import header
+from agents.screening import metrics as stream_metrics
 from streams.activation.actions import command_identifiers
 from streams.activation.notes import read_notes
 from streams.activation.runtime import (
@@ -93,7 +93,7 @@ from streams.core.routing import (
 from streams.core.unmerge import undo_merge
 from streams.errors import BrokerError
 from streams.records import Envelope
-from streams.topics import ACTION_CHANNELS, PROFILE_CORE
+from streams.topics import ACTION_CHANNELS, IDENTITY_INPUT
 from tables.state import StateStore, profile_states
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def run_undo(message: Any, store: StateStore, out: Outputs) -> None:
     _forward(out, RESTORE, loser.profile_id, loser.to_json())
     relinked = json.dumps({"winner": record.winner, "loser": record.loser,
                            "moved_keys": list(record.moved_keys)}).encode()
-    out.forwards.append(Forward(settings.topic(PROFILE_CORE), record.loser.encode(), relinked,
+    out.forwards.append(Forward(settings.topic(IDENTITY_INPUT), record.loser.encode(), relinked,
                                 0, {COMMAND_HEADER: RELINK}))
 
 

@@ -31,7 +31,7 @@ from streams.errors import ActivationError, BrokerError
 from streams.follower import read_topic
 from streams.records import Identifiers
 from streams.settings import Settings, load_settings
-from streams.topics import ERASURES, PROFILE_CORE
+from streams.topics import ERASURES, IDENTITY_INPUT
 
 
 def request_for(args: argparse.Namespace) -> Request:
@@ -45,7 +45,7 @@ def request_for(args: argparse.Namespace) -> Request:
 
 def send(settings: Settings, request: Request) -> None:
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
-    producer.produce(settings.topic(PROFILE_CORE), request.to_json(), b"erase",
+    producer.produce(settings.topic(IDENTITY_INPUT), request.to_json(), b"erase",
                      headers=[(COMMAND_HEADER, ERASE)])
     if producer.flush(30) != 0:
         raise BrokerError("the erasure request was not acknowledged within 30 s")

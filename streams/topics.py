@@ -43,11 +43,11 @@ AUDIENCE_CHANGES = "activation.audience_changes"
 # Valid events on their way to the identity stage, in batch records
 # (streams/core/batch.py). One partition: the identity graph needs one owner
 # (agents/identity.py); it is the light stage (dedup and graph lookups).
-PROFILE_CORE = "internal.profile-core"
+IDENTITY_INPUT = "internal.identity"
 # Resolved events, merges and per-profile commands, partitioned by canonical profile id
 # (streams/core/routing.py): the profile stage (agents/profiles.py), shared by workers.
 PROFILES = "internal.profiles"
-PROFILE_CORE_MAX_BYTES = 4 * 1024 * 1024
+STAGE_MAX_BYTES = 4 * 1024 * 1024
 # The delivery executor (streams/delivery/): outcomes per attempt, commands that gave up,
 # its ledger (streams/delivery/ledger.py) and disabled destinations.
 DELIVERY_OUTCOMES = "delivery.outcomes"
@@ -145,15 +145,15 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         "FULL_TRANSITIVE",
         {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
     )
-    profile_core = TopicSpec(
-        settings.topic(PROFILE_CORE),
+    identity_input = TopicSpec(
+        settings.topic(IDENTITY_INPUT),
         1,
         None,
         "NONE",
         # A batch is at most ~1 MB (streams/core/batch.py) but one oversized event
         # travels alone with its framing: room for the largest ingestion record.
         {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete",
-         "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)},
+         "max.message.bytes": str(STAGE_MAX_BYTES)},
     )
     profiles = TopicSpec(
         settings.topic(PROFILES),
@@ -161,7 +161,7 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         None,
         "NONE",
         {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete",
-         "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)},
+         "max.message.bytes": str(STAGE_MAX_BYTES)},
         exact_partitions=True,
     )
     suppressions = TopicSpec(
@@ -170,7 +170,7 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
     erasures = TopicSpec(  # the audit log: no personal data, kept for good
         settings.topic(ERASURES), 1, None, "NONE",
         {"cleanup.policy": "delete", "retention.ms": "-1"})
-    return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, profile_core,
+    return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, identity_input,
             profiles, suppressions, erasures, *delivery_topics(settings)]
 
 

@@ -45,7 +45,7 @@ from rocksdict import Rdict, WriteBatch
 from streams.errors import BrokerError, StateFencedError
 from streams.follower import read_to_end
 from streams.settings import Settings
-from streams.topics import PROFILE_CORE_MAX_BYTES, TopicSpec, admin_client, ensure_topics
+from streams.topics import STAGE_MAX_BYTES, TopicSpec, admin_client, ensure_topics
 from tables.memory import give_back_heap, restoring, store_options
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class StateStore:
         started = time.monotonic()
         ensure_topics(admin_client(self._settings), [TopicSpec(
             self.topic, self.partitions, None, "NONE",
-            {"cleanup.policy": "compact", "max.message.bytes": str(PROFILE_CORE_MAX_BYTES)})],
+            {"cleanup.policy": "compact", "max.message.bytes": str(STAGE_MAX_BYTES)})],
             self._settings.kafka_replication_factor)
         # A previous producer (fenced, or of an abandoned claim) has nothing worth
         # flushing: its writes are committed or never will be.
@@ -247,7 +247,7 @@ class StateStore:
             **self._settings.kafka_client_config(), "log_level": 3,
             "transactional.id": self.transactional_id,
             "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), "linger.ms": 5,
-            "message.max.bytes": PROFILE_CORE_MAX_BYTES + 65_536})
+            "message.max.bytes": STAGE_MAX_BYTES + 65_536})
         try:
             self._producer.init_transactions(TXN_TIMEOUT_S)
         except KafkaException as exc:

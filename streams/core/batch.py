@@ -5,7 +5,7 @@ on every record it delivers, more than the profile stage's own work on an event.
 screening stage therefore packs the events it passed into one record of the internal
 profile topic, and the profile agent pays that step once per batch.
 
-The framing is internal to the workers (the topic is ``internal.profile-core``, never
+The framing is internal to the workers (the topic is ``internal.identity``, never
 read by anyone else), so it is a plain length-prefixed layout with a version byte
 rather than a registered Avro type; each event inside keeps its original
 Confluent-framed Avro bytes, exactly as the producer wrote them, so a dead letter

@@ -25,7 +25,7 @@ paid-media removals) is published under the *winner's* key: on every action topi
 partition it comes before anything the winner's ``merge-in`` adds, which is committed
 later.
 
-And one command travels back to the identity stage (``internal.profile-core``):
+And one command travels back to the identity stage (``internal.identity``):
 ``relink``, which gives an undone merge's identifiers back to the loser.
 """
 

@@ -30,7 +30,7 @@ from streams.topics import (
     ACTION_COMMAND,
     AUDIENCE_CHANGE_RECORD,
     AUDIENCE_CHANGES,
-    PROFILE_CORE,
+    IDENTITY_INPUT,
     action_topic,
 )
 from tests.integration.core.conftest import CoreStack
@@ -82,7 +82,7 @@ def activation(core: CoreStack, serde: AvroSerde) -> CoreStack:
 
 def tick(core: CoreStack, at: datetime) -> None:
     producer = Producer(core.settings.kafka_client_config())
-    producer.produce(core.settings.topic(PROFILE_CORE), key=b"tick",
+    producer.produce(core.settings.topic(IDENTITY_INPUT), key=b"tick",
                      value=json.dumps({"now": at.isoformat()}).encode(),
                      headers={"x-activation-command": b"tick"})
     assert producer.flush(30) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from streams.core.pipeline import StageConfig
 from streams.records import Envelope
 from streams.serde import AvroSerde
-from streams.topics import PROFILE_CORE, PROFILES
+from streams.topics import IDENTITY_INPUT, PROFILES
 from tests.integration.core.conftest import CoreStack
 from tests.integration.core.harness import Worker, produce, wait_for
 from tests.integration.core.workload import (
@@ -39,11 +39,11 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     applied = "activation_stream_events_total{outcome=\"applied\",stage=\"stream.profile\"}"
     wait_for(lambda: worker.metric(applied) >= EVENTS // 4, 300, "a quarter processed")
     worker.kill()
-    assert not group_caught_up(settings, {settings.topic(PROFILE_CORE): 1,  # mid-stream
+    assert not group_caught_up(settings, {settings.topic(IDENTITY_INPUT): 1,  # mid-stream
                                           settings.topic(PROFILES): settings.profile_partitions})
 
     restarted = workers(settings)
-    topics = {core.ingest: parts, settings.topic(PROFILE_CORE): 1,
+    topics = {core.ingest: parts, settings.topic(IDENTITY_INPUT): 1,
               settings.topic(PROFILES): settings.profile_partitions}
     wait_for(lambda: group_caught_up(settings, topics), 600, "the group caught up")
 

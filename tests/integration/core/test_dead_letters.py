@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from streams.core.batch import BATCH_HEADER as BATCH
 from streams.core.batch import BatchItem, encode_batch
 from streams.serde import AvroSerde
-from streams.topics import PROFILE_CORE
+from streams.topics import IDENTITY_INPUT
 from tests.integration.core.conftest import CoreStack
 from tests.integration.core.events import purchase
 from tests.integration.core.harness import (
@@ -30,7 +30,7 @@ from tests.integration.core.harness import (
 )
 
 CLI = REPO / "scripts" / "deadletters"
-ORIGIN = "x-activation-origin"  # agents/ingest.py: an older worker's single forwards
+ORIGIN = "x-activation-origin"  # agents/screening.py: an older worker's single forwards
 
 
 def with_orders(worker: Worker, customer: str, orders: int) -> Callable[[], Any]:
@@ -105,7 +105,7 @@ def test_profile_topic_reads_batches_old_single_records_and_parks_unreadable_one
 ) -> None:
     """The identity stage's topic as a rolling upgrade finds it: a single event with its
     origin header (an older worker's forward), an unreadable batch record, and a batch."""
-    topic = core.settings.topic(PROFILE_CORE)  # created by the core fixture
+    topic = core.settings.topic(IDENTITY_INPUT)  # created by the core fixture
     single = core.encode(purchase("e-old-worker", "c7", "1.00").to_avro())
     batch = encode_batch([BatchItem(f"{core.ingest}:0:{i}", b"c7",
                                     core.encode(purchase(f"e-b{i}", "c7", "2.00").to_avro()))

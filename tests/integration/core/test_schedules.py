@@ -34,7 +34,7 @@ from streams.topics import (
     ACTION_COMMAND,
     AUDIENCE_CHANGE_RECORD,
     AUDIENCE_CHANGES,
-    PROFILE_CORE,
+    IDENTITY_INPUT,
     action_topic,
 )
 from tests.integration.core.conftest import CoreStack
@@ -82,7 +82,7 @@ def scheduled(core: CoreStack, serde: AvroSerde, tmp_path: Path) -> CoreStack:
 
 def tick(settings: Settings, at: datetime) -> None:
     producer = Producer(settings.kafka_client_config())
-    producer.produce(settings.topic(PROFILE_CORE), key=b"tick",
+    producer.produce(settings.topic(IDENTITY_INPUT), key=b"tick",
                      value=json.dumps({"now": at.isoformat()}).encode(),
                      headers={"x-activation-command": b"tick"})
     assert producer.flush(30) == 0

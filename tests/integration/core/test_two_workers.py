@@ -12,7 +12,7 @@ import httpx
 from streams.core.pipeline import StageConfig
 from streams.records import Envelope
 from streams.serde import AvroSerde
-from streams.topics import PROFILE_CORE, PROFILES
+from streams.topics import IDENTITY_INPUT, PROFILES
 from tests.integration.core.conftest import CoreStack
 from tests.integration.core.harness import Worker, free_port, produce, wait_for
 from tests.integration.core.workload import (
@@ -74,10 +74,10 @@ def test_survivor_takes_over_with_nothing_lost(
     # Kill the worker that applied more (both own profile partitions), mid-stream.
     victim, survivor = (a, b) if a.metric(APPLIED) >= b.metric(APPLIED) else (b, a)
     victim.kill()
-    assert not group_caught_up(settings, {settings.topic(PROFILE_CORE): 1,  # mid-stream
+    assert not group_caught_up(settings, {settings.topic(IDENTITY_INPUT): 1,  # mid-stream
                                           settings.topic(PROFILES): settings.profile_partitions})
 
-    topics = {core.ingest: 3, settings.topic(PROFILE_CORE): 1,
+    topics = {core.ingest: 3, settings.topic(IDENTITY_INPUT): 1,
               settings.topic(PROFILES): settings.profile_partitions}
     wait_for(lambda: group_caught_up(settings, topics), 300, "the survivor caught up")
     cfg = StageConfig(settings.dedup_window, settings.ordering_window,

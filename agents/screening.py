@@ -2,8 +2,9 @@
 
 Reads raw bytes so that a record that cannot be decoded is still in hand, byte for
 byte, to dead-letter. Valid records are forwarded unchanged, many to a record
-(streams/core/batch.py), to the one-partition profile-core topic, read by the identity stage
-(agents/identity.py: the identity graph needs a single owner), which passes them on
+(streams/core/batch.py), to the identity stage's one-partition input topic
+(``internal.identity``; agents/identity.py: the identity graph needs a single owner),
+which passes them on
 to the profile stage partitioned by canonical profile id (agents/profiles.py).
 
 Not a Faust agent: Faust's per-record stream step costs more than screening itself, so
@@ -39,9 +40,9 @@ from streams.suppressions import Suppressions
 from streams.topics import (
     DEAD_LETTER,
     DEAD_LETTER_RECORD,
+    IDENTITY_INPUT,
     INGEST,
-    PROFILE_CORE,
-    PROFILE_CORE_MAX_BYTES,
+    STAGE_MAX_BYTES,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ POLL_TIMEOUT_S = 0.1
 FLUSH_TIMEOUT_S = 30.0
 
 metrics = StreamMetrics(metrics_registry)
-core_topic: Any = app.topic(settings.topic(PROFILE_CORE), partitions=1, internal=True,
+core_topic: Any = app.topic(settings.topic(IDENTITY_INPUT), partitions=1, internal=True,
                             key_type=bytes, value_type=bytes, key_serializer="raw",
                             value_serializer="raw")
 _dead_letter_encoder: list[Encoder] = []
@@ -142,8 +143,8 @@ class Screener:
             "log_level": 3})
         self.producer = Producer({
             **client, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-            "message.max.bytes": PROFILE_CORE_MAX_BYTES + 65_536, "log_level": 3})
-        self.core = settings.topic(PROFILE_CORE)
+            "message.max.bytes": STAGE_MAX_BYTES + 65_536, "log_level": 3})
+        self.core = settings.topic(IDENTITY_INPUT)
         self.dead_letters = settings.topic(DEAD_LETTER)
         self.ingest = settings.topic(INGEST)
         self.attempt = 0
