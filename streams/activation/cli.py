@@ -5,6 +5,8 @@
                                    that version is already in force); every worker follows it
     show                           the version in force: sequence, who, when, audiences, journeys
     history                        every publication, oldest first
+    diff [A] [B]                   what changes from A to B: a published sequence number or
+                                   a directory (default: the version in force -> dir)
 
 ``dir`` defaults to ACTIVATION_DEFINITIONS_DIR (./definitions); Kafka settings come from the
 ACTIVATION_* environment. Exit status: 0 ok; 1 invalid definitions (``invalid definitions:
@@ -20,7 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from streams.activation.definitions import DefinitionError, load_definitions
+from streams.activation.definitions import DefinitionError, DefinitionSet, load_definitions
+from streams.activation.diff import diff
 from streams.activation.distribution import Published, publish, read_history
 from streams.errors import ActivationError
 from streams.settings import Settings, load_settings
@@ -36,7 +39,8 @@ def validate(directory: Path) -> int:
           f"{len(definitions.audiences)} audiences ({', '.join(sorted(definitions.audiences))}), "
           f"{len(definitions.journeys)} journeys ({', '.join(sorted(definitions.journeys))}), "
           f"{len(definitions.destinations)} destinations "
-          f"({', '.join(sorted(definitions.destinations))})")
+          f"({', '.join(sorted(definitions.destinations))}), "
+          f"{len(definitions.schedules)} schedules ({', '.join(sorted(definitions.schedules))})")
     return 0
 
 
@@ -75,6 +79,7 @@ def _show(settings: Settings) -> int:
     print(f"journeys ({len(defs.journeys)}): {', '.join(sorted(defs.journeys)) or '-'}")
     print(f"destinations ({len(defs.destinations)}): "
           f"{', '.join(sorted(defs.destinations)) or '-'}")
+    print(f"schedules ({len(defs.schedules)}): {', '.join(sorted(defs.schedules)) or '-'}")
     return 0
 
 
@@ -84,6 +89,31 @@ def _history(settings: Settings) -> int:
         print("no definitions published yet")
     for p in history:
         print(_line(p) + ("  (in force)" if p is history[-1] else ""))
+    return 0
+
+
+def _resolve(settings: Settings, ref: str | None, history: list[Published]
+             ) -> DefinitionSet:
+    """A sequence number of the history, a directory, or (None) the version in force."""
+    if ref is None:
+        if not history:
+            raise DefinitionError("no definitions published yet: give two directories")
+        return history[-1].definitions
+    if ref.isdigit():
+        for p in history:
+            if p.sequence == int(ref):
+                return p.definitions
+        raise DefinitionError(f"no publication with sequence {ref}")
+    return load_definitions(Path(ref))
+
+
+def _diff(settings: Settings, old: str | None, new: str | None) -> int:
+    needs_history = old is None or old.isdigit() or (new is not None and new.isdigit())
+    history = read_history(settings) if needs_history else []
+    before = _resolve(settings, old, history)
+    after = _resolve(settings, new or str(settings.definitions_dir), history)
+    lines = diff(before, after)
+    print("\n".join(lines) if lines else f"no change (version {before.version})")
     return 0
 
 
@@ -99,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--author", help="recorded as published_by (default: your user name)")
     commands.add_parser("show", help="the definitions in force")
     commands.add_parser("history", help="every publication, oldest first")
+    dif = commands.add_parser("diff", help="what changes between two versions")
+    dif.add_argument("old", nargs="?", help="sequence or directory (default: in force)")
+    dif.add_argument("new", nargs="?", help="sequence or directory (default: the dir)")
     return parser
 
 
@@ -112,6 +145,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "publish":
         return _publish(settings, args.directory or settings.definitions_dir,
                         args.author or default_author())
+    if args.command == "diff":
+        return _diff(settings, args.old, args.new)
     return _show(settings) if args.command == "show" else _history(settings)
 
 
