@@ -12,11 +12,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streams.core.pipeline import StageConfig
 from streams.core.profile import timeline_page, to_api
+from streams.core.sandbox import Sandbox as Stages
 from streams.records import Envelope, Identifiers
 from streams.settings import Settings
 from streams.topics import INGEST, PROFILES
 from tests.integration.core.harness import Worker, as_json
-from tests.unit.core.stages import Stages
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

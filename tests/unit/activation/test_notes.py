@@ -6,7 +6,7 @@ from typing import Any
 
 from streams.activation.notes import adopted, read_notes, write_notes
 from streams.core.profile import Profile, timeline_page
-from tests.unit.core.stages import DictStore
+from streams.core.sandbox import DictStore
 
 
 def note(i: int) -> dict[str, Any]:

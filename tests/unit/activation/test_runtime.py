@@ -31,9 +31,10 @@ from streams.activation.runtime import (
 from streams.core.identity import new_profile_id
 from streams.core.pipeline import APPLIED, StageConfig, canonical_id, load_profile
 from streams.core.routing import partition_of
+from streams.core.sandbox import DictStore
+from streams.core.sandbox import Sandbox as Stages
 from streams.records import Envelope, Identifiers
 from tests.unit.activation.conftest import T0, Clock, end_date
-from tests.unit.core.stages import DictStore, Stages
 
 CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 100)
 JOURNEY = "churn_prevention"

@@ -43,8 +43,9 @@ from streams.activation.schedules import (
 )
 from streams.core.identity import new_profile_id
 from streams.core.pipeline import StageConfig, canonical_id, load_profile
+from streams.core.sandbox import DictStore
+from streams.core.sandbox import Sandbox as Stages
 from streams.records import Envelope, Identifiers
-from tests.unit.core.stages import DictStore, Stages
 
 BERLIN = ZoneInfo("Europe/Berlin")
 CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 100)

@@ -15,7 +15,7 @@ from streams.records import Envelope, Identifiers
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-from tests.unit.core.stages import DictStore  # noqa: E402  (re-exported for the tests)
+from streams.core.sandbox import DictStore  # noqa: E402  (re-exported for the tests)
 
 
 @pytest.fixture

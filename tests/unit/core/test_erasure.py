@@ -16,9 +16,10 @@ from streams.core.erasure import (
 from streams.core.identity import new_profile_id
 from streams.core.identity_stage import SUPPRESSED_EVENT, route_event
 from streams.core.pipeline import StageConfig, load_profile
+from streams.core.sandbox import DictStore
+from streams.core.sandbox import Sandbox as Stages
 from streams.records import Envelope
 from tests.unit.core.conftest import T0
-from tests.unit.core.stages import DictStore, Stages
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 

@@ -14,9 +14,9 @@ from streams.core.identity_stage import expired_markers, route_event
 from streams.core.pipeline import APPLIED, DUPLICATE, REPLAYED, StageConfig, merge_history
 from streams.core.profile import to_api
 from streams.core.routing import partition_of
+from streams.core.sandbox import Sandbox as Stages
 from streams.records import Envelope
 from tests.unit.core.conftest import T0, DictStore
-from tests.unit.core.stages import Stages
 
 
 @pytest.fixture

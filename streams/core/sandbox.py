@@ -1,21 +1,33 @@
-"""The identity stage and a partitioned profile stage over dict stores, as the agents
-(agents/identity.py, agents/profiles.py) run them, with in-memory queues for the
-profile topic's partitions: the merge protocol across partitions, without a broker."""
+"""The stages in one process, over dict stores: the identity stage and a partitioned
+profile stage with in-memory queues for the profile topic's partitions, driving the
+same pure modules the agents (agents/identity.py, agents/profiles.py) drive: the merge
+protocol across partitions, activation and its timers, without a broker.
+
+Used by the what-if replay (streams/whatif.py: a draft of the definitions against the
+ones in force, on recorded events) and by the unit tests. It orchestrates the pure
+modules as the agents do (merge out, merge in, undo, redirects, timers); moving that
+orchestration itself into pure modules both share is the open part of issue 13.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from streams.activation.definitions import DefinitionSet
 from streams.activation.notes import read_notes
 from streams.activation.runtime import (
+    TIMER,
     Emission,
+    TimerContext,
     activate_event,
     activate_merged,
     adopt_notes,
+    due_timers,
+    fire_timer,
     retire_merged,
 )
 from streams.core.identity_stage import Routed, relink, route_event
@@ -44,7 +56,7 @@ class DictStore(dict[bytes, bytes]):
 
 
 @dataclass
-class Stages:
+class Sandbox:
     cfg: StageConfig
     partitions: int = 3
     definitions: DefinitionSet | None = None
@@ -72,6 +84,16 @@ class Stages:
         if drain:
             self.drain()
         return routed
+
+    def tick(self, now: datetime, batch: int = 2000) -> None:
+        """Every partition's due timers at ``now`` (the agents' tick command)."""
+        for store in self.parts:
+            ctx = TimerContext(partial(load_profile, store), partial(canonical_id, store),
+                               self.cfg.timeline_limit)
+            for tkey, pid in due_timers(store.scan(TIMER, batch), now):
+                self.position += 1
+                self._emit(fire_timer(store, tkey, pid, self.position, now, self.definitions,
+                                      ctx))
 
     def undo(self, winner: str, event_id: str) -> None:
         self.queues[self.part(winner)].append(("undo", (winner, event_id)))
@@ -149,10 +171,12 @@ class Stages:
         """The timeline the profile API shows: events and activation's notes."""
         store, pid = self.locate(profile_id)
         profile = load_profile(store, pid)
-        return timeline_page(profile or Profile(pid), 0, 10_000,
-                             read_notes(store.scan, pid, self.cfg.timeline_limit))["items"]
+        page = timeline_page(profile or Profile(pid), 0, 10_000,
+                             read_notes(store.scan, pid, self.cfg.timeline_limit))
+        return list(page["items"])
 
     def customer(self, customer: str) -> Profile:
         found = self.profile(self.identity[f"i:cid:{customer}".encode()].decode())
-        assert found is not None
+        if found is None:
+            raise KeyError(f"no profile for customer {customer}")
         return found
