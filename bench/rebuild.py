@@ -8,7 +8,7 @@ state and log directories) is deleted at the end.
 
 1. Content: a few dozen template customers (identifiers, traits, a subscription,
    consent, purchases, a timeline of 5 entries, one in ten merged from two profiles)
-   go through the real pure stages (tests/unit/core/stages.py over dicts), and the
+   go through the real pure stages (streams/core/sandbox.py over dicts), and the
    resulting keys of the identity store (``d:`` markers, ``i:``/``k:`` identity graph,
    ``r:`` redirects) and of the profile stores (``p:`` profile, ``r:``/``h:`` merges)
    are copied for every profile with its own customer id, event ids, email/phone
@@ -57,7 +57,7 @@ from streams.core.routing import partition_of
 from streams.records import Envelope, Identifiers
 from streams.settings import Settings, load_settings
 from tests.integration.core.harness import AUTH, free_port, settings_env
-from tests.unit.core.stages import Stages
+from streams.core.sandbox import Stages
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = 40

@@ -1,6 +1,6 @@
 """Activation inside the profile stage over dict stores: decisions, timers, merges.
 
-The same stages the worker runs (tests/unit/core/stages.py: identity resolution, then
+The same stages the worker runs (streams/core/sandbox.py: identity resolution, then
 the profile stage with the activation hook), on in-memory stores and an injected
 clock: no broker, no sleeps.
 """
