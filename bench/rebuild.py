@@ -54,10 +54,10 @@ from confluent_kafka.cimpl import NewTopic
 from streams.core.identity import identifier_keys, new_profile_id
 from streams.core.pipeline import StageConfig
 from streams.core.routing import partition_of
+from streams.core.sandbox import Stages
 from streams.records import Envelope, Identifiers
 from streams.settings import Settings, load_settings
 from tests.integration.core.harness import AUTH, free_port, settings_env
-from streams.core.sandbox import Stages
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = 40
