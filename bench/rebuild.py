@@ -54,7 +54,7 @@ from confluent_kafka.cimpl import NewTopic
 from streams.core.identity import identifier_keys, new_profile_id
 from streams.core.pipeline import StageConfig
 from streams.core.routing import partition_of
-from streams.core.sandbox import Stages
+from streams.core.sandbox import Sandbox
 from streams.records import Envelope, Identifiers
 from streams.settings import Settings, load_settings
 from tests.integration.core.harness import AUTH, free_port, settings_env
@@ -122,7 +122,7 @@ def build_templates(count: int, now: datetime) -> list[Template]:
     cfg = StageConfig(timedelta(days=7), timedelta(seconds=5), 200)
     out = []
     for t in range(count):
-        stages = Stages(cfg, partitions=1)
+        stages = Sandbox(cfg, partitions=1)
         events = _events(t, rng, now)
         for offset, envelope in enumerate(events):
             stages.send(envelope, now, f"bench:0:{offset}")
