@@ -29,7 +29,7 @@ from agents.metrics import ActivationMetrics
 from agents.screening import core_topic, retrying
 from streams.activation.definitions import DefinitionSet
 from streams.activation.distribution import DefinitionsFollower
-from streams.activation.runtime import Emission
+from streams.activation.runtime import Emission, Store, load_state
 from streams.app import app, metrics_registry, serde, settings
 from streams.core.routing import COMMAND_HEADER, TICK
 from streams.errors import RegistryError
@@ -59,6 +59,19 @@ follower = DefinitionsFollower(settings)  # logs each change of the version in f
 def definitions_in_force() -> DefinitionSet | None:
     current = follower.current()
     return None if current is None else current.definitions
+
+
+def definitions_for(store: Store, profile_id: str) -> DefinitionSet | None:
+    """The definitions deciding for ``profile_id``: during a staged rollout the
+    candidate for its cohort, the stable version for the others
+    (streams/activation/rollout.py)."""
+    current = follower.current()
+    if current is None or current.rollout is None:
+        return None if current is None else current.definitions
+    memberships: list[str] = []
+    if current.rollout.audience is not None:  # its membership as last recorded
+        memberships = load_state(store, profile_id)[0].memberships
+    return follower.for_profile(profile_id, memberships)
 
 
 async def wait_for_definitions() -> None:

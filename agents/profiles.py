@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.activation import definitions_in_force, wait_for_definitions
+from agents.activation import definitions_for, definitions_in_force, wait_for_definitions
 from agents.activation import metrics as activation_metrics
 from agents.owned import (
     PARTITIONS,
@@ -126,8 +126,8 @@ class Activation:
              offset: int) -> Profile:
         stream_metrics.matches.labels("new" if before is None else "existing").inc()
         profile, self.emission = activate_event(
-            self.store, before, profile, envelope, offset, self.now(), definitions_in_force(),
-            CONFIG.timeline_limit)
+            self.store, before, profile, envelope, offset, self.now(),
+            definitions_for(self.store, profile.profile_id), CONFIG.timeline_limit)
         if self.emission is not None:
             observe_latency(self.emission, envelope)
         return profile
@@ -165,7 +165,7 @@ def run_tick(message: Any, store: StateStore, out: Outputs) -> None:
     for tkey, pid in due_timers(act.scanner(TIMER, settings.timer_batch), now):
         activation_metrics.timers.inc()
         try:
-            emission = fire_timer(store, tkey, pid, at, now, definitions, ctx)
+            emission = fire_timer(store, tkey, pid, at, now, definitions_for(store, pid), ctx)
         except BrokerError:
             raise
         except Exception:  # a bug in one profile's timer must not stall every timer
@@ -176,6 +176,7 @@ def run_tick(message: Any, store: StateStore, out: Outputs) -> None:
             continue
         if emission is not None:
             out.emissions.append(emission)
+    # Scheduled actions follow the newest publication, staged or not (docs: rollout).
     out.emissions.extend(on_tick(schedules(store), now, definitions))
 
 
@@ -191,7 +192,8 @@ def run_merge_out(message: Any, store: StateStore, out: Outputs) -> None:
     act = Activation(store)
     loser = load_profile(store, merge.loser) or Profile(merge.loser)
     loser, emission = retire_merged(store, loser, merge.event_id, act.now(),
-                                    definitions_in_force(), CONFIG.timeline_limit)
+                                    definitions_for(store, merge.loser),
+                                    CONFIG.timeline_limit)
     if emission is not None:  # keyed by the winner: see streams/core/routing.py
         out.emissions.append(replace(emission, profile_id=merge.winner))
     incoming = replace(merge_out(store, merge, loser), loser_notes=read_notes(
@@ -215,7 +217,7 @@ def run_merge_in(message: Any, store: StateStore, out: Outputs) -> None:
     act = Activation(store)
     merged, emission = activate_merged(store, merged, incoming.merge.event_id,
                                        position(message.offset), act.now(),
-                                       definitions_in_force(), CONFIG.timeline_limit)
+                                       definitions_for(store, target), CONFIG.timeline_limit)
     store[pkey(target)] = merged.to_json()
     if emission is not None:
         out.emissions.append(emission)

@@ -72,4 +72,5 @@ def to_command(action: PlannedAction, decision: Decision,
         "caused_by_event_id": action.caused_by,
         "created_at": decision.decided_at,
         "not_before": decision.not_before,
+        "definitions_version": decision.definitions_version,
     }

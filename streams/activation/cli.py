@@ -5,6 +5,9 @@
                                    that version is already in force); every worker follows it
     show                           the version in force: sequence, who, when, audiences, journeys
     history                        every publication, oldest first
+    publish --rollout-percent N | --rollout-audience ID   staged: live for a cohort first
+    promote | rollback             end a staged rollout: the candidate or the stable version
+                                   for every profile (each a new publication)
     diff [A] [B]                   what changes from A to B: a published sequence number or
                                    a directory (default: the version in force -> dir)
 
@@ -24,7 +27,8 @@ from pathlib import Path
 
 from streams.activation.definitions import DefinitionError, DefinitionSet, load_definitions
 from streams.activation.diff import diff
-from streams.activation.distribution import Published, publish, read_history
+from streams.activation.distribution import Published, publish_set, read_history
+from streams.activation.rollout import Rollout
 from streams.errors import ActivationError
 from streams.settings import Settings, load_settings
 
@@ -51,19 +55,50 @@ def default_author() -> str:
         return "unknown"
 
 
-def _publish(settings: Settings, directory: Path, author: str) -> int:
-    in_force, written = publish(settings, directory, author)
+def _publish(settings: Settings, directory: Path, author: str,
+             rollout: tuple[float | None, str | None] = (None, None)) -> int:
+    definitions = load_definitions(directory)
+    staged = None
+    if rollout != (None, None):
+        history = read_history(settings)
+        if not history:
+            raise DefinitionError("nothing in force yet: a first version cannot be staged")
+        base = history[-1].rollout.stable_sequence if history[-1].rollout else \
+            history[-1].sequence
+        staged = Rollout(base, *rollout)
+    in_force, written = publish_set(settings, definitions, author, rollout=staged)
     if written:
-        print(f"published definitions version {in_force.version} as sequence {in_force.sequence}")
+        how = f" ({staged.describe()})" if staged else ""
+        print(f"published definitions version {in_force.version} as sequence "
+              f"{in_force.sequence}{how}")
     else:
         print(f"unchanged: version {in_force.version} is already in force "
               f"(sequence {in_force.sequence})")
     return 0
 
 
+def _end_rollout(settings: Settings, author: str, promote: bool) -> int:
+    """Promote the staged version to everyone, or roll back to the stable one: either
+    way a new publication, without a rollout."""
+    history = read_history(settings)
+    current = history[-1] if history else None
+    if current is None or current.rollout is None:
+        raise DefinitionError("no staged rollout in force")
+    stable = next((p for p in history if p.sequence == current.rollout.stable_sequence), None)
+    if stable is None:
+        raise DefinitionError(f"the stable sequence {current.rollout.stable_sequence} "
+                              "is not in the history")
+    chosen = current if promote else stable
+    new, _ = publish_set(settings, chosen.definitions, author, force=True)
+    print(f"{'promoted' if promote else 'rolled back to'} version {chosen.version}: "
+          f"sequence {new.sequence}, for every profile")
+    return 0
+
+
 def _line(p: Published) -> str:
     return (f"sequence {p.sequence}  version {p.version}  "
-            f"{p.published_at.isoformat(timespec='seconds')}  by {p.published_by}")
+            f"{p.published_at.isoformat(timespec='seconds')}  by {p.published_by}"
+            + (f"  ({p.rollout.describe()})" if p.rollout else ""))
 
 
 def _show(settings: Settings) -> int:
@@ -74,7 +109,8 @@ def _show(settings: Settings) -> int:
     p = history[-1]
     defs = p.definitions
     print(f"version {p.version} in force: sequence {p.sequence}, published by "
-          f"{p.published_by} at {p.published_at.isoformat(timespec='seconds')}")
+          f"{p.published_by} at {p.published_at.isoformat(timespec='seconds')}"
+          + (f", {p.rollout.describe()}" if p.rollout else ""))
     print(f"audiences ({len(defs.audiences)}): {', '.join(sorted(defs.audiences)) or '-'}")
     print(f"journeys ({len(defs.journeys)}): {', '.join(sorted(defs.journeys)) or '-'}")
     print(f"destinations ({len(defs.destinations)}): "
@@ -127,6 +163,15 @@ def _parser() -> argparse.ArgumentParser:
     pub = commands.add_parser("publish", help="validate and publish to the definitions topic")
     pub.add_argument("directory", nargs="?", type=Path, help=dir_help)
     pub.add_argument("--author", help="recorded as published_by (default: your user name)")
+    stage = pub.add_mutually_exclusive_group()
+    stage.add_argument("--rollout-percent", type=float,
+                       help="live for this share of profiles first (the rest keep the "
+                            "version in force)")
+    stage.add_argument("--rollout-audience", help="live for this audience's members first")
+    for name, what in (("promote", "the staged version, for every profile"),
+                       ("rollback", "back to the version before the staged one")):
+        end = commands.add_parser(name, help=what)
+        end.add_argument("--author", help="recorded as published_by")
     commands.add_parser("show", help="the definitions in force")
     commands.add_parser("history", help="every publication, oldest first")
     dif = commands.add_parser("diff", help="what changes between two versions")
@@ -142,9 +187,13 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "validate":
         return validate(settings.definitions_dir)
+    if args.command in ("promote", "rollback"):
+        return _end_rollout(settings, args.author or default_author(),
+                            args.command == "promote")
     if args.command == "publish":
         return _publish(settings, args.directory or settings.definitions_dir,
-                        args.author or default_author())
+                        args.author or default_author(),
+                        (args.rollout_percent, args.rollout_audience))
     if args.command == "diff":
         return _diff(settings, args.old, args.new)
     return _show(settings) if args.command == "show" else _history(settings)

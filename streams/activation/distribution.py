@@ -40,6 +40,7 @@ from streams.activation.definitions import (
     load_definitions,
     snapshot,
 )
+from streams.activation.rollout import Rollout, for_profile
 from streams.errors import BrokerError
 from streams.follower import Follower, read_topic
 from streams.settings import Settings
@@ -62,6 +63,7 @@ class Published:
     published_at: datetime
     definitions: DefinitionSet
     record_id: str = ""  # what keeps racing publications' keys apart ("" in old records)
+    rollout: Rollout | None = None  # staged: for a cohort only (streams/activation/rollout.py)
 
     def __post_init__(self) -> None:
         if self.sequence < 1:
@@ -84,6 +86,8 @@ def encode_record(p: Published) -> tuple[bytes, bytes]:
     doc = {"sequence": p.sequence, "version": p.version, "published_by": p.published_by,
            "published_at": p.published_at.isoformat(),
            "snapshot": json.loads(snapshot(p.definitions))}
+    if p.rollout is not None:  # absent otherwise: older workers read the record as before
+        doc["rollout"] = p.rollout.to_dict()
     value = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return record_key(p.sequence, p.record_id), value
 
@@ -127,8 +131,9 @@ def _decode(key: bytes | None, value: bytes | None) -> Published:
     if published_at.tzinfo is None:
         raise ValueError(f"published_at: {doc['published_at']!r} has no UTC offset")
     definitions = from_snapshot(json.dumps(doc["snapshot"]).encode())
+    rollout = None if doc.get("rollout") is None else Rollout.from_dict(doc["rollout"])
     return Published(doc["sequence"], doc["version"], doc["published_by"], published_at,
-                     definitions, parts[1])
+                     definitions, parts[1], rollout)
 
 
 def decode_record(key: bytes | None, value: bytes | None) -> Published:
@@ -219,16 +224,25 @@ def publish(settings: Settings, directory: Path, author: str,
 
     Publishing the version already in force writes nothing, so re-running is harmless.
     """
-    definitions = load_definitions(directory)
+    return publish_set(settings, load_definitions(directory), author, now)
+
+
+def publish_set(settings: Settings, definitions: DefinitionSet, author: str,
+                now: datetime | None = None, rollout: Rollout | None = None,
+                force: bool = False) -> tuple[Published, bool]:
+    """Publish ``definitions`` (staged by ``rollout``, if given); ``force``: even if the
+    same version is in force (a promotion ends a rollout of that very version)."""
     history, highest = _scan(settings, 10.0)
     current = history[-1] if history else None
-    if current is not None and current.version == definitions.version:
+    unchanged = current is not None and current.version == definitions.version \
+        and current.rollout is None and rollout is None
+    if unchanged and not force and current is not None:
         return current, False
     # Above every key seen, valid or not: a record we cannot read (a newer format, say)
     # must not share a key with ours, or compaction would delete one of the two.
     sequence = max(highest, current.sequence if current else 0) + 1
     new = Published(sequence, definitions.version, author, now or datetime.now(UTC),
-                    definitions, uuid.uuid4().hex[:12])
+                    definitions, uuid.uuid4().hex[:12], rollout)
     _write(settings, new)
     return new, True
 
@@ -247,6 +261,7 @@ class DefinitionsFollower:
         self._lock = threading.Lock()
         self._current: Published | None = None
         self._notified: Published | None = None
+        self._by_sequence: dict[int, Published] = {}
         self._follower = Follower(
             settings, settings.topic(DEFINITIONS), self._apply, "definitions-follower",
             on_loaded=self._notify, on_idle=self._notify,
@@ -256,6 +271,25 @@ class DefinitionsFollower:
     def current(self) -> Published | None:
         with self._lock:
             return self._current
+
+    def stable(self) -> Published | None:
+        """During a staged rollout, the publication the others keep."""
+        with self._lock:
+            current = self._current
+            if current is None or current.rollout is None:
+                return None
+            return self._by_sequence.get(current.rollout.stable_sequence)
+
+    def for_profile(self, profile_id: str, memberships: list[str] | tuple[str, ...] = ()
+                    ) -> DefinitionSet | None:
+        """The definitions that decide for ``profile_id`` (a staged rollout's cohort gets
+        the candidate, the others the stable version)."""
+        current, stable = self.current(), self.stable()
+        if current is None:
+            return None
+        return for_profile(current.definitions, current.rollout,
+                           None if stable is None else stable.definitions, profile_id,
+                           memberships)
 
     def start(self) -> None:
         self._follower.start()
@@ -270,6 +304,7 @@ class DefinitionsFollower:
             log.warning("skipping invalid definitions record, the one in force stays: %s", exc)
             return
         with self._lock:
+            self._by_sequence[candidate.sequence] = candidate
             self._current = choose_in_force(self._current, candidate)
 
     def _notify(self) -> None:

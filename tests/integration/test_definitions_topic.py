@@ -213,3 +213,34 @@ def test_racing_publishers_both_stay_in_the_history(
     assert sequence_of(follow()) == 2 and follow().current() == cy
     following, _ = publish(settings, REPO_DEFINITIONS, "dee")
     assert following.sequence == 3
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_a_staged_rollout_is_promoted_or_rolled_back(
+        settings: Settings, follow: Follow, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["publish", str(REPO_DEFINITIONS), "--author", "bo"]) == 0
+    v2 = modified_copy(tmp_path, "v2")
+    assert main(["publish", str(v2), "--author", "al", "--rollout-percent", "30"]) == 0
+    follower = follow()
+    history = read_history(settings)
+    stable, staged = history[-2], history[-1]
+    assert staged.rollout is not None and staged.rollout.stable_sequence == stable.sequence
+    wait_until(lambda: follower.stable() is not None, "the stable version known")
+    versions = [follower.for_profile(f"p-{i}").version for i in range(1000)]  # type: ignore[union-attr]
+    share = versions.count(staged.version) / len(versions)
+    assert 0.2 < share < 0.4 and set(versions) == {stable.version, staged.version}
+    assert main(["rollback", "--author", "cy"]) == 0
+    wait_until(lambda: sequence_of(follower) == staged.sequence + 1, "the rollback")
+    assert follower.current().version == stable.version  # type: ignore[union-attr]
+    assert main(["publish", str(v2), "--rollout-audience", "trial_ending"]) == 0
+    assert main(["promote", "--author", "dee"]) == 0
+    wait_until(lambda: sequence_of(follower) == staged.sequence + 3, "the promotion")
+    current = follower.current()
+    assert current is not None and current.rollout is None
+    assert current.version == staged.version and current.published_by == "dee"
+    assert {follower.for_profile(f"p-{i}").version for i in range(50)} == {  # type: ignore[union-attr]
+        staged.version}
+    assert main(["history"]) == 0
+    out = capsys.readouterr().out
+    assert "staged for 30% of profiles" in out and "rolled back to version" in out
