@@ -22,8 +22,10 @@ from typing import Any
 
 from ingest.errors import AuthError, ForbiddenScope
 
-SCOPES = ("events:write", "profiles:read", "admin")
-EVENTS_WRITE, PROFILES_READ, ADMIN = SCOPES
+# definitions:approve: may approve a definitions publication someone else proposed
+# (ACTIVATION_DEFINITIONS_REQUIRE_APPROVAL); admin does not imply it.
+SCOPES = ("events:write", "profiles:read", "admin", "definitions:approve")
+EVENTS_WRITE, PROFILES_READ, ADMIN, APPROVE_DEFINITIONS = SCOPES
 BOOTSTRAP_ID = "bootstrap"
 _KEY = re.compile(r"^ak_([a-z0-9]{12})_([A-Za-z0-9_\-]{20,})$")
 

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     definitions_dir: Path = Field(
         REPO_ROOT / "definitions", description="Audience, journey and governance YAML files."
     )
+    definitions_require_approval: bool = Field(
+        False, description="publications are proposals until a second key with the "
+                           "definitions:approve scope approves them")
     activation_clock: Literal["system", "manual"] = Field(
         "system",
         description="manual: activation's clock moves only by tick commands (tests, demos).",

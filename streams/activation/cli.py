@@ -8,6 +8,8 @@
     publish --rollout-percent N | --rollout-audience ID   staged: live for a cohort first
     promote | rollback             end a staged rollout: the candidate or the stable version
                                    for every profile (each a new publication)
+    approve ID --api-key K | proposals   with ACTIVATION_DEFINITIONS_REQUIRE_APPROVAL,
+                                   publish writes a proposal a second key must approve
     diff [A] [B]                   what changes from A to B: a published sequence number or
                                    a directory (default: the version in force -> dir)
 
@@ -25,9 +27,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ingest.auth import APPROVE_DEFINITIONS, KeyTable, Principal
+from ingest.errors import AuthError
+from ingest.keystore import load_once
+from streams.activation.approval import check_approver, propose
 from streams.activation.definitions import DefinitionError, DefinitionSet, load_definitions
 from streams.activation.diff import diff
-from streams.activation.distribution import Published, publish_set, read_history
+from streams.activation.distribution import (
+    Published,
+    publish_set,
+    read_history,
+    read_proposals,
+    write_record,
+)
 from streams.activation.rollout import Rollout
 from streams.errors import ActivationError
 from streams.settings import Settings, load_settings
@@ -55,8 +67,45 @@ def default_author() -> str:
         return "unknown"
 
 
+def _principal(settings: Settings, key: str | None) -> Principal:
+    """The API key's owner (the key store as the gateways see it)."""
+    if not key:
+        raise DefinitionError("approval is required: give your API key with --api-key")
+    table = KeyTable(settings.api_key_pepper.get_secret_value())
+    load_once(settings, table)
+    try:
+        return table.authenticate(key)
+    except AuthError as exc:
+        raise DefinitionError(f"--api-key: {exc}") from exc
+
+
+def _propose(settings: Settings, definitions: DefinitionSet, author: str, key: str | None,
+             staged: Rollout | None) -> int:
+    principal = _principal(settings, key)
+    proposal = propose(definitions, author, principal.key_id, staged)
+    write_record(settings, *proposal.encode())
+    print(f"proposal {proposal.proposal_id} (version {definitions.version}) awaits approval: "
+          f"scripts/definitions approve {proposal.proposal_id} --api-key <another key>")
+    return 0
+
+
+def _approve(settings: Settings, proposal_id: str, key: str | None, author: str) -> int:
+    proposal = next((p for p in read_proposals(settings) if p.proposal_id == proposal_id), None)
+    if proposal is None:
+        raise DefinitionError(f"no proposal {proposal_id} awaits approval")
+    principal = _principal(settings, key)
+    check_approver(proposal, principal.key_id, principal.scopes, APPROVE_DEFINITIONS)
+    by = f"{proposal.proposed_by}, approved by {author} (key {principal.key_id})"
+    new, _ = publish_set(settings, proposal.definitions, by, rollout=proposal.rollout,
+                         force=True)
+    write_record(settings, proposal.encode()[0], None)  # a tombstone: listed no more
+    print(f"approved: version {new.version} published as sequence {new.sequence}")
+    return 0
+
+
 def _publish(settings: Settings, directory: Path, author: str,
-             rollout: tuple[float | None, str | None] = (None, None)) -> int:
+             rollout: tuple[float | None, str | None] = (None, None),
+             key: str | None = None) -> int:
     definitions = load_definitions(directory)
     staged = None
     if rollout != (None, None):
@@ -66,6 +115,8 @@ def _publish(settings: Settings, directory: Path, author: str,
         base = history[-1].rollout.stable_sequence if history[-1].rollout else \
             history[-1].sequence
         staged = Rollout(base, *rollout)
+    if settings.definitions_require_approval:
+        return _propose(settings, definitions, author, key, staged)
     in_force, written = publish_set(settings, definitions, author, rollout=staged)
     if written:
         how = f" ({staged.describe()})" if staged else ""
@@ -168,6 +219,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="live for this share of profiles first (the rest keep the "
                             "version in force)")
     stage.add_argument("--rollout-audience", help="live for this audience's members first")
+    pub.add_argument("--api-key", help="your API key (when approval is required)")
+    app = commands.add_parser("approve", help="approve someone else's proposal")
+    app.add_argument("proposal_id")
+    app.add_argument("--api-key", required=True, help="a key with definitions:approve")
+    app.add_argument("--author", help="your name, recorded with the publication")
+    commands.add_parser("proposals", help="proposals awaiting approval")
     for name, what in (("promote", "the staged version, for every profile"),
                        ("rollback", "back to the version before the staged one")):
         end = commands.add_parser(name, help=what)
@@ -193,7 +250,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "publish":
         return _publish(settings, args.directory or settings.definitions_dir,
                         args.author or default_author(),
-                        (args.rollout_percent, args.rollout_audience))
+                        (args.rollout_percent, args.rollout_audience), args.api_key)
+    if args.command == "approve":
+        return _approve(settings, args.proposal_id, args.api_key,
+                        args.author or default_author())
+    if args.command == "proposals":
+        for p in read_proposals(settings):
+            print(f"{p.proposal_id}  version {p.definitions.version}  by {p.proposed_by}  "
+                  f"at {p.proposed_at.isoformat(timespec='seconds')}")
+        return 0
     if args.command == "diff":
         return _diff(settings, args.old, args.new)
     return _show(settings) if args.command == "show" else _history(settings)

@@ -33,6 +33,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message, Producer
 
+from streams.activation.approval import Proposal, is_proposal
 from streams.activation.definitions import (
     DefinitionError,
     DefinitionSet,
@@ -181,6 +182,8 @@ def _scan(settings: Settings, timeout_s: float) -> tuple[list[Published], int]:
     by_key: dict[bytes | None, tuple[int, Published]] = {}
     highest = 0
     for msg in _read_messages(settings, timeout_s):
+        if is_proposal(msg.key()):  # not a publication (streams/activation/approval.py)
+            continue
         highest = max(highest, _key_sequence(msg.key()) or 0)
         try:
             p = decode_record(msg.key(), msg.value())
@@ -192,6 +195,20 @@ def _scan(settings: Settings, timeout_s: float) -> tuple[list[Published], int]:
     return [p for _, p in ordered], highest
 
 
+def read_proposals(settings: Settings, timeout_s: float = 10.0) -> list[Proposal]:
+    """Proposals awaiting approval (the newest record of each), oldest first."""
+    found: dict[bytes, Proposal] = {}
+    for msg in _read_messages(settings, timeout_s):
+        key, value = msg.key(), msg.value()
+        if not isinstance(key, bytes) or not is_proposal(key):
+            continue
+        if isinstance(value, bytes):
+            found[key] = Proposal.decode(value)
+        else:  # approved (or withdrawn): a tombstone
+            found.pop(key, None)
+    return sorted(found.values(), key=lambda p: p.proposed_at)
+
+
 def read_history(settings: Settings, timeout_s: float = 10.0) -> list[Published]:
     """All valid publications in sequence order (invalid records skipped with a warning)."""
     return _scan(settings, timeout_s)[0]
@@ -199,7 +216,12 @@ def read_history(settings: Settings, timeout_s: float = 10.0) -> list[Published]
 
 def _write(settings: Settings, p: Published) -> None:
     """Write one publication and wait for every in-sync replica to acknowledge it."""
-    key, value = encode_record(p)
+    write_record(settings, *encode_record(p))
+
+
+def write_record(settings: Settings, key: bytes, value: bytes | None) -> None:
+    """One record on the definitions topic (None: a tombstone), acknowledged by every
+    in-sync replica."""
     producer = Producer({**settings.kafka_client_config(), "acks": "all",
                          "enable.idempotence": True, "message.timeout.ms": 10_000})
     errors: list[str] = []
@@ -298,6 +320,8 @@ class DefinitionsFollower:
         self._follower.stop()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if is_proposal(key):  # a proposal awaiting approval is never in force
+            return
         try:
             candidate = decode_record(key, value)
         except DefinitionError as exc:

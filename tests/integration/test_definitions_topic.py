@@ -244,3 +244,35 @@ def test_a_staged_rollout_is_promoted_or_rolled_back(
     assert main(["history"]) == 0
     out = capsys.readouterr().out
     assert "staged for 30% of profiles" in out and "rolled back to version" in out
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_a_publication_can_require_a_second_approving_key(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from ingest.auth import ADMIN, APPROVE_DEFINITIONS, KeyRecord, hash_key, new_key
+    from ingest.keystore import KeyWriter, ensure_keys_topic
+
+    ensure_keys_topic(settings)
+    pepper = settings.api_key_pepper.get_secret_value()
+    keys = {}
+    for name, scopes in (("alice", (ADMIN,)), ("bob", (APPROVE_DEFINITIONS,))):
+        key_id, key = new_key()
+        KeyWriter(settings).put(KeyRecord(key_id, hash_key(key, pepper), scopes, name))
+        keys[name] = key
+    assert main(["publish", str(REPO_DEFINITIONS), "--author", "bo"]) == 0
+    monkeypatch.setenv("ACTIVATION_DEFINITIONS_REQUIRE_APPROVAL", "true")
+    in_force = read_history(settings)[-1]
+    draft = modified_copy(tmp_path, "v2")
+    assert main(["publish", str(draft), "--author", "alice"]) == 1  # no key
+    assert main(["publish", str(draft), "--author", "alice", "--api-key", keys["alice"]]) == 0
+    proposal_id = next(line.split()[1] for line in capsys.readouterr().out.splitlines()
+                       if line.startswith("proposal "))
+    assert read_history(settings)[-1].sequence == in_force.sequence  # not in force yet
+    assert main(["approve", proposal_id, "--api-key", keys["alice"]]) == 1  # her own key
+    assert main(["approve", proposal_id, "--api-key", keys["bob"], "--author", "bob"]) == 0
+    published = read_history(settings)[-1]
+    assert published.sequence == in_force.sequence + 1
+    assert "alice" in published.published_by and "approved by bob" in published.published_by
+    assert main(["proposals"]) == 0
+    assert proposal_id not in capsys.readouterr().out
