@@ -96,23 +96,34 @@ def govern(state: ActivationState, actions: list[PlannedAction], facts: Facts, n
 
 
 def settle_held(state: ActivationState, facts: Facts, now: datetime,
-                definitions: DefinitionSet, everything: tuple[str, str] | None = None
-                ) -> Governed:
-    """Held actions whose enrollment ended are cancelled; the due ones decided again."""
+                definitions: DefinitionSet, everything: tuple[str, str] | None = None,
+                exiting: frozenset[str] = frozenset()) -> Governed:
+    """Held actions whose enrollment was exited are cancelled; the due ones decided again."""
     held, sends, cancelled, _ = cancel_orphans(state.held, state.sends, state.journeys, now,
-                                               definitions.version, everything)
+                                               definitions.version, everything, exiting)
     held, sends, released, commands = release_due(
         held, sends, facts, now, definitions, lambda a: _holdout(definitions, a))
     state = state.model_copy(update={"held": held, "sends": sends})
     return state, cancelled + released, commands
 
 
+def exiting_journeys(definitions: DefinitionSet, event_name: str | None,
+                     exited: list[str]) -> frozenset[str]:
+    """Journeys whose exit criteria fire on this event or these audience exits."""
+    return frozenset(jid for jid, j in definitions.journeys.items()
+                     if event_name in j.exit_when.events
+                     or (j.exit_when.audience_exit and j.trigger.audience in exited))
+
+
 def _finish(state: ActivationState, actions: list[PlannedAction], facts: Facts, now: datetime,
             definitions: DefinitionSet, moves: tuple[list[str], list[str]],
-            everything: tuple[str, str] | None = None) -> tuple[ActivationState, Output]:
+            everything: tuple[str, str] | None = None, event_name: str | None = None
+            ) -> tuple[ActivationState, Output]:
     state, decisions, commands = govern(state, actions, facts, now, definitions)
     if state.held:
-        state, settled, released = settle_held(state, facts, now, definitions, everything)
+        exiting = exiting_journeys(definitions, event_name, moves[1])
+        state, settled, released = settle_held(state, facts, now, definitions, everything,
+                                                exiting)
         decisions, commands = decisions + settled, commands + released
     wakes = [t for t in (*state.audience_wakes.values(), next_wake(state.journeys),
                          next_release(state.held)) if t is not None]
@@ -145,7 +156,8 @@ def on_profile_event(state: ActivationState, facts: Facts, event: HistoryEvent, 
     journeys, more = on_audience_change(journeys, facts, step.entered, step.exited, now,
                                         definitions, cause=event.event_id)
     state = state.model_copy(update={"journeys": journeys})
-    return _finish(state, actions + more, facts, now, definitions, (step.entered, step.exited))
+    return _finish(state, actions + more, facts, now, definitions, (step.entered, step.exited),
+                   event_name=event.name)
 
 
 def on_profile_timer(state: ActivationState, facts: Facts, now: datetime,

@@ -68,8 +68,10 @@ def _cancelled(item: HeldAction, rule: str, reason: str, now: datetime, version:
 
 
 def _still_enrolled(item: HeldAction, journeys: JourneyState) -> bool:
+    """Still enrolled, or the enrollment ran to its end: only an exit cancels (exit
+    event, audience exit, a removed definition, a merge)."""
     a = item.action
-    if a.journey_id is None:
+    if a.journey_id is None or a.enrollment_id in journeys.completed:
         return True
     enr = journeys.active.get(a.journey_id)
     return enr is not None and enr.enrollment_id == a.enrollment_id
@@ -85,14 +87,17 @@ Released = tuple[list[HeldAction], list[SendRecord], list[Decision], list[dict[s
 
 def cancel_orphans(held: Sequence[HeldAction], sends: Sequence[SendRecord],
                    journeys: JourneyState, now: datetime, version: str,
-                   everything: tuple[str, str] | None = None) -> Released:
-    """Cancel the held actions whose enrollment ended, or all of them with ``everything``'s
-    (rule, reason): the profile was merged away."""
+                   everything: tuple[str, str] | None = None,
+                   exiting: frozenset[str] = frozenset()) -> Released:
+    """Cancel the held actions whose enrollment was exited, or whose journey's exit
+    criteria fired now (``exiting``: also for an enrollment that had completed), or all
+    of them with ``everything``'s (rule, reason): the profile was merged away."""
     kept: list[HeldAction] = []
     decisions: list[Decision] = []
     history = list(sends)
     for item in held:
-        if everything is None and _still_enrolled(item, journeys):
+        if everything is None and _still_enrolled(item, journeys) \
+                and item.action.journey_id not in exiting:
             kept.append(item)
             continue
         rule, reason = everything or (JOURNEY_EXIT, (

@@ -56,6 +56,9 @@ class JourneyState(BaseModel):
     active: dict[str, Enrollment] = Field(default_factory=dict)  # journey id -> enrollment
     enrollments: dict[str, int] = Field(default_factory=dict)  # journey id -> count so far
     last_exit: dict[str, AwareDatetime] = Field(default_factory=dict)
+    # Enrollments that ran to the end of their steps (not exited): their held actions
+    # still leave when due (streams/activation/held.py). The newest few only.
+    completed: list[str] = Field(default_factory=list)
 
     def with_active(self, journey_id: str, enrollment: Enrollment | None, now: datetime,
                     **changes: Any) -> JourneyState:
@@ -174,10 +177,17 @@ def _run(enr: Enrollment, journey: Journey, start: str | None, facts: Facts, now
     return None, actions + _removals(enr, facts.profile_id, cause)
 
 
-def _apply(state: JourneyState, journey_id: str, result: tuple[Enrollment | None,
+COMPLETED_KEPT = 16
+
+
+def _apply(state: JourneyState, journey_id: str, ran: str, result: tuple[Enrollment | None,
            list[PlannedAction]], now: datetime, actions: list[PlannedAction]) -> JourneyState:
+    """``ran``: the enrollment id whose steps ran; no enrollment back means it completed."""
     enrollment, new = result
     actions.extend(new)
+    if enrollment is None:
+        completed = [*(c for c in state.completed if c != ran), ran][-COMPLETED_KEPT:]
+        state = state.model_copy(update={"completed": completed})
     return state.with_active(journey_id, enrollment, now)
 
 
@@ -190,7 +200,8 @@ def _enroll(state: JourneyState, journey: Journey, facts: Facts, now: datetime, 
                      enrollment_id=f"{journey.id}#{count}", trigger=cause, entered_at=now,
                      step_id=journey.steps[0].id)
     state = state.model_copy(update={"enrollments": {**state.enrollments, journey.id: count}})
-    return _apply(state, journey.id, _run(enr, journey, enr.step_id, facts, now, cause),
+    return _apply(state, journey.id, enr.enrollment_id,
+                  _run(enr, journey, enr.step_id, facts, now, cause),
                   now, actions)
 
 
@@ -221,7 +232,7 @@ def on_event(state: JourneyState, facts: Facts, event: HistoryEvent, now: dateti
             step = journey.step(enr.step_id)
             assert step.wait_for_event is not None  # noqa: S101 - waiting_for implies it
             result = _run(enr, journey, step.wait_for_event.on_event, facts, now, event.event_id)
-            state = _apply(state, jid, result, now, actions)
+            state = _apply(state, jid, enr.enrollment_id, result, now, actions)
     for journey in definitions.journeys_for_event(event.name):
         state = _enroll(state, journey, facts, now, event.event_id, actions)
     return state, actions
@@ -258,5 +269,6 @@ def on_timer(state: JourneyState, facts: Facts, now: datetime,
         step = journey.step(enr.step_id)
         target = (step.wait_for_event.on_timeout if step.wait_for_event is not None
                   else journey.after(step))
-        state = _apply(state, jid, _run(enr, journey, target, facts, now, cause), now, actions)
+        state = _apply(state, jid, enr.enrollment_id,
+                       _run(enr, journey, target, facts, now, cause), now, actions)
     return state, actions

@@ -242,3 +242,44 @@ def test_state_is_json_serialisable(customer: Callable[..., Customer], clock: Cl
     c.timer(clock.set(ENTRY))
     raw = c.state.model_dump_json()
     assert ActivationState.model_validate_json(raw) == c.state
+
+
+def test_a_held_send_that_ends_its_journey_still_leaves(
+        definitions: DefinitionSet, envelope: Callable[..., Envelope],
+        profile_of: Callable[..., Profile], clock: Clock) -> None:
+    """A journey whose last step is a send in quiet hours completes at once: its held
+    action is not cancelled by that completion (only an exit cancels)."""
+    journey = definitions.journeys[JOURNEY]
+    short = journey.model_copy(update={"steps": journey.steps[:1]})
+    defs = definitions.model_copy(update={"journeys": {**definitions.journeys,
+                                                       JOURNEY: short}})
+    gov = defs.governance
+    c = Customer(pick_profile_id(JOURNEY, gov.holdout_percent, gov.holdout_salt,
+                                 held_out=False), defs,
+                 envelope, profile_of)
+    c.onboard(clock.now)
+    out = c.timer(clock.set(ENTRY))
+    assert [(d.channel, d.outcome) for d in out.decisions] == [("email", "delayed")]
+    assert JOURNEY not in c.state.journeys.active and len(c.state.held) == 1
+    out = c.timer(clock.set(RELEASE))
+    assert [(x["channel"], x["payload"]) for x in out.commands] == [
+        ("email", {"template_id": "churn_reminder"})]
+
+
+def test_a_renewal_cancels_the_held_send_of_a_completed_journey(
+        definitions: DefinitionSet, envelope: Callable[..., Envelope],
+        profile_of: Callable[..., Profile], clock: Clock) -> None:
+    journey = definitions.journeys[JOURNEY]
+    short = journey.model_copy(update={"steps": journey.steps[:1]})
+    defs = definitions.model_copy(update={"journeys": {**definitions.journeys,
+                                                       JOURNEY: short}})
+    gov = defs.governance
+    c = Customer(pick_profile_id(JOURNEY, gov.holdout_percent, gov.holdout_salt,
+                                 held_out=False), defs, envelope, profile_of)
+    c.onboard(clock.now)
+    c.timer(clock.set(ENTRY))
+    out = c.event("e-renew", "contract_renewed", clock.set(ENTRY + timedelta(minutes=46)),
+                  {"new_end_date": date(2027, 5, 1), "subscription_id": "s1"})
+    assert [(d.channel, d.outcome, d.rule) for d in out.decisions] == [
+        ("email", "cancelled", "journey_exit")]
+    assert c.timer(clock.set(RELEASE)).commands == []
