@@ -75,17 +75,22 @@ def _status(verdict: Verdict, delay: timedelta | None) -> Status:
 
 
 def settle(job: Job, answer: Answer, policy: RetryPolicy, now: datetime,
-           rng: random.Random | None = None, disabled: bool = False) -> Settlement:
+           rng: random.Random | None = None, disabled: bool = False,
+           horizon: timedelta | None = None) -> Settlement:
     """What to record after ``answer`` to ``job``'s attempt made at ``now``. ``disabled``:
-    the destination is disabled or gone, nothing was sent: the job gives up at once."""
+    the destination is disabled or gone, nothing was sent: the job gives up at once.
+    ``horizon``: past it since the first attempt, a job refused by an open circuit (no
+    attempt counted) has failed too: a destination down for good ends in dead letters."""
     attempts = job.attempts + (1 if answer.attempted else 0)
     verdict: Verdict = classify(answer.status) if answer.attempted else "retry"
     if disabled:
         verdict = "disable"
     delay = None
     if verdict == "retry":
+        expired = horizon is not None and job.first_at is not None \
+            and now - job.first_at >= horizon
         delay = (policy.next_delay(attempts, answer.retry_after, rng) if answer.attempted
-                 else answer.retry_after or timedelta(seconds=1))
+                 else None if expired else answer.retry_after or timedelta(seconds=1))
     status = _status(verdict, delay)
     due = now + delay if delay is not None else None
     first = job.first_at or now

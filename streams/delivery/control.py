@@ -10,6 +10,7 @@ reason ``destination_disabled`` (re-drive them once it is back).
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime
 
@@ -19,6 +20,8 @@ from confluent_kafka import Producer
 from streams.errors import BrokerError
 from streams.follower import Follower
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Control:
@@ -35,7 +38,11 @@ class Control:
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if not key:
             return
-        doc = orjson.loads(value) if value else {"disabled": False}
+        try:
+            doc = orjson.loads(value) if value else {"disabled": False}
+        except orjson.JSONDecodeError:  # not ours: skipped, the others still apply
+            log.warning("ignoring a malformed delivery.control record for %r", key)
+            return
         with self._lock:
             if doc.get("disabled"):
                 self._disabled[key.decode()] = doc
@@ -52,6 +59,7 @@ class ControlFollower:
 
     def __init__(self, settings: Settings, topic: str, control: Control) -> None:
         self._follower = Follower(settings, topic, control.apply, "delivery-control")
+        self.loaded = self._follower.loaded
 
     def start(self) -> None:
         self._follower.start()

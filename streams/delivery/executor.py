@@ -20,13 +20,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 
 from streams.activation.definitions import DefinitionSet
-from streams.core.deadletter import DECODE_ERROR, SourceRecord, dead_letter
+from streams.core.deadletter import DECODE_ERROR, PROCESSING_ERROR, SourceRecord, dead_letter
 from streams.core.routing import COMMAND_HEADER, DELIVERY_NOTE, partition_of
 from streams.delivery.attempt import Answer, Job, Settlement, dead_reason_text, settle
 from streams.delivery.breaker import Breaker
@@ -35,11 +35,12 @@ from streams.delivery.lanes import Lane
 from streams.delivery.ledger import Entry, Ledger, Offsets, ledger_key, split_key
 from streams.delivery.metrics import DeliveryMetrics, result_class
 from streams.delivery.policy import RetryPolicy
-from streams.errors import ConfigError, DecodeError
+from streams.errors import ConfigError, DecodeError, RegistryError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 STAGE = "delivery"
+RETRY_S = 1.0  # a command waiting for the registry is tried again after this
 DESTINATION_HEADER = "x-delivery-destination"  # a re-drive: this destination only
 REDRIVE_HEADER = "x-activation-redrive-count"
 # (topic, key, value, partition or None, headers)
@@ -104,11 +105,17 @@ class Executor:
                                   settings.delivery_retry_jitter)
         self._breaker = (settings.delivery_breaker_failures,
                          settings.delivery_breaker_cooldown.total_seconds())
+        self._window = settings.delivery_dedup_window
+        self._horizon = sum(settings.delivery_retry_schedule, timedelta(0))
         self.owned: dict[tuple[str, int], Owned] = {}
         self.lanes: dict[str, Lane] = {}
         self._breakers: dict[str, Breaker] = {}
         self._generation = 0
         self.waiting = 0
+        # Read by the Kafka thread for back-pressure; refreshed on the loop (never iterate
+        # the loop's dicts from that thread). Waiting retries do not count: a destination
+        # that is down must not stop the commands of the others.
+        self.queued_snapshot = 0
 
     def bind(self, staging: Staging) -> None:
         """Where staged records go (the Kafka side, built after the executor)."""
@@ -128,7 +135,21 @@ class Executor:
         self.owned.pop((topic, partition), None)
 
     def pending(self) -> int:
-        return self.waiting + sum(lane.queue.qsize() for lane in self.lanes.values())
+        """Jobs queued for a lane (the Kafka thread pauses reading above the bound)."""
+        return self.queued_snapshot
+
+    def refresh(self, now: datetime) -> None:
+        """On the loop, every half second: the back-pressure snapshot, and ledger entries
+        older than the dedup window forgotten (the topic's retention drops them too)."""
+        self.queued_snapshot = sum(lane.queue.qsize() + lane.busy
+                                   for lane in self.lanes.values())
+        for owned in self.owned.values():
+            owned.ledger.prune(now - self._window)
+
+    def current(self, job: Job) -> bool:
+        """Is ``job`` still this process's (its partition not revoked meanwhile)?"""
+        owned = self.owned.get((job.topic, job.partition))
+        return owned is not None and owned.generation == job.generation
 
     # --- commands in --------------------------------------------------------------
 
@@ -137,7 +158,31 @@ class Executor:
         for msg in messages:
             owned = self.owned.get((msg.topic, msg.partition))
             if owned is not None:  # else revoked since it was read: the new owner has it
-                self._accept(owned, msg, now)
+                self._accept_safely(owned, msg, now)
+
+    def _accept_safely(self, owned: Owned, msg: Incoming, now: datetime) -> None:
+        """A command that cannot be handled now (the registry unreachable) holds its
+        offset open and is tried again in a second; one that never can (a bug, a bad
+        header) is dead-lettered: neither is ever committed past unhandled."""
+        try:
+            self._accept(owned, msg, now)
+        except RegistryError as exc:
+            log.warning("command %s[%d]@%d waits for the registry: %s", msg.topic,
+                        msg.partition, msg.offset, exc)
+            owned.offsets.add(msg.offset, 1)
+            asyncio.get_running_loop().call_later(RETRY_S, self._again, msg, owned.generation)
+        except Exception as exc:
+            log.exception("command %s[%d]@%d dead-lettered", msg.topic, msg.partition,
+                          msg.offset)
+            owned.offsets.add(msg.offset, 0)
+            self._dead_letter_poison(owned, msg, exc, now, PROCESSING_ERROR)
+
+    def _again(self, msg: Incoming, generation: int) -> None:
+        owned = self.owned.get((msg.topic, msg.partition))
+        if owned is None or owned.generation != generation:
+            return
+        owned.offsets.settle(msg.offset)  # its hold; _accept_safely sets what it needs
+        self._accept_safely(owned, msg, datetime.now(UTC))
 
     def _accept(self, owned: Owned, msg: Incoming, now: datetime) -> None:
         try:
@@ -147,7 +192,10 @@ class Executor:
             self._dead_letter_poison(owned, msg, exc, now)
             return
         only = msg.headers.get(DESTINATION_HEADER)
-        jobs = [self._job(owned, msg, command, d.id) for d in self._targets(command, only)]
+        targets = self._targets(command, only)
+        if not targets:
+            self.metrics.of(self.metrics.unrouted, command["channel"]).inc()
+        jobs = [self._job(owned, msg, command, d.id) for d in targets]
         admitted = [j for j in jobs if owned.ledger.admit(j.key, redrive=only is not None)]
         owned.offsets.add(msg.offset, len(admitted))
         if not admitted:  # nothing to do (or done before): the offset may move on
@@ -196,7 +244,7 @@ class Executor:
         if lane is not None and lane.destination == destination:
             return lane
         breaker = self._breakers.setdefault(destination.id, Breaker(*self._breaker))
-        new = Lane(destination, self._secrets, breaker, self.on_answer)
+        new = Lane(destination, self._secrets, breaker, self.on_answer, self.current)
         new.start()
         if lane is not None:  # the definition changed: the old lane hands over and ends
             lane.hand_over(new)
@@ -216,9 +264,16 @@ class Executor:
         owned = self.owned.get((job.topic, job.partition))
         if owned is None or owned.generation != job.generation:
             return  # revoked meanwhile: not ours to record
-        result = settle(job, answer, self.policy, now, disabled=disabled)
+        if not answer.attempted and not disabled and job.offset is None \
+                and (job.first_at is None or now - job.first_at < self._horizon):
+            # Refused by an open circuit, and already in the ledger as retrying: wait in
+            # memory, writing nothing (a record per refusal flooded the topics).
+            self._wait(job, _park(now, answer))
+            return
+        result = settle(job, answer, self.policy, now, disabled=disabled,
+                        horizon=self._horizon)
+        records = self._records(job, result, now)  # before any state changes: may raise
         owned.ledger.record(job.key, result.entry)
-        records = self._records(job, result, now)
         if job.offset is not None:
             owned.offsets.settle(job.offset)
         self._staging.stage(job.topic, job.partition, records, owned.offsets.committable())
@@ -285,11 +340,11 @@ class Executor:
         self._wait(job, entry)
 
     def _dead_letter_poison(self, owned: Owned, msg: Incoming, exc: Exception,
-                            now: datetime) -> None:
+                            now: datetime, code: str = DECODE_ERROR) -> None:
         source = SourceRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                               list(msg.headers.items()))
-        letter = dead_letter(source, DECODE_ERROR, f"{type(exc).__name__}: {exc}", STAGE, now)
-        self.metrics.dead_letters.labels(DECODE_ERROR).inc()
+        letter = dead_letter(source, code, f"{type(exc).__name__}: {exc}", STAGE, now)
+        self.metrics.dead_letters.labels(code).inc()
         self._staging.stage(msg.topic, msg.partition, [(
             self._topics.dead_letters, msg.key, self._codec.dead_letter(letter), None, None)],
             owned.offsets.committable())
@@ -297,6 +352,12 @@ class Executor:
     async def close(self) -> None:
         await asyncio.gather(*(lane.close() for lane in self.lanes.values()))
 
+
+
+def _park(now: datetime, answer: Answer) -> Entry:
+    """When a job refused by an open circuit tries again (nothing written)."""
+    wait = answer.retry_after or timedelta(seconds=1)
+    return Entry("retrying", 0, now, now, now + wait)
 
 
 class _Unbound:

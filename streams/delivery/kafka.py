@@ -22,7 +22,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -43,7 +45,15 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 RESTORE_TIMEOUT_S = 120.0
+TXN_CALL_TIMEOUT_S = 30.0
+TXN_RETRIES = 10
 TRANSACTION_TIMEOUT_MS = 15_000  # an abandoned transaction blocks a ledger restore this long
+
+
+class _Abortable(Exception):  # noqa: N818 - internal control flow, never escapes
+    def __init__(self, error: Any) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
@@ -109,7 +119,7 @@ class KafkaSide:
     def start(self) -> None:
         self._producer.init_transactions(30)
         self._consumer.subscribe(self._topics, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._thread.start()
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -147,26 +157,54 @@ class KafkaSide:
         if not records and not offsets:
             return
         try:
-            self._producer.begin_transaction()
-            for topic, key, value, partition, headers in records:
-                self._producer.produce(topic, value, key, headers=headers,
-                                       partition=-1 if partition is None else partition)
-            if offsets:
-                self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), 30)
-            self._producer.commit_transaction(30)
+            self._transaction(records, offsets)
             self._metrics.commits.inc()
-        except KafkaException as exc:
-            self._abort(exc, staged)
+        except _Abortable as exc:
+            self._abort(exc.error, staged)
 
-    def _abort(self, exc: KafkaException, staged: _Staged) -> None:
-        err = exc.args[0]
-        if err.fatal():
-            raise BrokerError(f"delivery transaction failed for good: {err}") from exc
+    def _transaction(self, records: list[Record], offsets: list[TopicPartition]) -> None:
+        self._retrying(self._producer.begin_transaction)
+        for topic, key, value, partition, headers in records:
+            self._produce(topic, key, value, -1 if partition is None else partition, headers)
+        if offsets:
+            metadata = self._consumer.consumer_group_metadata()
+            self._retrying(lambda: self._producer.send_offsets_to_transaction(
+                offsets, metadata, TXN_CALL_TIMEOUT_S))
+        self._retrying(lambda: self._producer.commit_transaction(TXN_CALL_TIMEOUT_S))
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int,
+                 headers: Any) -> None:
+        for _ in range(100):
+            try:
+                self._producer.produce(topic, value, key, headers=headers, partition=partition)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.1)
+        raise BrokerError("the producer's queue stayed full for 10 s")
+
+    def _retrying(self, call: Callable[[], Any]) -> None:
+        """A transactional call, resumed while librdkafka says the error is retriable (a
+        timed-out commit must be called again, or every later call conflicts with it);
+        abortable errors abort the transaction; anything else ends the process."""
+        for _ in range(TXN_RETRIES):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.fatal():
+                    raise BrokerError(f"delivery transaction failed for good: {err}") from exc
+                if err.txn_requires_abort():
+                    raise _Abortable(err) from exc
+                if not err.retriable():
+                    raise BrokerError(f"delivery transaction failed: {err}") from exc
+                log.warning("delivery transaction call retried: %s", err)
+        raise BrokerError(f"delivery transaction still failing after {TXN_RETRIES} tries")
+
+    def _abort(self, err: Any, staged: _Staged) -> None:
         log.warning("delivery transaction aborted, retrying with the next commit: %s", err)
         self._metrics.commit_failures.inc()
-        if err.txn_requires_abort():
-            self._producer.abort_transaction(30)
+        self._retrying(lambda: self._producer.abort_transaction(TXN_CALL_TIMEOUT_S))
         with self._lock:  # what it carried goes again, before anything staged since
             staged.records.extend(self._staged.records)
             for tp, off in self._staged.offsets.items():
@@ -200,6 +238,14 @@ class KafkaSide:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()  # what is known about them is recorded before they go
+        self._forget(partitions)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Lost (the group moved on without us): nothing of them may be committed now,
+        their new owner may have written newer ledger entries already."""
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._assigned.discard((tp.topic, tp.partition))
             self._loop.call_soon_threadsafe(self._executor.revoked, tp.topic, tp.partition)

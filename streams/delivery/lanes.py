@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -32,11 +33,13 @@ HALF_OPEN_WAIT_S = 1.0  # a request refused while the breaker's probe is out wai
 
 class Lane:
     def __init__(self, destination: Destination, secrets: Mapping[str, str],
-                 breaker: Breaker, on_answer: OnAnswer) -> None:
+                 breaker: Breaker, on_answer: OnAnswer,
+                 is_current: Callable[[Job], bool] = lambda _: True) -> None:
         self.destination = destination
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.breaker = breaker
         self._on_answer = on_answer
+        self._is_current = is_current
         self._signing = signers([secrets[n] for n in destination.signing_secrets])
         auth = destination.auth
         self._auth = {} if auth is None else {auth.header: (
@@ -79,6 +82,8 @@ class Lane:
     async def _work(self) -> None:
         while True:
             job = await self.queue.get()
+            if not self._is_current(job):  # its partition was revoked: not ours to send
+                continue
             self.busy += 1
             try:
                 answer = await self._attempt(job)
@@ -93,7 +98,10 @@ class Lane:
     async def _attempt(self, job: Job) -> Answer:
         now = time.monotonic()
         if not self.breaker.allow(now):
-            wait = max(self.breaker.reopens_at(now) - now, HALF_OPEN_WAIT_S)
+            # While the probe is out, the others wait a cooldown, spread out, not a second.
+            wait = (self.breaker.cooldown_s * random.uniform(0.5, 1.0)  # noqa: S311
+                    if self.breaker.probing
+                    else max(self.breaker.reopens_at(now) - now, HALF_OPEN_WAIT_S))
             return Answer(None, "circuit open", attempted=False,
                           retry_after=timedelta(seconds=wait))
         if self._limiter is not None:

@@ -105,6 +105,15 @@ class Ledger:
             return True
         return redrive and entry.status in TERMINAL
 
+    def prune(self, before: datetime) -> int:
+        """Forget finished entries written before ``before`` (the dedup window's start:
+        the ledger topic's retention forgets them too); returns how many."""
+        old = [k for k, e in self.entries.items()
+               if e.status != "retrying" and e.at < before and k not in self.in_flight]
+        for key in old:
+            del self.entries[key]
+        return len(old)
+
     def start(self, key: str) -> None:
         self.in_flight.add(key)
 

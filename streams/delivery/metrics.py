@@ -47,6 +47,9 @@ class DeliveryMetrics:
         self.dead_letters = Counter("delivery_dead_letters",
                                     "Commands dead-lettered, by reason",
                                     ["reason"], registry=registry)
+        self.unrouted = Counter("delivery_unrouted", "Commands no destination takes, by "
+                                "channel (nothing is sent for them)", ["channel"],
+                                registry=registry)
         self.lag = Gauge("delivery_consumer_lag", "Action-topic records the executors' group "
                          "has not committed yet (read every 15 s)", registry=registry)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}

@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -110,10 +111,15 @@ class Service:
         ensure_topics(admin_client(s), delivery_topics(s), s.kafka_replication_factor)
         codec = codec_of(s, self.topics)
         self.definitions.start()
-        await asyncio.to_thread(self.definitions.loaded.wait, 60)
-        check_secrets(s, self.current())
         follower = ControlFollower(s, self.topics.control, self.control)
         follower.start()
+        # Neither a command routed by no definitions nor one sent to a destination
+        # disabled before this start: read both topics to their ends first.
+        for what, loaded in (("definitions", self.definitions.loaded),
+                             ("disabled destinations", follower.loaded)):
+            while not await asyncio.to_thread(loaded.wait, 30):
+                log.warning("still reading the %s topic before delivering anything", what)
+        check_secrets(s, self.current())
         loop = asyncio.get_running_loop()
         executor = Executor(s, self.current, self.control.is_disabled, codec, self.topics,
                             self.metrics)
@@ -140,6 +146,7 @@ class Service:
             raise kafka.failed
 
     def _gauges(self, executor: Executor) -> None:
+        executor.refresh(datetime.now(UTC))
         self.metrics.waiting.set(executor.waiting)
         for did, lane in executor.lanes.items():
             self.metrics.queued.labels(did).set(lane.queue.qsize())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from streams.settings import Settings
@@ -19,9 +20,8 @@ from tests.unit.delivery.conftest import (
 
 
 def fast(settings_factory: Callable[..., Settings], **kw: Any) -> Settings:
-    return settings_factory(delivery_secrets={"S": SECRET},
-                            delivery_retry_schedule=[0.05, 0.05, 0.05],
-                            delivery_retry_jitter=0, **kw)
+    kw.setdefault("delivery_retry_schedule", [0.05, 0.05, 0.05])
+    return settings_factory(delivery_secrets={"S": SECRET}, delivery_retry_jitter=0, **kw)
 
 
 async def test_500_twice_then_200_is_delivered_once(
@@ -129,4 +129,74 @@ async def test_a_deployment_overrides_a_destination_url(
     ex.accept([command_record("u1", 0), command_record("u2", 1)])
     await settled(lambda: len(staged.on("outcomes")) == 2)
     assert rec.got == ["u1", "u2"] and len(ex.lanes) == 1
+    await ex.close()
+
+
+async def test_a_registry_outage_holds_the_offset_and_retries(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    from streams.errors import RegistryError
+    from tests.unit.delivery.conftest import JsonCodec
+
+    class Flaky(JsonCodec):
+        fails = 1
+
+        def command(self, value: bytes) -> dict[str, Any]:
+            if b'"b1"' in value and self.fails:
+                self.fails -= 1
+                raise RegistryError("registry unreachable")
+            return super().command(value)
+
+    rec: Receiver = await receiver()
+    ex, staged = make_executor(fast(settings_factory), definitions(destination("crm", rec.url)))
+    ex._codec = Flaky()
+    ex.accept([command_record("a1", 0), command_record("b1", 1), command_record("c1", 2)])
+    await settled(lambda: set(rec.got) == {"a1", "c1"})
+    assert staged.offsets[("actions.crm", 0)] <= 1  # never past the one waiting
+    await settled(lambda: "b1" in rec.got, timeout=5)
+    await settled(lambda: staged.offsets[("actions.crm", 0)] == 3)
+    await ex.close()
+
+
+async def test_a_bad_header_dead_letters_the_command_and_the_stream_goes_on(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    ex, staged = make_executor(fast(settings_factory), definitions(destination("crm", rec.url)))
+    ex.accept([command_record("x1", 0, {"x-activation-redrive-count": b"many"}),
+               command_record("x2", 1)])
+    await settled(lambda: rec.got == ["x2"] and staged.offsets[("actions.crm", 0)] == 2)
+    assert [d["reason_code"] for d in staged.on("dead")] == ["processing_error"]
+    await ex.close()
+
+
+async def test_queued_jobs_of_a_revoked_partition_are_not_sent(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    rec.delay_s = 0.3
+    ex, _ = make_executor(fast(settings_factory),
+                          definitions(destination("crm", rec.url, concurrency=1)))
+    ex.accept([command_record(f"q{i}", i) for i in range(5)])
+    await settled(lambda: len(rec.got) == 1)
+    ex.revoked("actions.crm", 0)
+    await asyncio.sleep(1.0)
+    assert len(rec.got) <= 2  # the one under way (and at most one taken meanwhile)
+    await ex.close()
+
+
+async def test_an_open_circuit_writes_once_per_job_not_once_per_refusal(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    rec: Receiver = await receiver()
+    for i in range(10):
+        rec.script[f"o{i}"] = [503]
+    settings = fast(settings_factory, delivery_breaker_failures=2,
+                    delivery_breaker_cooldown=timedelta(seconds=0.3),
+                    delivery_retry_schedule=[30.0])
+    ex, staged = make_executor(settings, definitions(destination("crm", rec.url,
+                                                                 concurrency=1)))
+    ex.accept([command_record(f"o{i}", i) for i in range(10)])
+    await asyncio.sleep(2.0)
+    per_job: dict[str, int] = {}
+    for o in staged.on("outcomes"):
+        per_job[o["action_id"]] = per_job.get(o["action_id"], 0) + 1
+    assert len(per_job) == 10 and max(per_job.values()) <= 2
+    assert staged.offsets[("actions.crm", 0)] == 10  # every first outcome recorded
     await ex.close()
