@@ -325,19 +325,42 @@ class Executor:
         if owned is not None and owned.generation == job.generation:
             self._dispatch(job, datetime.now(UTC))
 
-    def _resume(self, topic: str, partition: int, key: str, entry: Entry) -> None:
-        """A retry read back from the ledger (after a restart or a rebalance)."""
+    def _resume(self, topic: str, partition: int, key: str, entry: Entry,
+                generation: int | None = None) -> None:
+        """A retry read back from the ledger (after a restart or a rebalance); while the
+        registry is unreachable it is tried again, an undecodable one is dead-lettered."""
+        owned = self.owned.get((topic, partition))
+        if owned is None or generation not in (None, owned.generation):
+            return
+        owned.ledger.start(key)  # whatever happens below, no copy of it starts meanwhile
         try:
             command = self._codec.command(entry.value or b"")
-        except DecodeError:
-            log.exception("ledger entry %s holds an undecodable command; dropped", key)
+        except RegistryError:
+            asyncio.get_running_loop().call_later(
+                RETRY_S, self._resume, topic, partition, key, entry, owned.generation)
             return
-        owned = self.owned[(topic, partition)]
-        owned.ledger.start(key)
+        except DecodeError as exc:
+            self._bury(owned, topic, partition, key, entry, exc)
+            return
         job = Job(topic, partition, None, key, split_key(key)[1], command, entry.key,
                   entry.value or b"", attempts=entry.attempts, first_at=entry.first_at,
                   generation=owned.generation)
         self._wait(job, entry)
+
+    def _bury(self, owned: Owned, topic: str, partition: int, key: str, entry: Entry,
+              exc: Exception) -> None:
+        """A waiting retry whose command no longer decodes: dead-lettered, its entry
+        closed (so it is not resumed, and a re-drive can start it again)."""
+        now = datetime.now(UTC)
+        closed = Entry("dead_lettered", entry.attempts, entry.first_at, now)
+        owned.ledger.record(key, closed)
+        source = SourceRecord(topic, partition, -1, entry.key, entry.value,
+                              [(DESTINATION_HEADER, split_key(key)[1].encode())])
+        letter = dead_letter(source, DECODE_ERROR, f"{type(exc).__name__}: {exc}", STAGE, now)
+        self._staging.stage(topic, partition, [
+            (self._topics.ledger, key.encode(), closed.encode(), partition, None),
+            (self._topics.dead_letters, entry.key, self._codec.dead_letter(letter), None, None)],
+            None)
 
     def _dead_letter_poison(self, owned: Owned, msg: Incoming, exc: Exception,
                             now: datetime, code: str = DECODE_ERROR) -> None:
