@@ -68,12 +68,16 @@ class ControlFollower:
         self._follower.stop()
 
 
+def control_value(disabled: bool, reason: str, at: datetime, by: str = "executor") -> bytes:
+    """A ``delivery.control`` record: a destination disabled (or enabled again)."""
+    return orjson.dumps({"disabled": disabled, "reason": reason, "at": at, "by": by})
+
+
 def write_control(settings: Settings, topic: str, destination: str, disabled: bool,
                   reason: str, by: str) -> None:
     """Disable or enable ``destination`` for every executor (the CLI's enable/disable)."""
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
-    value = orjson.dumps({"disabled": disabled, "reason": reason, "at": datetime.now(UTC),
-                          "by": by})
-    producer.produce(topic, value, destination.encode())
+    producer.produce(topic, control_value(disabled, reason, datetime.now(UTC), by),
+                     destination.encode())
     if producer.flush(30) != 0:
         raise BrokerError(f"could not write to {topic} within 30 s")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from streams.core.deadletter import DECODE_ERROR, PROCESSING_ERROR, SourceRecord
 from streams.core.routing import COMMAND_HEADER, DELIVERY_NOTE, partition_of
 from streams.delivery.attempt import Answer, Job, Settlement, dead_reason_text, settle
 from streams.delivery.breaker import Breaker
+from streams.delivery.control import control_value
 from streams.delivery.destinations import Destination, routed
 from streams.delivery.lanes import Lane
 from streams.delivery.ledger import Entry, Ledger, Offsets, ledger_key, split_key
@@ -116,6 +118,8 @@ class Executor:
         # the loop's dicts from that thread). Waiting retries do not count: a destination
         # that is down must not stop the commands of the others.
         self.queued_snapshot = 0
+        self._handed = 0  # records handed over by the Kafka thread, not yet accepted
+        self._handed_lock = threading.Lock()
 
     def bind(self, staging: Staging) -> None:
         """Where staged records go (the Kafka side, built after the executor)."""
@@ -135,8 +139,14 @@ class Executor:
         self.owned.pop((topic, partition), None)
 
     def pending(self) -> int:
-        """Jobs queued for a lane (the Kafka thread pauses reading above the bound)."""
-        return self.queued_snapshot
+        """Jobs queued for a lane and records not yet taken from the Kafka thread (which
+        pauses reading above the bound)."""
+        with self._handed_lock:
+            return self.queued_snapshot + self._handed
+
+    def handed_over(self, records: int) -> None:
+        with self._handed_lock:
+            self._handed += records
 
     def refresh(self, now: datetime) -> None:
         """On the loop, every half second: the back-pressure snapshot, and ledger entries
@@ -154,6 +164,8 @@ class Executor:
     # --- commands in --------------------------------------------------------------
 
     def accept(self, messages: list[Incoming]) -> None:
+        with self._handed_lock:
+            self._handed = max(0, self._handed - len(messages))
         now = datetime.now(UTC)
         for msg in messages:
             owned = self.owned.get((msg.topic, msg.partition))
@@ -388,7 +400,3 @@ class _Unbound:
               offset: int | None) -> None:
         raise RuntimeError("Executor.bind() was not called")
 
-
-def control_value(disabled: bool, reason: str, at: datetime, by: str = "executor") -> bytes:
-    """A ``delivery.control`` record: a destination disabled (or enabled again)."""
-    return orjson.dumps({"disabled": disabled, "reason": reason, "at": at, "by": by})

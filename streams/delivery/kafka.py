@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +136,8 @@ class KafkaSide:
             while not self._stop.is_set():
                 batch = self._consumer.consume(500, 0.05)
                 incoming = [_incoming(m) for m in batch if _usable(m)]
-                if incoming:
+                if incoming:  # counted as pending until the loop has taken them
+                    self._executor.handed_over(len(incoming))
                     self._loop.call_soon_threadsafe(self._executor.accept, incoming)
                 if time.monotonic() - last >= interval:
                     self._commit()
@@ -226,8 +228,13 @@ class KafkaSide:
         by_number: dict[int, set[str]] = {}
         for tp in partitions:
             by_number.setdefault(tp.partition, set()).add(tp.topic)
-        for number, topics in sorted(by_number.items()):
-            ledgers = read_ledger(self._settings, self._ledger_topic, number, topics)
+        # Ledger partitions read side by side: one after another, large ledgers could
+        # outlast the group's poll interval inside this callback.
+        with ThreadPoolExecutor(max_workers=min(8, len(by_number) or 1)) as pool:
+            read = dict(zip(sorted(by_number), pool.map(
+                lambda n: read_ledger(self._settings, self._ledger_topic, n, by_number[n]),
+                sorted(by_number)), strict=True))
+        for number, ledgers in sorted(read.items()):
             for topic, ledger in ledgers.items():
                 self._assigned.add((topic, number))
                 self._loop.call_soon_threadsafe(self._executor.assigned, topic, number, ledger)
