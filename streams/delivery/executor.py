@@ -29,10 +29,17 @@ import orjson
 from streams.activation.definitions import DefinitionSet
 from streams.core.deadletter import DECODE_ERROR, PROCESSING_ERROR, SourceRecord, dead_letter
 from streams.core.routing import COMMAND_HEADER, DELIVERY_NOTE, partition_of
-from streams.delivery.attempt import Answer, Job, Settlement, dead_reason_text, settle
+from streams.delivery.attempt import (
+    Answer,
+    Job,
+    Settlement,
+    dead_reason_text,
+    outcome_record,
+    settle,
+)
 from streams.delivery.breaker import Breaker
 from streams.delivery.control import control_value
-from streams.delivery.destinations import Destination, routed
+from streams.delivery.destinations import ERASE_PROFILE, Destination, routed
 from streams.delivery.lanes import Lane
 from streams.delivery.ledger import Entry, Ledger, Offsets, ledger_key, split_key
 from streams.delivery.metrics import DeliveryMetrics, result_class
@@ -118,6 +125,8 @@ class Executor:
         # the loop's dicts from that thread). Waiting retries do not count: a destination
         # that is down must not stop the commands of the others.
         self.queued_snapshot = 0
+        # (action topic, destination, profile) erased here: their waiting retries close
+        self._erased: set[tuple[str, str, str]] = set()
         self._handed = 0  # records handed over by the Kafka thread, not yet accepted
         self._handed_lock = threading.Lock()
 
@@ -212,6 +221,8 @@ class Executor:
         owned.offsets.add(msg.offset, len(admitted))
         if not admitted:  # nothing to do (or done before): the offset may move on
             self._staging.stage(msg.topic, msg.partition, [], owned.offsets.committable())
+        if command["action_type"] == ERASE_PROFILE:  # no older retry of theirs may follow
+            self._erased.update((msg.topic, d.id, command["profile_id"]) for d in targets)
         for job in admitted:
             owned.ledger.start(job.key)
             self._dispatch(job, now)
@@ -272,18 +283,20 @@ class Executor:
             m.of(m.request_seconds, job.destination).observe(answer.elapsed_s)
         self._settle(job, answer, now)
 
-    def _settle(self, job: Job, answer: Answer, now: datetime, disabled: bool = False) -> None:
+    def _settle(self, job: Job, answer: Answer, now: datetime, disabled: bool = False,
+                erased: bool = False) -> None:
         owned = self.owned.get((job.topic, job.partition))
         if owned is None or owned.generation != job.generation:
             return  # revoked meanwhile: not ours to record
-        if not answer.attempted and not disabled and job.offset is None \
+        if not answer.attempted and not (disabled or erased) and job.offset is None \
                 and (job.first_at is None or now - job.first_at < self._horizon):
             # Refused by an open circuit, and already in the ledger as retrying: wait in
             # memory, writing nothing (a record per refusal flooded the topics).
             self._wait(job, _park(now, answer))
             return
-        result = settle(job, answer, self.policy, now, disabled=disabled,
-                        horizon=self._horizon)
+        result = (_closed(job, answer, now) if erased else
+                  settle(job, answer, self.policy, now, disabled=disabled,
+                         horizon=self._horizon))
         records = self._records(job, result, now)  # before any state changes: may raise
         owned.ledger.record(job.key, result.entry)
         if job.offset is not None:
@@ -334,8 +347,14 @@ class Executor:
     def _due(self, job: Job) -> None:
         self.waiting -= 1
         owned = self.owned.get((job.topic, job.partition))
-        if owned is not None and owned.generation == job.generation:
-            self._dispatch(job, datetime.now(UTC))
+        if owned is None or owned.generation != job.generation:
+            return
+        if (job.topic, job.destination, job.command["profile_id"]) in self._erased \
+                and job.command["action_type"] != ERASE_PROFILE:
+            self._settle(job, Answer(None, "the profile was erased", attempted=False),
+                         datetime.now(UTC), erased=True)
+            return
+        self._dispatch(job, datetime.now(UTC))
 
     def _resume(self, topic: str, partition: int, key: str, entry: Entry,
                 generation: int | None = None) -> None:
@@ -387,6 +406,14 @@ class Executor:
     async def close(self) -> None:
         await asyncio.gather(*(lane.close() for lane in self.lanes.values()))
 
+
+
+def _closed(job: Job, answer: Answer, now: datetime) -> Settlement:
+    """A waiting retry of an erased profile: failed, and no dead letter (it would keep
+    the erased data)."""
+    entry = Entry("failed", job.attempts, job.first_at or now, now)
+    return Settlement(entry, outcome_record(job, answer, "failed", job.attempts, now, None),
+                      "dead")
 
 
 def _park(now: datetime, answer: Answer) -> Entry:

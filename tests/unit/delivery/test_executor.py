@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -199,4 +200,27 @@ async def test_an_open_circuit_writes_once_per_job_not_once_per_refusal(
         per_job[o["action_id"]] = per_job.get(o["action_id"], 0) + 1
     assert len(per_job) == 10 and max(per_job.values()) <= 2
     assert staged.offsets[("actions.crm", 0)] == 10  # every first outcome recorded
+    await ex.close()
+
+
+async def test_an_erasure_closes_the_profiles_waiting_retries(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    import json as _json
+
+    rec: Receiver = await receiver()
+    rec.script["r1"] = [503, 200]
+    settings = fast(settings_factory, delivery_retry_schedule=[0.5])
+    ex, staged = make_executor(settings, definitions(destination(
+        "crm", rec.url, deletion_url=rec.url)))
+    ex.accept([command_record("r1", 0)])
+    await settled(lambda: rec.got == ["r1"])  # failed once, waiting for its retry
+    erase = command_record("er", 1)
+    doc = _json.loads(erase.value or b"{}")
+    doc.update(action_type="erase_profile", profile_id="p-r1")
+    ex.accept([replace(erase, value=_json.dumps(doc).encode())])
+    await asyncio.sleep(1.0)
+    assert rec.got == ["r1", "er"]  # the retry of r1 was never sent
+    statuses = [(o["action_id"], o["status"]) for o in staged.on("outcomes")]
+    assert ("r1", "failed") in statuses and ("er", "delivered") in statuses
+    assert staged.on("dead") == []
     await ex.close()
