@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -41,9 +40,18 @@ from streams.delivery.breaker import Breaker
 from streams.delivery.control import control_value
 from streams.delivery.destinations import ERASE_PROFILE, Destination, routed
 from streams.delivery.lanes import Lane
-from streams.delivery.ledger import Entry, Ledger, Offsets, ledger_key, split_key
+from streams.delivery.ledger import Entry, Ledger, ledger_key, split_key
 from streams.delivery.metrics import DeliveryMetrics, result_class
 from streams.delivery.policy import RetryPolicy
+from streams.delivery.types import (
+    Codec,
+    Incoming,
+    Owned,
+    Record,
+    Staging,
+    Topics,
+    Unbound,
+)
 from streams.errors import ConfigError, DecodeError, RegistryError
 from streams.settings import Settings
 
@@ -53,52 +61,7 @@ RETRY_S = 1.0  # a command waiting for the registry is tried again after this
 DESTINATION_HEADER = "x-delivery-destination"  # a re-drive: this destination only
 REDRIVE_HEADER = "x-activation-redrive-count"
 # (topic, key, value, partition or None, headers)
-Record = tuple[str, bytes | None, bytes, int | None, list[tuple[str, str | bytes | None]] | None]
 NOTE_HEADERS: list[tuple[str, str | bytes | None]] = [(COMMAND_HEADER, DELIVERY_NOTE)]
-
-
-class Staging(Protocol):
-    def stage(self, topic: str, partition: int, records: list[Record],
-              offset: int | None) -> None: ...
-
-
-class Codec(Protocol):
-    """Decoding commands and encoding what the executor writes (Avro, registry)."""
-
-    def command(self, value: bytes) -> dict[str, Any]: ...
-
-    def outcome(self, record: dict[str, Any]) -> bytes: ...
-
-    def dead_letter(self, record: dict[str, Any]) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class Topics:
-    ledger: str
-    outcomes: str
-    dead_letters: str
-    control: str
-    profiles: str  # the profile stage's, for the outcomes' timeline notes
-    profile_partitions: int
-
-
-@dataclass
-class Owned:
-    generation: int
-    ledger: Ledger
-    offsets: Offsets = field(default_factory=Offsets)
-
-
-@dataclass(slots=True)
-class Incoming:
-    """A consumed command record, as the Kafka thread hands it over."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Mapping[str, bytes]
 
 
 class Executor:
@@ -107,7 +70,7 @@ class Executor:
                  metrics: DeliveryMetrics) -> None:
         self._definitions, self._disabled = definitions, disabled
         self._codec, self._topics, self.metrics = codec, topics, metrics
-        self._staging: Staging = _Unbound()
+        self._staging: Staging = Unbound()
         self._secrets = {k: v.get_secret_value() for k, v in settings.delivery_secrets.items()}
         self._urls = settings.delivery_url_overrides
         self.policy = RetryPolicy(settings.delivery_retry_schedule,
@@ -420,10 +383,3 @@ def _park(now: datetime, answer: Answer) -> Entry:
     """When a job refused by an open circuit tries again (nothing written)."""
     wait = answer.retry_after or timedelta(seconds=1)
     return Entry("retrying", 0, now, now, now + wait)
-
-
-class _Unbound:
-    def stage(self, topic: str, partition: int, records: list[Record],
-              offset: int | None) -> None:
-        raise RuntimeError("Executor.bind() was not called")
-

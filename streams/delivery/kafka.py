@@ -37,9 +37,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streams.delivery.executor import Executor, Incoming, Record
+from streams.delivery.executor import Executor
 from streams.delivery.ledger import Ledger
 from streams.delivery.metrics import DeliveryMetrics
+from streams.delivery.types import Incoming, Record
 from streams.errors import BrokerError
 from streams.follower import read_to_end, reader
 from streams.settings import Settings

@@ -23,9 +23,10 @@ from streams.activation.definitions import DefinitionSet
 from streams.activation.distribution import DefinitionsFollower
 from streams.delivery.control import Control, ControlFollower
 from streams.delivery.destinations import missing_secrets
-from streams.delivery.executor import Executor, Topics
+from streams.delivery.executor import Executor
 from streams.delivery.kafka import KafkaSide
 from streams.delivery.metrics import DeliveryMetrics
+from streams.delivery.types import Topics
 from streams.errors import ConfigError
 from streams.lag import LagWatcher
 from streams.schemas import SchemaCatalog

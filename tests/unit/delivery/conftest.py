@@ -22,9 +22,10 @@ from standardwebhooks.webhooks import Webhook
 
 from streams.activation.definitions import DefinitionSet, GovernanceRules
 from streams.delivery.destinations import Destination
-from streams.delivery.executor import Executor, Incoming, Record, Topics
+from streams.delivery.executor import Executor
 from streams.delivery.ledger import Ledger
 from streams.delivery.metrics import DeliveryMetrics
+from streams.delivery.types import Incoming, Record, Topics
 from streams.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
