@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery observe observability-check stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery bench-stages observe observability-check stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -74,6 +74,10 @@ bench-ingest: install
 
 bench-stream: install
 	$(PY) -m bench.stream
+
+## CPU-us per event of each stage's own work (pure stages, no broker).
+bench-stages: install
+	$(PY) -m bench.stages
 
 ## Time to rebuild 1,000,000 profiles from the changelog, and the worker's RSS holding them.
 bench-rebuild: install
