@@ -12,6 +12,7 @@ orchestration itself into pure modules both share is the open part of issue 13.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -65,6 +66,7 @@ class Sandbox:
     queues: list[deque[tuple[str, Any]]] = field(default_factory=list)
     sent: list[Emission] = field(default_factory=list)
     position: int = 0
+    pick: Callable[[list[int]], int] | None = None
 
     def __post_init__(self) -> None:
         self.parts = [DictStore() for _ in range(self.partitions)]
@@ -100,12 +102,14 @@ class Sandbox:
         self.drain()
 
     def drain(self) -> None:
+        """Work every partition's queue off; ``pick`` (if set) chooses which partition goes
+        next among those with work: any interleaving the workers could produce."""
         while any(self.queues):
-            for p, queue in enumerate(self.queues):
-                if queue:
-                    kind, body = queue.popleft()
-                    self.position += 1
-                    getattr(self, f"_{kind}")(p, self.parts[p], *body)
+            ready = [p for p, queue in enumerate(self.queues) if queue]
+            for p in ready if self.pick is None else [self.pick(ready)]:
+                kind, body = self.queues[p].popleft()
+                self.position += 1
+                getattr(self, f"_{kind}")(p, self.parts[p], *body)
 
     def _emit(self, emission: Emission | None) -> None:
         self.sent.extend([emission] if emission else [])
