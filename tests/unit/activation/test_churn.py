@@ -244,6 +244,18 @@ def test_state_is_json_serialisable(customer: Callable[..., Customer], clock: Cl
     assert ActivationState.model_validate_json(raw) == c.state
 
 
+def short_journey_customer(definitions: DefinitionSet, envelope: Callable[..., Envelope],
+                           profile_of: Callable[..., Profile]) -> Customer:
+    """A customer of the churn journey cut to its first step (the reminder email)."""
+    journey = definitions.journeys[JOURNEY]
+    short = journey.model_copy(update={"steps": journey.steps[:1]})
+    defs = definitions.model_copy(update={"journeys": {**definitions.journeys,
+                                                       JOURNEY: short}})
+    gov = defs.governance
+    return Customer(pick_profile_id(JOURNEY, gov.holdout_percent, gov.holdout_salt,
+                                    held_out=False), defs, envelope, profile_of)
+
+
 def test_a_held_send_that_ends_its_journey_still_leaves(
         definitions: DefinitionSet, envelope: Callable[..., Envelope],
         profile_of: Callable[..., Profile], clock: Clock) -> None:
@@ -269,13 +281,7 @@ def test_a_held_send_that_ends_its_journey_still_leaves(
 def test_a_renewal_cancels_the_held_send_of_a_completed_journey(
         definitions: DefinitionSet, envelope: Callable[..., Envelope],
         profile_of: Callable[..., Profile], clock: Clock) -> None:
-    journey = definitions.journeys[JOURNEY]
-    short = journey.model_copy(update={"steps": journey.steps[:1]})
-    defs = definitions.model_copy(update={"journeys": {**definitions.journeys,
-                                                       JOURNEY: short}})
-    gov = defs.governance
-    c = Customer(pick_profile_id(JOURNEY, gov.holdout_percent, gov.holdout_salt,
-                                 held_out=False), defs, envelope, profile_of)
+    c = short_journey_customer(definitions, envelope, profile_of)
     c.onboard(clock.now)
     c.timer(clock.set(ENTRY))
     out = c.event("e-renew", "contract_renewed", clock.set(ENTRY + timedelta(minutes=46)),
