@@ -170,8 +170,9 @@ class Settings(BaseSettings):
     delivery_commit_interval: timedelta = Field(
         timedelta(milliseconds=200), description="how often outcomes and offsets commit")
     delivery_max_pending: int = Field(
-        100_000, ge=100, description="jobs held in memory (queued or waiting to retry, "
-                                     "about 1 KB each) before the executor stops reading")
+        100_000, ge=100, description="jobs queued for the destinations (about 1 KB each) "
+                                     "before the executor stops reading; waiting retries "
+                                     "do not count")
     delivery_dedup_window: timedelta = Field(
         timedelta(days=7), description="how long a delivered action is remembered "
                                        "(the ledger topic's retention); keep it above the "
@@ -212,6 +213,16 @@ class Settings(BaseSettings):
         if value <= timedelta(0):
             raise ValueError("must be a positive duration (seconds or ISO 8601, e.g. P7D)")
         return value
+
+    @model_validator(mode="after")
+    def _check_delivery_window(self) -> Settings:
+        horizon = sum(self.delivery_retry_schedule, timedelta(0))
+        if self.delivery_dedup_window <= horizon:
+            raise ValueError(
+                f"delivery_dedup_window ({self.delivery_dedup_window}) must be longer than "
+                f"the retry schedule ({horizon}): set {ENV_PREFIX}DELIVERY_DEDUP_WINDOW "
+                "higher, or the schedule shorter")
+        return self
 
     @model_validator(mode="after")
     def _check_sasl(self) -> Settings:
