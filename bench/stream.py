@@ -1,29 +1,39 @@
-"""Sustained events/s of the stream worker, with and without activation, vs a plain Faust agent.
+"""Sustained events/s of the stream worker, with and without activation, vs two peers.
 
-    .venv/bin/python -m bench.stream [--events 20000] [--customers 2000]
+    .venv/bin/python -m bench.stream [--events 20000] [--customers 2000] [--no-quix]
 
-Three workers run one after the other in the same run, over the same workload (the
+Four workers run one after the other in the same run, over the same workload (the
 integration tests' mixed workload, rebased to the year before now by
 ``bench.activation_defs.recent``), each with its own app id (fresh consumer group, tables
 and data directory):
 
 1. a plain Faust agent that only increments one table entry per event
    (``counts[key] += 1``): the floor Faust itself sets;
-2. the stream worker (screen, then the identity stage: dedup and identity, then the
+2. a Quix Streams application doing the same (``bench.quix_peer``: one counter per key
+   in its RocksDB state), run in its own virtualenv ``.venv-bench-quix``, created on
+   first use, because Quix Streams caps confluent-kafka and pydantic below ours.
+   Both peers are at-least-once: offsets committed every second once the state's
+   changelog writes are flushed, acks from all replicas, idempotent producer
+   (``--quix-guarantee exactly-once``: Quix's transactional checkpoints instead);
+3. the stream worker (screen, then the identity stage: dedup and identity, then the
    profile stage over its partitions) with no definitions published,
    so activation is idle: the stream core alone;
-3. the same stream worker with 50 audiences and 10 journeys (``bench.activation_defs``)
+4. the same stream worker with 50 audiences and 10 journeys (``bench.activation_defs``)
    published to its definitions topic before it starts: every event is also evaluated
    against every audience, moves journeys, passes governance, and the resulting action
    commands and audience changes are written to their topics.
 
 A worker's topics all derive from its topic prefix, including the internal profile topic
-that run 2 fills, so run 3 uses a second prefix: its ingestion topic gets the very same
+that run 3 fills, so run 4 uses a second prefix: its ingestion topic gets the very same
 records (same bytes, keys and partitions) and its definitions topic holds the published
-set. Runs 1 and 2 share the first prefix, whose definitions topic stays empty.
+set. Runs 1 to 3 share the first prefix, whose definitions topic stays empty.
 
-Each rate is events divided by the time from the first to the last processed event, read
-from the worker's /metrics every 0.1 s (start-up, and the definitions' loading, excluded).
+Each worker's count of processed events is read from its /metrics every 0.1 s, with the
+process's CPU time (user and system, all threads: /proc/PID/stat). Each rate is events
+divided by the time from the first reading with events processed to the last reading
+before all were (start-up, the definitions' loading, and the idle tail after the last
+event excluded); its CPU-us per event is the CPU time over the same window divided by the
+same events. The table gives the core's ratio against both peers, in events/s.
 The activation overhead is the extra time per event relative to the core alone:
 ``(1/rate_activation - 1/rate_core) / (1/rate_core)``; the target is at most 30%. The
 activation run's counters (audience changes, enrollments, actions by outcome) are printed
@@ -34,6 +44,7 @@ directories are deleted at the end. Uses the stack the ACTIVATION_* settings poi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -49,6 +60,7 @@ from typing import Any
 
 import httpx
 
+from bench import quix_peer
 from bench.activation_defs import recent, write_definitions
 from streams.activation.distribution import publish
 from streams.bootstrap import bootstrap
@@ -62,6 +74,7 @@ from tests.integration.core.workload import workload
 REPO = Path(__file__).resolve().parent.parent
 TARGET_OVERHEAD = 0.30
 WORKER_DEADLINE_S = 1800
+SHORT_WINDOW_S = 2.0  # a rate measured over less is flagged in the report
 _LABELS = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -128,27 +141,55 @@ def processed(text: str) -> float:
             continue
         labels = dict(_LABELS.findall(line.partition("}")[0]))
         stage, outcome = labels.get("stage"), labels.get("outcome")
-        if stage in ("stream.profile", "plain") or (
+        if stage in ("stream.profile", "plain", "quix") or (
                 stage == "stream.identity" and outcome != "applied"):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
 
+@dataclass(frozen=True)
+class Run:
+    rate: float  # events/s
+    cpu_us: float  # the worker process's CPU-us per event (all its threads)
+    text: str  # its last /metrics
+    seconds: float  # the measured window
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _window(readings: list[tuple[float, float, float]], expected: int, text: str) -> Run:
+    """From the first reading with events processed to the last one before all were
+    (the final interval may end idle); the final reading if there is none between."""
+    first = readings[0]
+    before = [r for r in readings[1:] if r[1] < expected]
+    last = before[-1] if before else readings[-1]
+    events, seconds = last[1] - first[1], last[0] - first[0]
+    if events <= 0 or seconds <= 0:
+        raise SystemExit(f"too fast to measure ({len(readings)} readings of /metrics with "
+                         "events processed): raise --events")
+    return Run(events / seconds, (last[2] - first[2]) * 1e6 / events, text, seconds)
+
+
 def run_worker(cmd: list[str], env: dict[str, str], port: int, expected: int,
-               log_path: Path) -> tuple[float, str]:
-    """Start a worker; (events/s between its first and last processed event, its metrics)."""
+               log_path: Path) -> Run:
+    """Start a worker; its events/s and CPU per event while it processes, its metrics."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + WORKER_DEADLINE_S
-        first_t, first_n, last_n = 0.0, -1.0, 0.0
+        readings: list[tuple[float, float, float]] = []  # (time, processed, CPU seconds)
+        last_n = 0.0
         while time.monotonic() < deadline and proc.poll() is None:
             text = _scrape(port)
             n = processed(text)
-            if n > 0 and first_n < 0:
-                first_t, first_n = time.monotonic(), n
+            if n > 0:
+                readings.append((time.monotonic(), n, _cpu_seconds(proc.pid)))
             if n >= expected:
-                return (n - first_n) / max(1e-6, time.monotonic() - first_t), text
+                return _window(readings, expected, text)
             last_n = n
             time.sleep(0.1)
         tail = log_path.read_text(errors="replace")[-3000:]
@@ -206,6 +247,8 @@ def cleanup(bench: Bench) -> list[str]:
     admin = admin_client(bench.core)
     runs = (bench.core, bench.activation)
     starts = tuple({s.topic_prefix for s in runs} | {s.app_id for s in runs})
+    # The Quix peer's changelog: changelog__<its consumer group>--<topic>--<store>.
+    starts += (f"changelog__{_quix_group(bench.core)}",)
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(starts)]
     if names:
         for future in admin.delete_topics(names, operation_timeout=30).values():
@@ -214,25 +257,48 @@ def cleanup(bench: Bench) -> list[str]:
     return names
 
 
-# --- the three runs and the report ---------------------------------------------------------
+# --- the four runs and the report ----------------------------------------------------------
 
 def _env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings_env(settings)}
 
 
-def measure(bench: Bench, records: int) -> tuple[tuple[float, float, float], str]:
-    """(plain, core alone, with activation) events/s, and the activation run's metrics."""
+def _quix_group(settings: Settings) -> str:
+    return f"{settings.app_id}-quix"
+
+
+@dataclass(frozen=True)
+class Runs:
+    plain: Run
+    quix: Run | None  # None with --no-quix
+    alone: Run
+    activation: Run
+
+
+def run_quix(bench: Bench, python: Path, records: int, guarantee: str) -> Run:
+    """The Quix Streams peer (bench.quix_peer) under the side venv's interpreter."""
+    core = bench.core
+    cmd = [str(python), "-m", "bench.quix_peer", "--topic", core.topic(INGEST),
+           "--group", _quix_group(core), "--state-dir", str(bench.root / "state-quix"),
+           "--port", str(core.worker_web_port), "--guarantee", guarantee]
+    env = {**os.environ, quix_peer.KAFKA_CONFIG_ENV: json.dumps(core.kafka_client_config())}
+    return run_worker(cmd, env, core.worker_web_port, records, bench.root / "quix.log")
+
+
+def measure(bench: Bench, records: int, quix: Path | None, guarantee: str) -> Runs:
+    """The four runs, one after the other (the Quix peer's only if its venv is given)."""
     py, core, act = sys.executable, bench.core, bench.activation
     # -l info as in production: at warn and above Faust's console spinner sets the root
     # logger to DEBUG, and every Kafka send then builds (and drops) debug log records.
     worker = [py, "-m", "streams.app", "worker", "-l", "info"]
-    plain, _ = run_worker([py, "-m", "bench.stream", "plain-worker", "worker", "-l", "info"],
-                          _env(core), core.worker_web_port, records, bench.root / "plain.log")
-    alone, _ = run_worker(worker, _env(core), core.worker_web_port, records,
-                          bench.root / "core.log")
-    with_act, text = run_worker(worker, _env(act), act.worker_web_port, records,
-                                bench.root / "activation.log")
-    return (plain, alone, with_act), text
+    plain = run_worker([py, "-m", "bench.stream", "plain-worker", "worker", "-l", "info"],
+                       _env(core), core.worker_web_port, records, bench.root / "plain.log")
+    peer = run_quix(bench, quix, records, guarantee) if quix else None
+    alone = run_worker(worker, _env(core), core.worker_web_port, records,
+                       bench.root / "core.log")
+    with_act = run_worker(worker, _env(act), act.worker_web_port, records,
+                          bench.root / "activation.log")
+    return Runs(plain, peer, alone, with_act)
 
 
 def _split(text: str, name: str, label: str) -> str:
@@ -241,18 +307,36 @@ def _split(text: str, name: str, label: str) -> str:
     return f"{sum(by.values()):,.0f}" + (f" ({parts})" if parts else "")
 
 
-def report(rates: tuple[float, float, float], text: str) -> None:
-    plain, alone, with_act = rates
+def _quix_label(text: str) -> str:
+    version = next(iter(counters(text, "bench_peer_info", "version")), "?")
+    guarantee = next(iter(counters(text, "bench_peer_info", "guarantee")), "?")
+    return f"Quix Streams {version} ({guarantee}, one state increment)"
+
+
+def report(runs: Runs) -> None:
+    alone, with_act = runs.alone.rate, runs.activation.rate
+    rows = [("plain Faust agent (one table increment)", runs.plain)]
+    if runs.quix:
+        rows.append((_quix_label(runs.quix.text), runs.quix))
+    rows += [("stream worker, core alone (screen+dedup+identity+profile)", runs.alone),
+             ("stream worker + activation (50 audiences, 10 journeys)", runs.activation)]
+    width = max(len(name) for name, _ in rows)
+    print(f"{'run':<{width}}  {'events/s':>9}  {'us/event':>8}  {'CPU-us/event':>12}")
+    for name, run in rows:
+        print(f"{name:<{width}}  {run.rate:>9,.0f}  {1e6 / run.rate:>8,.0f}"
+              f"  {run.cpu_us:>12,.0f}")
+    for name, run in rows:
+        if run.seconds < SHORT_WINDOW_S:
+            print(f"note: {name.split(' (')[0]} measured over {run.seconds:.2f} s only "
+                  "(readings every 0.1 s): raise --events for a steadier figure")
+    print(f"ratio core/plain Faust: {alone / runs.plain.rate:.2f}x events/s")
+    if runs.quix:
+        print(f"ratio core/Quix Streams: {alone / runs.quix.rate:.2f}x events/s")
     overhead = (1 / with_act - 1 / alone) / (1 / alone)
     verdict = "met" if overhead <= TARGET_OVERHEAD else "NOT met"
-    print(f"plain Faust agent (one table increment): {plain:,.0f} events/s")
-    print(f"stream worker, core alone (screen+dedup+identity+profile): {alone:,.0f} events/s"
-          f" ({1e6 / alone:,.0f} us/event)")
-    print(f"stream worker + activation (50 audiences, 10 journeys): {with_act:,.0f} events/s"
-          f" ({1e6 / with_act:,.0f} us/event)")
-    print(f"ratio worker/plain: {alone / plain:.2f}x")
     print(f"activation overhead per event: {overhead:+.0%} "
           f"(target at most +{TARGET_OVERHEAD:.0%}: {verdict})")
+    text = runs.activation.text
     enrollments = sum(counters(text, "activation_journey_enrollments_total").values())
     print("activation run: audience changes "
           + _split(text, "activation_audience_changes_total", "change")
@@ -264,15 +348,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--no-quix", action="store_true",
+                        help="skip the Quix Streams peer (and its virtualenv)")
+    parser.add_argument("--quix-guarantee", default="at-least-once",
+                        choices=["at-least-once", "exactly-once"],
+                        help="the Quix peer's processing guarantee (the Faust agent's is "
+                        "at-least-once)")
     args = parser.parse_args()
+    quix = None if args.no_quix else quix_peer.ensure_venv()  # before anything is timed
     bench = new_bench()
     try:
         records, unique = prepare(bench, args.events, args.customers)
-        rates, text = measure(bench, records)
+        runs = measure(bench, records, quix, args.quix_guarantee)
     finally:
         deleted = cleanup(bench)
     print(f"events: {records} ({unique} unique), customers: {args.customers}")
-    report(rates, text)
+    report(runs)
     print(f"cleaned up: {len(deleted)} topics and {bench.root}")
 
 
