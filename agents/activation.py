@@ -25,12 +25,10 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from agents.metrics import ActivationMetrics
-from agents.screening import core_topic, retrying
+from agents.context import Worker
 from streams.activation.definitions import DefinitionSet
 from streams.activation.distribution import DefinitionsFollower
 from streams.activation.runtime import Emission, Store, load_state
-from streams.app import app, metrics_registry, serde, settings
 from streams.core.routing import COMMAND_HEADER, TICK
 from streams.errors import RegistryError
 from streams.serde import Encoder
@@ -44,99 +42,99 @@ from streams.topics import (
 
 STAGE = "stream.activation"
 log = logging.getLogger(__name__)
-
-metrics = ActivationMetrics(metrics_registry)
-action_topics = {channel: settings.topic(action_topic(channel)) for channel in ACTION_CHANNELS}
-changes_topic = settings.topic(AUDIENCE_CHANGES)
 # (topic, key, value): the profile stage sends within its transaction (tables/state.py).
 Send = Callable[[str, bytes, bytes], None]
-_encoders: dict[str, Encoder] = {}
 
 
-follower = DefinitionsFollower(settings)  # logs each change of the version in force
+class Activation:
+    """The definitions in force (followed from their topic) and the encoding and
+    counting of what activation decided, for one worker."""
 
+    def __init__(self, w: Worker) -> None:
+        self.w, self.metrics = w, w.activation_metrics
+        self.action_topics = {channel: w.topic(action_topic(channel))
+                              for channel in ACTION_CHANNELS}
+        self.changes_topic = w.topic(AUDIENCE_CHANGES)
+        self.follower = DefinitionsFollower(w.settings)  # logs each change of version
+        self._encoders: dict[str, Encoder] = {}
 
-def definitions_in_force() -> DefinitionSet | None:
-    current = follower.current()
-    return None if current is None else current.definitions
+    def install(self) -> None:
+        """Follow the definitions from the start; only the leader ticks (one tick per
+        interval however many workers run)."""
+        self.w.app.task(self._start_follower)
+        interval = self.w.settings.timer_interval.total_seconds()
+        self.w.app.timer(interval=interval, on_leader=True)(self.ticker)
 
+    async def _start_follower(self) -> None:
+        self.follower.start()
 
-def definitions_for(store: Store, profile_id: str) -> DefinitionSet | None:
-    """The definitions deciding for ``profile_id``: during a staged rollout the
-    candidate for its cohort, the stable version for the others
-    (streams/activation/rollout.py)."""
-    current = follower.current()
-    if current is None or current.rollout is None:
+    def definitions_in_force(self) -> DefinitionSet | None:
+        current = self.follower.current()
         return None if current is None else current.definitions
-    memberships: list[str] = []
-    if current.rollout.audience is not None:  # its membership as last recorded
-        memberships = load_state(store, profile_id)[0].memberships
-    return follower.for_profile(profile_id, memberships)
 
+    def definitions_for(self, store: Store, profile_id: str) -> DefinitionSet | None:
+        """The definitions deciding for ``profile_id``: during a staged rollout the
+        candidate for its cohort, the stable version for the others
+        (streams/activation/rollout.py)."""
+        current = self.follower.current()
+        if current is None or current.rollout is None:
+            return None if current is None else current.definitions
+        memberships: list[str] = []
+        if current.rollout.audience is not None:  # its membership as last recorded
+            memberships = load_state(store, profile_id)[0].memberships
+        return self.follower.for_profile(profile_id, memberships)
 
-async def wait_for_definitions() -> None:
-    """The profile stage starts deciding only once the definitions topic has been read,
-    so no worker acts on an older version than the one published."""
-    while not follower.loaded.is_set():
-        await asyncio.sleep(0.1)
+    async def wait_for_definitions(self) -> None:
+        """The profile stage starts deciding only once the definitions topic has been
+        read, so no worker acts on an older version than the one published."""
+        while not self.follower.loaded.is_set():
+            await asyncio.sleep(0.1)
 
+    async def _encoder(self, topic: str, record: str) -> Encoder:
+        """Resolved once per topic (a registry lookup; bootstrap registers the schemas).
+        While the registry is unreachable the partition waits: nothing is dropped."""
+        attempt = 0
+        while topic not in self._encoders:
+            try:
+                self._encoders[topic] = self.w.serde.encoder(f"{topic}-value", record)
+            except RegistryError as exc:
+                log.warning("registry unavailable for %s, retrying: %s", topic, exc)
+                attempt = await self.w.retrying(STAGE, attempt)
+        return self._encoders[topic]
 
-async def _encoder(topic: str, record: str) -> Encoder:
-    """Resolved once per topic (a registry lookup; schemas are registered by bootstrap).
-    While the registry is unreachable the partition waits: nothing is dropped."""
-    attempt = 0
-    while topic not in _encoders:
-        try:
-            _encoders[topic] = serde.encoder(f"{topic}-value", record)
-        except RegistryError as exc:
-            log.warning("registry unavailable for %s, retrying: %s", topic, exc)
-            attempt = await retrying(STAGE, attempt)
-    return _encoders[topic]
-
-
-def count(emission: Emission) -> None:
-    for change in emission.changes:
-        metrics.audience_changes.labels(change["audience_id"], change["change"]).inc()
-    for journey in emission.enrolled:
-        metrics.enrollments.labels(journey).inc()
-    for decision in emission.decisions:
-        metrics.actions.labels(decision["channel"], decision["outcome"]).inc()
-        if decision.get("journey_id"):
-            metrics.step_decisions.labels(decision["journey_id"], decision["step_id"] or "",
-                                          decision["outcome"]).inc()
-        if decision["outcome"] == "withheld":
-            metrics.suppressions.labels(decision["rule"]).inc()
-
-
-async def emit(emissions: Iterable[Emission], send: Send) -> None:
-    """Encode the action commands and audience changes of ``emissions`` and ``send`` them."""
-    for emission in emissions:
-        key = emission.profile_id.encode()
-        for command in emission.commands:
-            topic = action_topics[command["channel"]]
-            send(topic, key, (await _encoder(topic, ACTION_COMMAND))(command))
+    def count(self, emission: Emission) -> None:
+        metrics = self.metrics
         for change in emission.changes:
-            encode = await _encoder(changes_topic, AUDIENCE_CHANGE_RECORD)
-            send(changes_topic, key, encode(change))
+            metrics.audience_changes.labels(change["audience_id"], change["change"]).inc()
+        for journey in emission.enrolled:
+            metrics.enrollments.labels(journey).inc()
+        for decision in emission.decisions:
+            metrics.actions.labels(decision["channel"], decision["outcome"]).inc()
+            if decision.get("journey_id"):
+                metrics.step_decisions.labels(decision["journey_id"],
+                                              decision["step_id"] or "",
+                                              decision["outcome"]).inc()
+            if decision["outcome"] == "withheld":
+                metrics.suppressions.labels(decision["rule"]).inc()
+
+    async def emit(self, emissions: Iterable[Emission], send: Send) -> None:
+        """Encode the action commands and audience changes of ``emissions``, ``send`` them."""
+        for emission in emissions:
+            key = emission.profile_id.encode()
+            for command in emission.commands:
+                topic = self.action_topics[command["channel"]]
+                send(topic, key, (await self._encoder(topic, ACTION_COMMAND))(command))
+            for change in emission.changes:
+                encode = await self._encoder(self.changes_topic, AUDIENCE_CHANGE_RECORD)
+                send(self.changes_topic, key, encode(change))
+
+    async def ticker(self) -> None:
+        # No definitions, nothing a timer could do: no ticks (they would only add lag).
+        if self.w.settings.activation_clock == "system" \
+                and self.definitions_in_force() is not None:
+            await self.w.identity_topic.send(key=TICK, value=tick_value(datetime.now(UTC)),
+                                             headers={COMMAND_HEADER: TICK}, force=True)
 
 
 def tick_value(now: datetime) -> bytes:
     return json.dumps({"now": now.astimezone(UTC).isoformat()}).encode()
-
-
-async def start_follower() -> None:
-    follower.start()
-
-
-app.task(start_follower)
-
-
-async def ticker() -> None:
-    # No definitions, nothing a timer could do: no ticks (they would only add lag).
-    if settings.activation_clock == "system" and definitions_in_force() is not None:
-        await core_topic.send(key=TICK, value=tick_value(datetime.now(UTC)),
-                              headers={COMMAND_HEADER: TICK}, force=True)
-
-
-# Only the leader ticks: one tick per interval however many workers run.
-app.timer(interval=settings.timer_interval.total_seconds(), on_leader=True)(ticker)

@@ -9,7 +9,8 @@ the profile API, ``/metrics``, Faust's own pages, and any view added later, what
 imported what. What a request needs:
 
 - ``/healthz`` and ``/readyz`` (exact paths): nothing, they are the probes;
-- ``GET``/``HEAD`` under ``/v1/profiles``: a key with ``profiles:read``;
+- ``GET``/``HEAD`` under ``/v1/profiles``, and ``POST /v1/profiles/<id>/decide`` (a
+  question with no side effect): a key with ``profiles:read``;
 - anything else (undoing a merge, ``/metrics``, Faust's pages, unknown paths):
   a key with ``admin``, as the gateway's ``/metrics``.
 
@@ -37,6 +38,7 @@ ADMIN_SCOPE = "profiles:admin"
 # The worker's scope names, mapped onto the key store's scopes.
 SCOPES = {READ_SCOPE: PROFILES_READ, ADMIN_SCOPE: ADMIN}
 READ_METHODS = frozenset({"GET", "HEAD"})
+ASK_SUFFIX = "/decide"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
@@ -79,6 +81,9 @@ def scope_for(method: str, path: str) -> str | None:
     if path in PUBLIC:
         return None
     if method in READ_METHODS and (path == "/v1/profiles" or path.startswith("/v1/profiles/")):
+        return READ_SCOPE
+    if method == "POST" and path.startswith("/v1/profiles/") and path.endswith(ASK_SUFFIX) \
+            and path.count("/") == 4:  # /v1/profiles/<id>/decide: a question, no change
         return READ_SCOPE
     return ADMIN_SCOPE
 

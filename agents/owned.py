@@ -3,7 +3,8 @@ and process each input record in one transaction of its partition's store.
 
 Shared by the identity stage (agents/identity.py, one partition) and the profile
 stage (agents/profiles.py, one store per partition). tables/state.py explains the
-claim, the fencing and why a transaction per record makes effects exact.
+claim, the fencing and why a transaction per record makes effects exact. Everything
+comes from the :class:`agents.context.Worker` it is given: nothing here at import.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.activation import count, emit
-from agents.screening import ORIGIN_HEADER, dead_letter_encoder, header, metrics, retrying
+from agents.activation import Activation
+from agents.context import Worker
+from agents.screening import ORIGIN_HEADER, header
 from streams.activation.runtime import Emission
-from streams.app import app, serde, settings
 from streams.core.batch import (
     BATCH_HEADER,
     BatchFormatError,
@@ -32,26 +33,20 @@ from streams.core.contract import ContractViolation, validate_record
 from streams.core.deadletter import PROCESSING_ERROR, SourceRecord, dead_letter
 from streams.errors import BrokerError, DecodeError, RegistryError, StateFencedError
 from streams.records import Envelope
-from streams.topics import DEAD_LETTER, PROFILES
+from streams.topics import DEAD_LETTER
 from tables.state import StateStore
 
 log = logging.getLogger(__name__)
-DEAD_LETTERS = settings.topic(DEAD_LETTER)
 STANDBY_INTERVAL_S = 10.0
 # Applied input offsets remembered exactly (tables/state.py): Faust redelivers at most
 # what it had not committed (a second's worth), far fewer records than this.
 APPLIED_KEPT = 10_000
 TRIM_INTERVAL_S = 5.0
-# The profile stage's topic, which the identity stage feeds and the profile stage reads
-# (and forwards merges and redirects on), and its partition count.
-PROFILES_TOPIC = settings.topic(PROFILES)
-PARTITIONS = settings.profile_partitions
 YIELD_EVERY = 200  # events of a batch between two turns of the event loop
 # Envelopes in flight between the stages (see hand_over), about 1 KB each. In a steady
 # flow the stages run in step and a few batches' worth would do; catching up on a
 # backlog, the identity stage runs ahead of the profile stage by up to this many.
 HANDOFF_KEPT = 50_000
-_handoff: OrderedDict[str, Envelope] = OrderedDict()
 
 
 @dataclass
@@ -72,31 +67,14 @@ class Outputs:
 
     stage: str
     emissions: list[Emission] = field(default_factory=list)
-    letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
     forwards: list[Forward] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     merges: int = 0
 
     def park(self, source: SourceRecord, reason: str) -> None:
         record = dead_letter(source, PROCESSING_ERROR, reason, self.stage, datetime.now(UTC))
-        self.letters.append((source.key, dead_letter_encoder()(record)))
-
-    async def send(self, store: StateStore) -> None:
-        await emit(self.emissions, store.produce)
-        for key, value in self.letters:
-            store.produce(DEAD_LETTERS, key, value)
-        for f in self.forwards:
-            store.produce(f.topic, f.key, f.value, f.partition, f.headers)
-
-    def count(self) -> None:
-        metrics.commits.labels(self.stage).inc()
-        for status, n in self.statuses.items():
-            metrics.events.labels(self.stage, status).inc(n)
-        metrics.duplicates.inc(self.statuses["duplicate"])
-        metrics.merges.inc(self.merges)
-        metrics.dead_letters.labels(PROCESSING_ERROR).inc(len(self.letters))
-        for emission in self.emissions:
-            count(emission)
+        self.letters.append((source.key, record))
 
 
 def source_of(item: BatchItem) -> SourceRecord:
@@ -122,40 +100,48 @@ def read_items(message: Any, out: Outputs) -> list[BatchItem]:
         return []
 
 
-def hand_over(origin: str, envelope: Envelope) -> None:
-    """The identity stage passes an event it validated and forwarded to the profile
-    stage of this same process (:func:`decoded` takes it): the usual case, one worker
-    owning both, is spared a second Avro decode and contract check. A record's origin
-    names one ingestion record, whose bytes give this very envelope, so an entry is
-    right whatever becomes of the transaction that forwarded it; bounded (oldest out:
-    the profile stage on another worker, or never reached)."""
-    _handoff[origin] = envelope
-    if len(_handoff) > HANDOFF_KEPT:
-        _handoff.popitem(last=False)
+class Decoder:
+    """Avro decode and contract check of an event, once per worker where it can be.
+
+    The identity stage hands the envelope of an event it validated and forwarded to the
+    profile stage of this same worker (:meth:`hand_over`); the usual case, one worker
+    owning both, is spared a second decode. A record's origin names one ingestion
+    record, whose bytes give this very envelope, so an entry is right whatever becomes
+    of the transaction that forwarded it; bounded (oldest out: the profile stage on
+    another worker, or never reached)."""
+
+    def __init__(self, w: Worker) -> None:
+        self.w = w
+        self._handoff: OrderedDict[str, Envelope] = OrderedDict()
+
+    def hand_over(self, origin: str, envelope: Envelope) -> None:
+        self._handoff[origin] = envelope
+        if len(self._handoff) > HANDOFF_KEPT:
+            self._handoff.popitem(last=False)
+
+    async def decoded(self, item: BatchItem, now: datetime, stage: str) -> Envelope | str:
+        """The item's valid envelope, or why it has none; waits out a registry outage."""
+        handed = self._handoff.pop(item.origin, None)
+        if handed is not None:
+            return handed
+        attempt = 0
+        while True:
+            try:
+                return validate_record(self.w.serde.decode(item.value)[1], now)
+            except (DecodeError, ContractViolation) as exc:
+                return str(exc)
+            except RegistryError as exc:
+                log.warning("registry unavailable, retrying: %s", exc)
+                attempt = await self.w.retrying(stage, attempt)
 
 
-async def decoded(item: BatchItem, now: datetime, stage: str) -> Envelope | str:
-    """The item's valid envelope, or why it has none; waits out a registry outage."""
-    handed = _handoff.pop(item.origin, None)
-    if handed is not None:
-        return handed
-    attempt = 0
-    while True:
-        try:
-            return validate_record(serde.decode(item.value)[1], now)
-        except (DecodeError, ContractViolation) as exc:
-            return str(exc)
-        except RegistryError as exc:
-            log.warning("registry unavailable, retrying: %s", exc)
-            attempt = await retrying(stage, attempt)
-
-
-async def _still_ours(message: Any) -> bool:
+async def _still_ours(w: Worker, message: Any) -> bool:
     """After a fencing: wait for this worker's group membership to settle, then say
     whether the record's partition is still assigned here (if not, its new owner has
     it; if so, the fencing came from a worker that has since lost it)."""
+    app = w.app
     generation = app.consumer_generation_id
-    deadline = time.monotonic() + settings.worker_session_timeout.total_seconds() * 2
+    deadline = time.monotonic() + w.settings.worker_session_timeout.total_seconds() * 2
     while app.consumer_generation_id == generation and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
     return message.tp in app.consumer.assignment()
@@ -174,7 +160,9 @@ class OwnedState:
     copy of the others meanwhile (a catch-up with the changelog every few seconds).
     """
 
-    def __init__(self, stage: str, topic_name: str, stores: list[StateStore]) -> None:
+    def __init__(self, w: Worker, activation: Activation, stage: str, topic_name: str,
+                 stores: list[StateStore]) -> None:
+        self.w, self.activation = w, activation
         self.stage, self.topic_name, self.stores = stage, topic_name, stores
         self._locks: dict[int, asyncio.Lock] = {}
         self._trim_due: dict[int, float] = {}
@@ -186,7 +174,7 @@ class OwnedState:
         return self._locks[partition]
 
     def assigned(self) -> set[int]:
-        return {tp.partition for tp in app.consumer.assignment()
+        return {tp.partition for tp in self.w.app.consumer.assignment()
                 if tp.topic == self.topic_name}
 
     async def ensure_claimed(self, partition: int) -> None:
@@ -199,7 +187,7 @@ class OwnedState:
 
     async def watch(self) -> None:
         assigned = self.assigned()
-        catch_up = settings.standby_replicas > 0 and time.monotonic() >= self.next_catch_up
+        catch_up = self.w.settings.standby_replicas > 0 and time.monotonic() >= self.next_catch_up
         if catch_up:
             self.next_catch_up = time.monotonic() + STANDBY_INTERVAL_S
         # Concurrently: a claim mostly waits on the broker (transactions, watermarks).
@@ -249,12 +237,12 @@ class OwnedState:
                     await work(message, store, out)
                     store.mark_applied(message.offset)
                     self._maybe_trim(store, message.offset)
-                    await out.send(store)
+                    await self._send(out, store)
                     await asyncio.to_thread(store.commit)
             except StateFencedError as exc:
                 log.warning("%s", exc)
                 store.abandon()
-                if not await _still_ours(message):
+                if not await _still_ours(self.w, message):
                     log.warning("partition %s moved to another worker; record %d left to it",
                                 message.tp, message.offset)
                     return
@@ -262,7 +250,7 @@ class OwnedState:
             except BrokerError as exc:
                 log.warning("%s transaction failed, retrying the record: %s", self.stage, exc)
                 store.abandon()
-                attempt = await retrying(self.stage, attempt)
+                attempt = await self.w.retrying(self.stage, attempt)
                 continue
             except asyncio.CancelledError:  # shutting down: leave no transaction open
                 store.abandon()
@@ -271,7 +259,26 @@ class OwnedState:
                 log.exception("%s failed on record %s:%d; retrying it", self.stage,
                               message.tp, message.offset)
                 store.abandon()
-                attempt = await retrying(self.stage, attempt)
+                attempt = await self.w.retrying(self.stage, attempt)
                 continue
-            out.count()
+            self._count(out)
             return
+
+    async def _send(self, out: Outputs, store: StateStore) -> None:
+        await self.activation.emit(out.emissions, store.produce)
+        letters, encode = self.w.topic(DEAD_LETTER), self.w.dead_letter_encoder()
+        for key, record in out.letters:
+            store.produce(letters, key, encode(record))
+        for f in out.forwards:
+            store.produce(f.topic, f.key, f.value, f.partition, f.headers)
+
+    def _count(self, out: Outputs) -> None:
+        metrics = self.w.metrics
+        metrics.commits.labels(self.stage).inc()
+        for status, n in out.statuses.items():
+            metrics.events.labels(self.stage, status).inc(n)
+        metrics.duplicates.inc(out.statuses["duplicate"])
+        metrics.merges.inc(out.merges)
+        metrics.dead_letters.labels(PROCESSING_ERROR).inc(len(out.letters))
+        for emission in out.emissions:
+            self.activation.count(emission)

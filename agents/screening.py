@@ -29,34 +29,19 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from mode import Service
 
-from agents.metrics import StreamMetrics
-from streams.app import app, metrics_registry, serde, settings
+from agents.context import MAX_BACKOFF_S, Worker
 from streams.core.batch import BATCH_HEADER, VERSION, BatchItem, chunked, encode_batch
 from streams.core.deadletter import SourceRecord, screen
 from streams.errors import RegistryError
-from streams.serde import Encoder
-from streams.settings import Settings
 from streams.suppressions import Suppressions
-from streams.topics import (
-    DEAD_LETTER,
-    DEAD_LETTER_RECORD,
-    IDENTITY_INPUT,
-    INGEST,
-    STAGE_MAX_BYTES,
-)
+from streams.topics import DEAD_LETTER, IDENTITY_INPUT, INGEST, STAGE_MAX_BYTES
 
 log = logging.getLogger(__name__)
 STAGE = "stream.screen"
-MAX_BACKOFF_S = 10.0
 POLL_EVENTS = 2_000
 POLL_TIMEOUT_S = 0.1
 FLUSH_TIMEOUT_S = 30.0
 
-metrics = StreamMetrics(metrics_registry)
-core_topic: Any = app.topic(settings.topic(IDENTITY_INPUT), partitions=1, internal=True,
-                            key_type=bytes, value_type=bytes, key_serializer="raw",
-                            value_serializer="raw")
-_dead_letter_encoder: list[Encoder] = []
 # Names the ingestion record a forwarded event came from, so the profile stage tells
 # a redelivery (same record) from a producer's duplicate (same event id, new record).
 ORIGIN_HEADER = "x-activation-origin"
@@ -83,22 +68,7 @@ def header(message: Any, name: str) -> bytes | None:
     return found[-1] if found else None
 
 
-def dead_letter_encoder() -> Encoder:
-    """Resolved once (a registry lookup); the schema is registered by the schema workflow."""
-    if not _dead_letter_encoder:
-        subject = f"{settings.topic(DEAD_LETTER)}-value"
-        _dead_letter_encoder.append(serde.encoder(subject, DEAD_LETTER_RECORD))
-    return _dead_letter_encoder[0]
-
-
-async def retrying(stage: str, attempt: int) -> int:
-    """Back off after a transient error; the partition waits, nothing is dropped."""
-    metrics.retries.labels(stage).inc()
-    await asyncio.sleep(min(MAX_BACKOFF_S, 0.2 * 2**attempt))
-    return attempt + 1
-
-
-def screen_records(records: Sequence[Message], now: datetime,
+def screen_records(w: Worker, records: Sequence[Message], now: datetime,
                    suppressions: Suppressions | None = None
                    ) -> tuple[list[BatchItem], list[tuple[bytes | None, bytes]]]:
     """(events to forward, (key, dead letter) pairs) for one poll, in input order.
@@ -114,17 +84,17 @@ def screen_records(records: Sequence[Message], now: datetime,
         headers = [(str(k), bytes(v or b"")) for k, v in raw]
         source = SourceRecord(rec.topic() or "", rec.partition() or 0, rec.offset() or 0,
                               rec.key(), rec.value(), tuple(headers))
-        result = screen(source, serde.decode, now, STAGE, _redrive_count(headers))
+        result = screen(source, w.serde.decode, now, STAGE, _redrive_count(headers))
         if result.envelope is not None and suppressions is not None \
                 and suppressions.hits(result.envelope.identifiers):
-            metrics.events.labels(STAGE, "suppressed").inc()
+            w.metrics.events.labels(STAGE, "suppressed").inc()
             continue
         if result.dead_letter is None:
             forwards.append(BatchItem(origin_of(source).decode(), source.key,
                                       source.value or b""))
             continue
-        letters.append((source.key, dead_letter_encoder()(result.dead_letter)))
-        metrics.dead_letters.labels(result.dead_letter["reason_code"]).inc()
+        letters.append((source.key, w.dead_letter_encoder()(result.dead_letter)))
+        w.metrics.dead_letters.labels(result.dead_letter["reason_code"]).inc()
         log.warning("dead-lettered %s[%d]@%d: %s", source.topic, source.partition,
                     source.offset, result.dead_letter["reason"])
     return forwards, letters
@@ -133,7 +103,8 @@ def screen_records(records: Sequence[Message], now: datetime,
 class Screener:
     """The stage's loop (run in a thread): poll, screen, produce, flush, commit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, w: Worker) -> None:
+        self.w, settings = w, w.settings
         client = settings.kafka_client_config()
         timeout_ms = int(settings.worker_session_timeout.total_seconds() * 1000)
         self.consumer = Consumer({
@@ -173,16 +144,18 @@ class Screener:
 
     def process(self, records: list[Message], stop: threading.Event) -> None:
         try:
-            forwards, letters = screen_records(records, datetime.now(UTC), self.suppressions)
+            forwards, letters = screen_records(self.w, records, datetime.now(UTC),
+                                               self.suppressions)
             self._produce(forwards, letters)
         except (RegistryError, KafkaException) as exc:
             log.warning("screening retried after a transient failure: %s", exc)
             self._rewind(records)
-            metrics.retries.labels(STAGE).inc()
+            self.w.metrics.retries.labels(STAGE).inc()
             stop.wait(min(MAX_BACKOFF_S, 0.2 * 2**self.attempt))
             self.attempt += 1
             return
         self.attempt = 0
+        metrics = self.w.metrics
         metrics.events.labels(STAGE, "forwarded").inc(len(forwards))
         metrics.commits.labels(STAGE).inc(len(records))
         metrics.events.labels(STAGE, "dead_letter").inc(len(letters))
@@ -235,9 +208,10 @@ class Screener:
             log.info("commit refused (%s); the records will be screened again", exc)
 
 
-@app.service
 class ScreeningService(Service):
     """Runs the :class:`Screener` in a thread for as long as the worker runs."""
+
+    worker: Worker  # set by :func:`install`, on a subclass of its own
 
     async def on_start(self) -> None:
         self._stop = threading.Event()
@@ -247,7 +221,7 @@ class ScreeningService(Service):
 
     def _main(self) -> None:
         try:
-            Screener(settings).run(self._stop)
+            Screener(self.worker).run(self._stop)
         except Exception as exc:  # a bug: stop the worker loudly rather than screen nothing
             log.exception("the screening stage failed")
             asyncio.run_coroutine_threadsafe(self.crash(exc), self._owner_loop)
@@ -257,3 +231,8 @@ class ScreeningService(Service):
         started = time.monotonic()
         await asyncio.to_thread(self._thread.join, FLUSH_TIMEOUT_S + 5)
         log.info("screening stopped in %.1f s", time.monotonic() - started)
+
+
+def install(w: Worker) -> None:
+    """Start the screening thread with the worker (Faust instantiates the class)."""
+    w.app.service(type("Screening", (ScreeningService,), {"worker": w}))

@@ -275,7 +275,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 def fetch_size(settings: Settings) -> int:
     """The worker app's consumer_max_fetch_size (Faust reads it from code or env)."""
-    code = "from streams.app import app; print(app.conf.consumer_max_fetch_size)"
+    code = ("from streams.app import create_app; from streams.settings import load_settings;"
+            " print(create_app(load_settings()).conf.consumer_max_fetch_size)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=worker_env(settings),
                          capture_output=True, text=True, check=True, timeout=120)
     return int(out.stdout.split()[-1])

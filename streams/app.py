@@ -1,27 +1,21 @@
 """The one ``faust.App``: broker, RocksDB (rocksdict) state, and our topics.
 
-Start a worker with ``python -m streams.app worker -l info``. Domain agents live in
-``agents/<domain>.py`` and tables in ``tables/<domain>.py``; they register themselves
-on the ``app`` of this module (found by autodiscovery when the worker starts).
-Importing this module needs no broker: connections are opened by the worker.
-:func:`create_app` wires everything explicitly: Faust's patches
-(streams/faust_patches.py, docs/faust.md), and the API-key gate in front of every
-route of the web server (agents/auth.py) with its key check.
+Start a worker with ``python -m streams.app worker -l info``: :func:`main` loads the
+settings, and agents/worker.py builds the app and installs every stage on it. Nothing
+is made at import: no settings, no app, no store (a test builds its own).
+:func:`create_app` configures Faust explicitly: its patches (streams/faust_patches.py,
+docs/faust.md), and the API-key gate in front of every route of the web server
+(agents/auth.py) with its key check.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry
 
 from agents.auth import KeyCheck, WebGate
 from streams import faust_patches
-from streams.errors import StartupError
-from streams.schemas import SchemaCatalog
-from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
 from tables.memory import limit_heap_arenas
 
@@ -39,17 +33,9 @@ def faust_broker_credentials(settings: Settings) -> Any:
 
 
 class ActivationApp(faust.App):
-    """Faust's app, failing fast when a module of ``agents``/``tables`` does not import.
-
-    Faust only logs such an error and starts anyway: a worker without its profile
-    stage would run, screen and resolve, and apply nothing, silently.
-    """
+    """Faust's app with the web gate it was created with."""
 
     gate: WebGate  # in front of every route of the web server (agents/auth.py)
-
-    def _on_autodiscovery_error(self, name: str) -> None:
-        exc = sys.exc_info()[1]
-        raise StartupError(f"module {name} failed to import: {exc!r}") from exc
 
 
 def create_app(settings: Settings, keys: KeyCheck | None = None) -> ActivationApp:
@@ -113,8 +99,8 @@ def _faust_settings(settings: Settings, gate: WebGate) -> dict[str, Any]:
         broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,
         consumer_max_fetch_size=settings.worker_fetch_max_bytes,
-        autodiscover=["agents", "tables"],
-        origin="streams",
+        # Stages are installed by agents/worker.py, not found by scanning modules.
+        autodiscover=False,
         **_web_settings(settings, gate),
     )
 
@@ -139,21 +125,12 @@ def _web_settings(settings: Settings, gate: WebGate) -> dict[str, Any]:
     )
 
 
-settings = load_settings()
-app = create_app(settings)
-metrics_registry = CollectorRegistry()
-serde = AvroSerde(RegistryClient(settings.registry_client_config()),
-                  SchemaCatalog.load(settings.schemas_dir))
-
-
 def main() -> None:
+    from agents.worker import build  # agents import this module: not at its top
+
     limit_heap_arenas()  # before librdkafka's, RocksDB's and the restores' threads
-    app.main()
+    build(load_settings()).main()
 
 
 if __name__ == "__main__":
-    # Run the app of the importable module, not of ``__main__``: agents import
-    # ``streams.app`` and must register on the very app the worker starts.
-    from streams.app import main as _main
-
-    _main()
+    main()

@@ -369,14 +369,9 @@ class _RestoreWriter:
             log.info("state %s restore: %d records read", self._label, self._read)
 
 
-def _declare() -> tuple[StateStore, list[StateStore]]:
-    from streams.app import settings
-
+def declare_stores(settings: Settings) -> tuple[StateStore, list[StateStore]]:
+    """A worker's stores (opened on first use, claimed by the stage that owns their
+    partition): the identity stage's one, and one per partition of the profile stage."""
     return (StateStore(settings, "identity"),
             [StateStore(settings, "profiles", p, settings.profile_partitions)
              for p in range(settings.profile_partitions)])
-
-
-# The worker's stores (opened on first use, claimed by the stage that owns their
-# partition): the identity stage's one, and one per partition of the profile stage.
-identity_state, profile_states = _declare()

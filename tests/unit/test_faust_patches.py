@@ -27,8 +27,9 @@ from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from yarl import URL
 
 from streams import faust_patches
-from streams.app import ActivationApp, create_app, settings
+from streams.app import ActivationApp, create_app
 from streams.faust_patches import upstream
+from streams.settings import load_settings
 
 TRANSPORT = SimpleNamespace(url=[URL("kafka://127.0.0.1:9092")], default_port=9092)
 
@@ -36,8 +37,8 @@ TRANSPORT = SimpleNamespace(url=[URL("kafka://127.0.0.1:9092")], default_port=90
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[ActivationApp]:
     """A fresh app (so the consumer it builds is this test's), patches applied."""
-    yield create_app(settings.model_copy(update={"data_dir": tmp_path / "data",
-                                                 "app_id": "patch-tests"}))
+    yield create_app(load_settings().model_copy(update={"data_dir": tmp_path / "data",
+                                                        "app_id": "patch-tests"}))
 
 
 def thread_for(app: ActivationApp, in_transaction: bool = False) -> Any:
@@ -87,7 +88,7 @@ async def test_resume_keeps_buffers_and_clear_still_empties_them() -> None:
 
 async def test_upstream_worker_consumer_reads_uncommitted_with_round_robin(
         app: ActivationApp) -> None:
-    assert settings.standby_replicas == 0 and not app.tables.changelog_topics
+    assert not app.tables.changelog_topics
     consumer = upstream(driver.AIOKafkaConsumerThread, "_create_worker_consumer")(
         thread_for(app), TRANSPORT)
     assert consumer._isolation_level == "read_uncommitted"

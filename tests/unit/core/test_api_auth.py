@@ -12,8 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents.auth import KeyCheck, WebGate, authorize, scope_for
+from agents.worker import build
 from ingest.auth import ADMIN, KeyRecord, KeyTable, hash_key, new_key
-from streams.app import ActivationApp, create_app, settings
+from streams.app import ActivationApp, create_app
+from streams.settings import load_settings
 
 PEPPER = "test-pepper"
 
@@ -59,6 +61,9 @@ def bearer(key: str) -> dict[str, str]:
     ("GET", "/v1/profiles", "profiles:read"), ("HEAD", "/v1/profiles/p1/timeline",
                                                "profiles:read"),
     ("POST", "/v1/profiles/p1/merges/e1/undo", "profiles:admin"),
+    ("POST", "/v1/profiles/p1/decide", "profiles:read"),  # a question: no side effect
+    ("POST", "/v1/profiles/p1/x/decide", "profiles:admin"), ("PUT", "/v1/profiles/p1/decide",
+                                                             "profiles:admin"),
     ("GET", "/metrics", "profiles:admin"), ("GET", "/", "profiles:admin"),
     ("GET", "/table/", "profiles:admin"), ("GET", "/v1/profilesX", "profiles:admin"),
     ("GET", "/healthz/", "profiles:admin"), ("GET", "/nowhere", "profiles:admin"),
@@ -118,7 +123,8 @@ FAUST_PAGES = ("APP_WEB_STATS_ENABLED", "APP_WEB_GRAPH_ENABLED", "APP_WEB_TABLES
 
 
 def worker_app(tmp_path: Path, keys: KeyCheck) -> ActivationApp:
-    app = create_app(settings.model_copy(update={"data_dir": tmp_path, "app_id": "gate"}), keys)
+    settings = load_settings().model_copy(update={"data_dir": tmp_path, "app_id": "gate"})
+    app = create_app(settings, keys)
     app.web.init_server()  # mounts Faust's blueprints, as the worker does
     return app
 
@@ -159,19 +165,15 @@ async def test_probes_are_open(tmp_path: Path, table: Keys) -> None:
 
 # --- the worker's own app: the profile API and /metrics of agents/api.py ---------------------
 
-async def test_worker_routes(table: Keys) -> None:
-    """One test: the app's aiohttp application can serve one event loop only."""
-    import agents.api  # noqa: F401  (registers the profile API and /metrics on the app)
-    from streams.app import app
-
-    installed = app.gate.keys
-    assert isinstance(installed, KeyCheck)  # create_app installed the key topic's check
+async def test_worker_routes(tmp_path: Path, table: Keys) -> None:
+    """The worker as agents/worker.py builds it: every stage installed, nothing imported
+    for its side effects. One test: an aiohttp application serves one event loop only."""
+    settings = load_settings().model_copy(update={"data_dir": tmp_path, "app_id": "routes"})
+    app = build(settings)
+    assert isinstance(app.gate.keys, KeyCheck)  # create_app installed the key topic's check
     app.web.init_server()
-    try:
-        async with TestClient(TestServer(app.web.web_app)) as client:
-            await _check_worker_routes(client, app, table)
-    finally:
-        app.gate.keys = installed
+    async with TestClient(TestServer(app.web.web_app)) as client:
+        await _check_worker_routes(client, app, table)
 
 
 async def _check_worker_routes(client: TestClient[Any, Any], app: ActivationApp,
@@ -191,6 +193,11 @@ async def _check_worker_routes(client: TestClient[Any, Any], app: ActivationApp,
     assert (await client.get("/v1/profiles", headers=bearer(keys["writer"]))).status == 403
     # Past the gate: the view answers (no identifier given).
     assert (await client.get("/v1/profiles", headers=bearer(keys["reader"]))).status == 400
+    decide = "/v1/profiles/p1/decide"
+    assert (await client.post(decide, json={}, headers=bearer(keys["writer"]))).status == 403
+    asked = await client.post(decide, json={}, headers=bearer(keys["reader"]))
+    assert asked.status == 400  # past the gate: the view says what the question lacks
+    assert (await asked.json())["error"]["code"] == "invalid_question"
     undo = "/v1/profiles/p1/merges/e1/undo"
     assert (await client.post(undo, headers=bearer(keys["reader"]))).status == 403
     assert (await client.post(undo)).status == 401
