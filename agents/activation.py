@@ -31,6 +31,7 @@ from streams.activation.distribution import DefinitionsFollower
 from streams.activation.runtime import Emission, Store, load_state
 from streams.core.routing import COMMAND_HEADER, TICK
 from streams.errors import RegistryError
+from streams.records import Envelope
 from streams.serde import Encoder
 from streams.topics import (
     ACTION_CHANNELS,
@@ -116,6 +117,17 @@ class Activation:
                                               decision["outcome"]).inc()
             if decision["outcome"] == "withheld":
                 metrics.suppressions.labels(decision["rule"]).inc()
+
+    def observe_latency(self, emission: Emission, cause: Envelope) -> None:
+        """Event time -> decision, gateway acceptance -> command (wall clock: what an
+        operator waits for, whatever activation's clock says)."""
+        now = datetime.now(UTC)
+        if emission.decisions:
+            self.metrics.event_to_decision.observe(
+                max(0.0, (now - cause.event_time).total_seconds()))
+        if emission.commands:
+            self.metrics.accepted_to_command.observe(
+                max(0.0, (now - cause.received_time).total_seconds()))
 
     async def emit(self, emissions: Iterable[Emission], send: Send) -> None:
         """Encode the action commands and audience changes of ``emissions``, ``send`` them."""

@@ -12,28 +12,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from agents.activation import Activation
 from agents.context import Worker
 from agents.screening import ORIGIN_HEADER, header
-from streams.activation.runtime import Emission
 from streams.core.batch import (
     BATCH_HEADER,
+    VERSION_RESOLVED,
     BatchFormatError,
     BatchItem,
+    chunked,
     decode_batch,
-    parse_origin,
+    encode_batch,
 )
 from streams.core.contract import ContractViolation, validate_record
-from streams.core.deadletter import PROCESSING_ERROR, SourceRecord, dead_letter
+from streams.core.deadletter import PROCESSING_ERROR, SourceRecord
+from streams.core.routing import COMMAND_HEADER, partition_of
+from streams.core.stages.outputs import Broadcast, Outputs, Resolved, Send
 from streams.errors import BrokerError, DecodeError, RegistryError, StateFencedError
 from streams.records import Envelope
-from streams.topics import DEAD_LETTER
+from streams.topics import DEAD_LETTER, IDENTITY_INPUT
 from tables.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ YIELD_EVERY = 200  # events of a batch between two turns of the event loop
 HANDOFF_KEPT = 50_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class Forward:
     """A record a stage sends on (to the next stage, or back), in its transaction."""
 
@@ -60,30 +63,37 @@ class Forward:
     headers: dict[str, bytes]
 
 
-@dataclass
-class Outputs:
-    """What one record caused: sent within its transaction, counted once it committed
-    (so a record done again after a failed transaction is neither sent nor counted twice)."""
+def forwards(sends: list[Send], topic: str, partitions: int) -> list[Forward]:
+    """The records for what a stage sends to the profile stage: per partition, its
+    resolved events in batches, in order, and each command after the events sent to
+    its partition before it (a merge-out must follow the loser's earlier events)."""
+    records: list[Forward] = []
+    pending: dict[int, list[BatchItem]] = {}
 
-    stage: str
-    emissions: list[Emission] = field(default_factory=list)
-    letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
-    forwards: list[Forward] = field(default_factory=list)
-    statuses: Counter[str] = field(default_factory=Counter)
-    merges: int = 0
+    def flush(partition: int) -> None:
+        for run in chunked(pending.pop(partition, [])):
+            records.append(Forward(topic, None, encode_batch(run), partition,
+                                   {BATCH_HEADER: str(VERSION_RESOLVED).encode()}))
 
-    def park(self, source: SourceRecord, reason: str) -> None:
-        record = dead_letter(source, PROCESSING_ERROR, reason, self.stage, datetime.now(UTC))
-        self.letters.append((source.key, record))
+    for send in sends:
+        if isinstance(send, Resolved):
+            pending.setdefault(partition_of(send.profile_id, partitions), []).append(send.item)
+        elif isinstance(send, Broadcast):
+            for p in range(partitions):
+                flush(p)
+                records.append(Forward(topic, send.name, send.body, p,
+                                       {COMMAND_HEADER: send.name}))
+        else:
+            partition = partition_of(send.profile_id, partitions)
+            flush(partition)
+            records.append(Forward(topic, send.profile_id.encode(), send.body, partition,
+                                   {COMMAND_HEADER: send.name}))
+    for p in sorted(pending):
+        flush(p)
+    return records
 
 
-def source_of(item: BatchItem) -> SourceRecord:
-    """The ingestion record an event came from: a dead letter re-drives to it."""
-    topic, partition, offset = parse_origin(item.origin)
-    return SourceRecord(topic, partition, offset, item.key, item.value)
-
-
-def read_items(message: Any, out: Outputs) -> list[BatchItem]:
+def read_items(message: Any, out: Outputs, now: datetime) -> list[BatchItem]:
     """The events of a record: a batch's, or the record itself (a single forward from a
     worker before batches). An unreadable batch is dead-lettered whole: no events."""
     if header(message, BATCH_HEADER) is None:
@@ -96,8 +106,14 @@ def read_items(message: Any, out: Outputs) -> list[BatchItem]:
         log.error("unreadable batch at %s:%d dead-lettered: %s", message.tp, message.offset,
                   exc)
         out.park(SourceRecord(message.topic, message.partition, message.offset,
-                              message.key, message.value), str(exc))
+                              message.key, message.value), str(exc), now)
         return []
+
+
+def chunks(items: list[BatchItem], size: int = YIELD_EVERY) -> list[list[BatchItem]]:
+    """A batch's events in runs, with a turn of the event loop between two (heartbeats,
+    the API)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 class Decoder:
@@ -265,20 +281,32 @@ class OwnedState:
             return
 
     async def _send(self, out: Outputs, store: StateStore) -> None:
+        w = self.w
         await self.activation.emit(out.emissions, store.produce)
-        letters, encode = self.w.topic(DEAD_LETTER), self.w.dead_letter_encoder()
+        letters, encode = w.topic(DEAD_LETTER), w.dead_letter_encoder()
         for key, record in out.letters:
             store.produce(letters, key, encode(record))
-        for f in out.forwards:
+        for f in forwards(out.sends, w.profiles_topic.get_topic_name(), w.partitions):
             store.produce(f.topic, f.key, f.value, f.partition, f.headers)
+        for back in out.identity:
+            store.produce(w.topic(IDENTITY_INPUT), back.key.encode(), back.body, 0,
+                          {COMMAND_HEADER: back.name})
+        for name, key, value in out.records:
+            store.produce(w.topic(name), key, value, 0)
 
     def _count(self, out: Outputs) -> None:
-        metrics = self.w.metrics
+        metrics, counts = self.w.metrics, out.counts
         metrics.commits.labels(self.stage).inc()
         for status, n in out.statuses.items():
             metrics.events.labels(self.stage, status).inc(n)
         metrics.duplicates.inc(out.statuses["duplicate"])
-        metrics.merges.inc(out.merges)
+        metrics.merges.inc(counts["merges"])
         metrics.dead_letters.labels(PROCESSING_ERROR).inc(len(out.letters))
+        metrics.matches.labels("new").inc(counts["match.new"])
+        metrics.matches.labels("existing").inc(counts["match.existing"])
+        self.w.activation_metrics.timers.inc(counts["timers"])
+        self.w.activation_metrics.timer_errors.inc(counts["timer_errors"])
         for emission in out.emissions:
             self.activation.count(emission)
+        for emission, cause in out.caused:
+            self.activation.observe_latency(emission, cause)

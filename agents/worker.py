@@ -24,9 +24,9 @@ from agents import api, lag, screening
 from agents.activation import Activation
 from agents.auth import KeyCheck
 from agents.context import Worker
-from agents.identity import IdentityStage
+from agents.identity import IdentityWiring
 from agents.owned import Decoder
-from agents.profiles import ProfileStage
+from agents.profiles import ProfileWiring
 from streams.app import ActivationApp, create_app
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
@@ -47,8 +47,8 @@ def wire(settings: Settings, app: ActivationApp) -> Worker:
     w = Worker(settings, app, CollectorRegistry(), serde, identity_state, profile_states)
     activation, decoder = Activation(w), Decoder(w)
     screening.install(w)
-    IdentityStage(w, activation, decoder).install()
-    ProfileStage(w, activation, decoder).install()
+    IdentityWiring(w, activation, decoder).install()
+    ProfileWiring(w, activation, decoder).install()
     activation.install()
     api.install(w, activation)
     lag.install(w)

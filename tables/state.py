@@ -122,9 +122,12 @@ class StateStore:
         self._db.delete(key)
         self._changes[key] = None
 
-    def scan(self, from_key: bytes, limit: int, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+    def scan(self, from_key: bytes, limit: int, prefix: bytes | None = None
+             ) -> list[tuple[bytes, bytes]]:
         """Up to ``limit`` pairs in key order from ``from_key`` while keys start with
-        ``prefix`` (so a scan never wanders into, and copies, other key families)."""
+        ``prefix`` (by default ``from_key``: a scan never wanders into, and copies,
+        other key families). The ``Store`` protocol of streams/core/store.py."""
+        prefix = from_key if prefix is None else prefix
         out: list[tuple[bytes, bytes]] = []
         items: Any = self._db.items(from_key=from_key)  # raw mode: bytes, whatever stubs say
         for key, value in items:

@@ -1,59 +1,44 @@
-"""The stages in one process, over dict stores: the identity stage and a partitioned
-profile stage with in-memory queues for the profile topic's partitions, driving the
-same pure modules the agents (agents/identity.py, agents/profiles.py) drive: the merge
-protocol across partitions, activation and its timers, without a broker.
+"""The stages in one process, over dict stores: a Bytewax-style testing source and sink
+around the very stage modules the workers run (streams/core/stages/).
+
+The identity stage's store and the profile stage's partitions are :class:`DictStore`\\ s;
+what a stage module sends (streams/core/stages/outputs.py) goes into an in-memory queue
+per profile partition, as the agents send it to a partition of ``internal.profiles``;
+what goes back to the identity stage (a relink) is handled at once, as its one
+partition would. Emissions are collected in ``sent``. There is no orchestration here
+beyond delivering messages: merge out and in, undo, redirects and timers are the stage
+modules' own.
 
 Used by the what-if replay (streams/whatif.py: a draft of the definitions against the
-ones in force, on recorded events) and by the unit tests. It orchestrates the pure
-modules as the agents do (merge out, merge in, undo, redirects, timers); moving that
-orchestration itself into pure modules both share is the open part of issue 13.
+ones in force, on recorded events) and by the unit tests (``pick`` chooses which
+partition's queue goes next: any interleaving the workers could produce).
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from streams.activation.definitions import DefinitionSet
 from streams.activation.notes import read_notes
-from streams.activation.runtime import (
-    TIMER,
-    Emission,
-    TimerContext,
-    activate_event,
-    activate_merged,
-    adopt_notes,
-    due_timers,
-    fire_timer,
-    retire_merged,
-)
-from streams.core.identity_stage import Routed, relink, route_event
-from streams.core.pipeline import (
-    APPLIED,
-    StageConfig,
-    apply_resolved,
-    canonical_id,
-    load_profile,
-    merge_in,
-    merge_out,
-    pkey,
-    restore,
-)
+from streams.activation.runtime import Emission
+from streams.core import pipeline
+from streams.core.batch import BatchItem
+from streams.core.identity_stage import Routed
+from streams.core.pipeline import StageConfig, canonical_id, load_profile
 from streams.core.profile import Profile, timeline_page
-from streams.core.routing import MergeIn, MergeOut, partition_of
-from streams.core.unmerge import undo_merge
+from streams.core.routing import MERGE_OUT, TICK, UNDO_MERGE, MergeOut, partition_of
+from streams.core.stages import identity
+from streams.core.stages.outputs import Broadcast, Command, Outputs, Resolved, Send
+from streams.core.stages.profiles import Fixed, ProfileStage
+from streams.core.store import DictStore
 from streams.records import Envelope
 
-
-class DictStore(dict[bytes, bytes]):
-    """The Store protocol on a dict, with the ordered scan RocksDB gives the worker."""
-
-    def scan(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        return [(k, self[k]) for k in sorted(k for k in self if k.startswith(prefix))][:limit]
+__all__ = ["DictStore", "Sandbox"]
 
 
 @dataclass
@@ -63,100 +48,80 @@ class Sandbox:
     definitions: DefinitionSet | None = None
     identity: DictStore = field(default_factory=DictStore)
     parts: list[DictStore] = field(default_factory=list)
-    queues: list[deque[tuple[str, Any]]] = field(default_factory=list)
+    queues: list[deque[Send]] = field(default_factory=list)
     sent: list[Emission] = field(default_factory=list)
     position: int = 0
     pick: Callable[[list[int]], int] | None = None
+    # The sandbox passes envelopes, not bytes: each by the origin its item names.
+    envelopes: dict[str, Envelope] = field(default_factory=dict)
+    # The "wall clock" the stages read: the time the last event was sent or ticked at.
+    now: datetime | None = None
 
     def __post_init__(self) -> None:
         self.parts = [DictStore() for _ in range(self.partitions)]
         self.queues = [deque() for _ in range(self.partitions)]
+        self.stage = ProfileStage(self.cfg, self.partitions, Fixed(self.definitions))
 
     def part(self, profile_id: str) -> int:
         return partition_of(profile_id, self.partitions)
 
     def send(self, envelope: Envelope, now: datetime, origin: str = "",
              drain: bool = True) -> Routed:
-        routed = route_event(self.identity, envelope, now, self.cfg.dedup_window, origin)
-        if routed.status == APPLIED:
-            self.queues[self.part(routed.profile_id)].append(
-                ("event", (envelope, routed.profile_id, now)))
-        for merge in routed.merges:
-            self.queues[self.part(merge.loser)].append(("merge_out", (merge, now)))
+        """One event through the identity stage module, then (``drain``) the profiles'."""
+        origin = origin or f"sandbox:0:{len(self.envelopes)}"
+        self.now = now
+        self.envelopes[origin] = envelope
+        out = Outputs(identity.STAGE)
+        identity.events(self.identity, [(BatchItem(origin, None, b""), envelope)], now,
+                        self.cfg.dedup_window, out)
+        self._deliver(out)
         if drain:
             self.drain()
-        return routed
+        return _routed(out)
 
     def tick(self, now: datetime, batch: int = 2000) -> None:
         """Every partition's due timers at ``now`` (the agents' tick command)."""
-        for store in self.parts:
-            ctx = TimerContext(partial(load_profile, store), partial(canonical_id, store),
-                               self.cfg.timeline_limit)
-            for tkey, pid in due_timers(store.scan(TIMER, batch), now):
-                self.position += 1
-                self._emit(fire_timer(store, tkey, pid, self.position, now, self.definitions,
-                                      ctx))
+        self.stage.timer_batch, self.now = batch, now
+        body = json.dumps({"now": now.isoformat()}).encode()
+        for p, store in enumerate(self.parts):
+            self._run(p, store, Command(TICK, "", body), now)
+        self.drain()
 
     def undo(self, winner: str, event_id: str) -> None:
-        self.queues[self.part(winner)].append(("undo", (winner, event_id)))
+        self.queues[self.part(winner)].append(Command(UNDO_MERGE, winner, json.dumps(
+            {"profile_id": winner, "event_id": event_id}).encode()))
         self.drain()
 
     def drain(self) -> None:
-        """Work every partition's queue off; ``pick`` (if set) chooses which partition goes
-        next among those with work: any interleaving the workers could produce."""
+        """Work every partition's queue off; ``pick`` (if set) chooses which partition
+        goes next among those with work."""
+        wall = self.now or datetime.now().astimezone()
         while any(self.queues):
             ready = [p for p, queue in enumerate(self.queues) if queue]
             for p in ready if self.pick is None else [self.pick(ready)]:
-                kind, body = self.queues[p].popleft()
-                self.position += 1
-                getattr(self, f"_{kind}")(p, self.parts[p], *body)
+                self._run(p, self.parts[p], self.queues[p].popleft(), wall)
 
-    def _emit(self, emission: Emission | None) -> None:
-        self.sent.extend([emission] if emission else [])
+    def _run(self, p: int, store: DictStore, message: Send, wall: datetime) -> None:
+        self.position += 1
+        out = Outputs("sandbox")
+        if isinstance(message, Resolved):
+            envelope = self.envelopes[message.item.origin]
+            self.stage.events(store, p, [(message.item, envelope, self.position)], wall, out)
+        else:
+            self.stage.command(store, p, message.name, message.body, self.position, wall, out)
+        self._deliver(out)
 
-    def _event(self, p: int, store: DictStore, env: Envelope, pid: str, now: datetime) -> None:
-        def hook(before: Profile | None, profile: Profile, envelope: Envelope, at: int
-                 ) -> Profile:
-            profile, emission = activate_event(store, before, profile, envelope, at, now,
-                                               self.definitions, self.cfg.timeline_limit)
-            self._emit(emission)
-            return profile
-
-        apply_resolved(store, env, pid, self.position, self.cfg, hook)
-
-    def _merge_out(self, p: int, store: DictStore, merge: MergeOut, now: datetime) -> None:
-        loser = load_profile(store, merge.loser) or Profile(merge.loser)
-        loser, emission = retire_merged(store, loser, merge.event_id, now, self.definitions,
-                                        self.cfg.timeline_limit)
-        self._emit(None if emission is None else replace(emission, profile_id=merge.winner))
-        incoming = replace(merge_out(store, merge, loser), loser_notes=read_notes(
-            store.scan, merge.loser, self.cfg.timeline_limit))
-        self.queues[self.part(merge.winner)].append(("merge_in", (incoming, now)))
-
-    def _merge_in(self, p: int, store: DictStore, incoming: MergeIn, now: datetime) -> None:
-        target = canonical_id(store, incoming.merge.winner)
-        incoming = replace(incoming, merge=replace(incoming.merge, winner=target))
-        if self.part(target) != p:
-            self.queues[self.part(target)].append(("merge_in", (incoming, now)))
-            return
-        merged = merge_in(store, incoming, self.cfg)
-        adopt_notes(store, target, incoming.merge.loser, incoming.loser_notes,
-                    self.cfg.timeline_limit)
-        merged, emission = activate_merged(store, merged, incoming.merge.event_id,
-                                           self.position, now, self.definitions,
-                                           self.cfg.timeline_limit)
-        store[pkey(target)] = merged.to_json()
-        self._emit(emission)
-
-    def _undo(self, p: int, store: DictStore, winner: str, event_id: str) -> None:
-        result = undo_merge(store, winner, event_id)
-        if result is not None:
-            record, loser = result
-            self.queues[self.part(loser.profile_id)].append(("restore", (loser,)))
-            relink(self.identity, record.winner, record.loser, record.moved_keys)
-
-    def _restore(self, p: int, store: DictStore, loser: Profile) -> None:
-        restore(store, loser)
+    def _deliver(self, out: Outputs) -> None:
+        self.sent.extend(out.emissions)
+        for message in out.sends:
+            if isinstance(message, Broadcast):
+                for queue in self.queues:
+                    queue.append(message)
+            else:
+                self.queues[self.part(message.profile_id)].append(message)
+        for back in out.identity:
+            identity.command(self.identity, self.identity.scan, back.name, back.body,
+                             self.now or datetime.now().astimezone(), Outputs(identity.STAGE))
 
     # --- lookups, as the profile API makes them (agents/api.py) -------------------------
 
@@ -175,8 +140,9 @@ class Sandbox:
         """The timeline the profile API shows: events and activation's notes."""
         store, pid = self.locate(profile_id)
         profile = load_profile(store, pid)
-        page = timeline_page(profile or Profile(pid), 0, 10_000,
-                             read_notes(store.scan, pid, self.cfg.timeline_limit))
+        notes = read_notes(lambda prefix, n: store.scan(prefix, n, prefix), pid,
+                           self.cfg.timeline_limit)
+        page = timeline_page(profile or Profile(pid), 0, 10_000, notes)
         return list(page["items"])
 
     def customer(self, customer: str) -> Profile:
@@ -184,3 +150,12 @@ class Sandbox:
         if found is None:
             raise KeyError(f"no profile for customer {customer}")
         return found
+
+
+def _routed(out: Outputs) -> Routed:
+    """What the identity stage decided for the one event of ``out``."""
+    status = next(iter(out.statuses), pipeline.APPLIED)
+    pid = next((m.profile_id for m in out.sends if isinstance(m, Resolved)), "")
+    merges = tuple(MergeOut.from_json(m.body) for m in out.sends
+                   if isinstance(m, Command) and m.name == MERGE_OUT)
+    return Routed(status, pid, merges)

@@ -67,14 +67,17 @@ def test_survivor_takes_over_with_nothing_lost(
         return a.metric(SCREENED) > 0 and b.metric(SCREENED) > 0
 
     wait_for(trickle, 120, "both workers own ingestion partitions")
-    produce(settings, core.ingest, encoded[sent:])
+    last = len(encoded) - 3000  # held back, to be sure the kill lands mid-stream
+    produce(settings, core.ingest, encoded[sent:last])
     wait_for(lambda: a.metric(APPLIED) + b.metric(APPLIED) >= sent + 1000, 120,
              "work under way")
     assert_either_worker_answers(a, b, events[:sent])
     # Kill the worker that applied more (both own profile partitions), mid-stream.
     victim, survivor = (a, b) if a.metric(APPLIED) >= b.metric(APPLIED) else (b, a)
+    produce(settings, core.ingest, encoded[last:])
     victim.kill()
-    assert not group_caught_up(settings, {settings.topic(IDENTITY_INPUT): 1,  # mid-stream
+    assert not group_caught_up(settings, {core.ingest: 3,  # mid-stream
+                                          settings.topic(IDENTITY_INPUT): 1,
                                           settings.topic(PROFILES): settings.profile_partitions})
 
     topics = {core.ingest: 3, settings.topic(IDENTITY_INPUT): 1,
