@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery bench-stages observe observability-check stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver console console-screenshots apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery bench-stages observe observability-check stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -36,7 +36,7 @@ observe:
 	scripts/observe
 
 lint: install
-	$(VENV)/bin/ruff check streams agents tables ingest activation_client bench tests scripts/stack scripts/demo scripts/deadletters
+	$(VENV)/bin/ruff check streams agents tables ingest activation_client bench tests console scripts/stack scripts/demo scripts/deadletters scripts/console-screenshots
 	$(VENV)/bin/mypy
 
 unit: install
@@ -56,6 +56,14 @@ worker: install
 ## The delivery executor (calls destinations; scale it by running more).
 executor: install
 	$(PY) -m streams.delivery run
+
+## The operator console alone (http://127.0.0.1:8088; make run starts it too).
+console: install
+	$(PY) -m console
+
+## A screenshot of each console page into docs/console/ (needs `make run` and chromium).
+console-screenshots: install
+	scripts/console-screenshots
 
 ## The local webhook receiver make run starts (checks signatures, prints requests).
 receiver: install

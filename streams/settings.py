@@ -35,6 +35,8 @@ _DURATIONS = (
     "delivery_breaker_cooldown",
     "delivery_commit_interval",
     "delivery_dedup_window",
+    "console_session_idle",
+    "console_stats_window",
 )
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -181,6 +183,32 @@ class Settings(BaseSettings):
                                        "and /metrics listen here (loopback: no key)")
     delivery_metrics_port: int = Field(6070, ge=0, le=65535)
 
+    # --- Operator console (console/) ------------------------------------------------
+    console_host: str = Field("127.0.0.1", description="where the console listens")
+    console_port: int = Field(8088, ge=1, le=65535)
+    console_worker_urls: list[str] = Field(
+        default_factory=list,
+        description="The workers' web URLs, a JSON list: the first answers the profile "
+                    "API (any worker forwards to the owner), all are scraped for the "
+                    "journey funnel; default: this host's worker_web_host and _port.")
+    console_session_idle: timedelta = Field(
+        timedelta(hours=8), description="a console session unused this long ends")
+    console_stats_window: timedelta = Field(
+        timedelta(days=7), description="how far back audience sizes, journey actions and "
+                                       "delivery outcomes are read from their topics")
+    console_live_backlog: int = Field(
+        50, ge=0, le=1000, description="newest records per partition shown when the live "
+                                       "view opens")
+    console_live_rate: int = Field(
+        50, ge=1, le=10_000, description="live records decoded and shown a second at most "
+                                         "(the others are counted, not shown)")
+    console_tls_certfile: Path | None = Field(
+        None, description="PEM certificate: the console serves HTTPS (with _keyfile)")
+    console_tls_keyfile: Path | None = None
+    console_cookie_secure: Literal["auto", "always"] = Field(
+        "auto", description="auto: the session cookie is Secure when the request came "
+                            "over TLS; always: behind a proxy that terminates TLS")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("kafka_bootstrap_servers")
@@ -249,6 +277,19 @@ class Settings(BaseSettings):
                 f"is no address for other workers: set {ENV_PREFIX}WORKER_ADVERTISED_HOST "
                 "to this worker's host name")
         return self
+
+    @model_validator(mode="after")
+    def _check_console_tls(self) -> Settings:
+        if (self.console_tls_certfile is None) != (self.console_tls_keyfile is None):
+            raise ValueError(f"set both {ENV_PREFIX}CONSOLE_TLS_CERTFILE and "
+                             f"{ENV_PREFIX}CONSOLE_TLS_KEYFILE, or neither")
+        return self
+
+    @property
+    def console_workers(self) -> list[str]:
+        """The workers' web URLs the console talks to (the first: the profile API)."""
+        default = f"http://{self.advertised_host}:{self.worker_web_port}"
+        return [u.rstrip("/") for u in self.console_worker_urls] or [default]
 
     @property
     def advertised_host(self) -> str:
