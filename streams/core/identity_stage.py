@@ -13,6 +13,12 @@ The stage decides where an event belongs and tells the profile stage
 each merge to the merged-away profile's partition, which hands that profile's state
 to the survivor. Everything is written in the input record's transaction, along with
 those forwards, so a marker that exists was completely handled.
+
+A resolution is planned over a read-only view of the graph (:func:`plan_route`, over
+:class:`GraphView`) and then applied to a store (:func:`apply_plan`, or its halves
+:func:`apply_winner` and :func:`apply_loser`): one store here; the directories a
+ticket locked, slot by slot, in the partitioned layout (docs/partitioned-identity.md,
+streams/core/identity_protocol.py).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from streams.core.dedup import DEDUP_PREFIX, dedup_key, within_window
 from streams.core.identity import Resolution, identifier_keys, resolve
@@ -53,12 +59,91 @@ def _own(store: Store, profile_id: str, keys: Iterable[str]) -> None:
     store[b"k:" + profile_id.encode()] = json.dumps(sorted(set(keys))).encode()
 
 
-def _plan(store: Store, envelope: Envelope) -> Resolution:
-    def lookup(key: str) -> str | None:
-        raw = store.get(b"i:" + key.encode())
-        return None if raw is None else canonical_id(store, raw.decode())
+class GraphView(Protocol):
+    """What a resolution reads of the identity graph: the canonical owner of a key
+    (None: unknown) and the keys a canonical profile owns. Today's stage reads its one
+    store (:class:`StoreView`); a partitioned ticket reads the directories it locked
+    (streams/core/identity_protocol.py)."""
 
-    return resolve(identifier_keys(envelope.identifiers), lookup)
+    def owner(self, key: str) -> str | None: ...
+
+    def owned(self, profile_id: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """The graph as one store holds it: ``i:`` hints followed through ``r:`` redirects."""
+
+    store: Store
+
+    def owner(self, key: str) -> str | None:
+        raw = self.store.get(b"i:" + key.encode())
+        return None if raw is None else canonical_id(self.store, raw.decode())
+
+    def owned(self, profile_id: str) -> list[str]:
+        return _owned(self.store, profile_id)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one event's resolution writes, decided before anything is written."""
+
+    resolution: Resolution
+    merges: tuple[MergeOut, ...]  # one per loser, its moved keys = its owned keys
+    owned: tuple[str, ...] | None  # the winner's keys to store; None: it gains none
+
+    @property
+    def profile_id(self) -> str:
+        return self.resolution.profile_id
+
+    def changes(self) -> bool:
+        """True when the decision writes the graph (links or merges), not only routes."""
+        return bool(self.resolution.links or self.merges)
+
+    def hints(self) -> dict[str, str]:
+        """Every ``i:`` the decision writes: its links, then each loser's moved keys
+        (both to the winner; an event key owned by a loser is in both, same value)."""
+        out = dict(self.resolution.links)
+        out.update((key, self.profile_id) for m in self.merges for key in m.moved_keys)
+        return out
+
+
+def plan_route(view: GraphView, event_id: str, event_time_us: int, keys: list[str]) -> Plan:
+    """Today's decision for an event with identifier ``keys`` (strongest first), read
+    from ``view`` only: the pure half of :func:`route_event`."""
+    res = resolve(keys, view.owner)
+    merges = tuple(MergeOut(event_id, event_time_us, res.profile_id, loser, res.linking_keys,
+                            tuple(view.owned(loser))) for loser in res.losers)
+    owned: tuple[str, ...] | None = None
+    if res.links or merges:
+        have = view.owned(res.profile_id)
+        gained = [*res.links, *(k for m in merges for k in m.moved_keys)]
+        if not set(gained) <= set(have):
+            owned = tuple(sorted({*have, *gained}))
+    return Plan(res, merges, owned)
+
+
+def apply_winner(store: Store, plan: Plan) -> None:
+    """The winner's directory: its keys with what it gained (where ``k:`` lives)."""
+    if plan.owned is not None:
+        store[b"k:" + plan.profile_id.encode()] = json.dumps(list(plan.owned)).encode()
+
+
+def apply_loser(store: Store, merge: MergeOut) -> None:
+    """A loser's directory: redirected to the winner, its keys gone with the merge (an
+    empty key list stays, as it always has: nothing moved)."""
+    store[b"r:" + merge.loser.encode()] = merge.winner.encode()
+    if merge.moved_keys:
+        del store[b"k:" + merge.loser.encode()]
+
+
+def apply_plan(store: Store, plan: Plan) -> None:
+    """The whole plan on one store (today's layout): hints, losers, then the winner."""
+    for key, pid in plan.hints().items():
+        store[b"i:" + key.encode()] = pid.encode()
+    for merge in plan.merges:
+        apply_loser(store, merge)
+    apply_winner(store, plan)
 
 
 def _noted_duplicate(marker: dict[str, Any], origin: str) -> bytes | None:
@@ -70,7 +155,9 @@ def _noted_duplicate(marker: dict[str, Any], origin: str) -> bytes | None:
     return json.dumps({**marker, "dups": [*dups, origin][-DUPLICATE_ORIGINS_KEPT:]}).encode()
 
 
-def _seen(store: Store, marker_key: bytes, raw: bytes, origin: str) -> Routed:
+def seen_again(store: Store, marker_key: bytes, raw: bytes, origin: str) -> Routed:
+    """An event id already marked (``raw``): a replay of its record or a duplicate,
+    noted in the marker."""
     marker = json.loads(raw)
     pid = canonical_id(store, str(marker["pid"]))
     if origin and origin == marker.get("origin"):
@@ -83,15 +170,9 @@ def _seen(store: Store, marker_key: bytes, raw: bytes, origin: str) -> Routed:
     return Routed(DUPLICATE, pid)
 
 
-def _merge(store: Store, res: Resolution, loser: str, envelope: Envelope) -> MergeOut:
-    moved = _owned(store, loser)
-    for key in moved:
-        store[b"i:" + key.encode()] = res.profile_id.encode()
-    store[b"r:" + loser.encode()] = res.profile_id.encode()
-    if moved:
-        del store[b"k:" + loser.encode()]
-    return MergeOut(envelope.event_id, micros(envelope.event_time), res.profile_id, loser,
-                    res.linking_keys, tuple(moved))
+def is_suppressed(store: Store, keys: Iterable[str]) -> bool:
+    """Only identifiers new to the graph can be suppressed: an erasure deleted their links."""
+    return any(store.get(SUPPRESSED + key.encode()) is not None for key in keys)
 
 
 def route_event(store: Store, envelope: Envelope, now: datetime, dedup_window: timedelta,
@@ -104,22 +185,19 @@ def route_event(store: Store, envelope: Envelope, now: datetime, dedup_window: t
     marker_key = dedup_key(envelope.event_id)
     raw = store.get(marker_key)
     if raw is not None and within_window(from_micros(marker_seen_us(raw)), now, dedup_window):
-        return _seen(store, marker_key, raw, origin)
-    res = _plan(store, envelope)
-    # Only identifiers new to the graph can be suppressed: an erasure deleted their links.
-    if any(store.get(SUPPRESSED + key.encode()) is not None for key in res.links):
+        return seen_again(store, marker_key, raw, origin)
+    plan = plan_route(StoreView(store), envelope.event_id, micros(envelope.event_time),
+                      identifier_keys(envelope.identifiers))
+    if is_suppressed(store, plan.resolution.links):
         return Routed(SUPPRESSED_EVENT, "")
-    store[marker_key] = json.dumps({"seen_us": micros(now), "origin": origin,
-                                    "pid": res.profile_id}).encode()
-    for key, pid in res.links.items():
-        store[b"i:" + key.encode()] = pid.encode()
-    merges = tuple(_merge(store, res, loser, envelope) for loser in res.losers)
-    if res.links or merges:
-        owned = _owned(store, res.profile_id)
-        gained = [*res.links, *(k for m in merges for k in m.moved_keys)]
-        if not set(gained) <= set(owned):
-            _own(store, res.profile_id, [*owned, *gained])
-    return Routed(APPLIED, res.profile_id, merges)
+    store[marker_key] = new_marker(micros(now), origin, plan.profile_id)
+    apply_plan(store, plan)
+    return Routed(APPLIED, plan.profile_id, plan.merges)
+
+
+def new_marker(seen_us: int, origin: str, profile_id: str) -> bytes:
+    """A new dedup marker: first seen (wall clock, the dedup window's), record, profile."""
+    return json.dumps({"seen_us": seen_us, "origin": origin, "pid": profile_id}).encode()
 
 
 def relink(store: Store, winner: str, loser: str, moved: Iterable[str]) -> None:

@@ -36,6 +36,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from streams.core.identity import new_profile_id
+
 TICK = b"tick"
 UNDO_MERGE = b"undo-merge"
 COMMAND_HEADER = "x-activation-command"  # names the command a record carries
@@ -53,6 +55,20 @@ def partition_of(profile_id: str, partitions: int) -> int:
     Python versions: a digest, not ``hash()``)."""
     digest = hashlib.blake2b(profile_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % partitions
+
+
+def profile_slot(profile_id: str, slots: int) -> int:
+    """The identity slot (partition of ``internal.identity`` when it has ``slots``) that
+    keeps ``profile_id``'s directory (``r:``, ``k:``, ``v:``, ``l:``): the same digest
+    as :func:`partition_of` (docs/partitioned-identity.md, 2.1)."""
+    return partition_of(profile_id, slots)
+
+
+def key_slot(key: str, slots: int) -> int:
+    """The identity slot that keeps identifier ``key``'s hint, claim and home guard: the
+    slot of the profile the key would create, so that a profile created from ``key``
+    has its directory next to the key's hint and its events resolve in one hop."""
+    return partition_of(new_profile_id(key), slots)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,419 @@
+"""The partitioned identity protocol's messages and outputs, and their JSON.
+
+docs/partitioned-identity.md (section 3) is the design; streams/core/identity_protocol.py
+the step functions. Messages travel between identity slots (partitions of
+``internal.identity``) as JSON bodies with a protocol version (``"pv": 1``) and a
+``type``; a worker that reads a version it does not know fails the record rather than
+guess (the rollout order of section 7 keeps that from happening). Outputs are what a
+step asks the wiring to do besides sending messages: forward an event or a
+``merge-out`` to the profile stage, dead-letter an event, count an outcome.
+
+Every field is derived from the input and the slot's store, never from a clock: the
+only wall-clock value is an arrival's ``now_us``, the dedup marker's time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from streams.core.routing import MergeOut
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(ValueError):
+    """A message this worker cannot read (another protocol version, or malformed)."""
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """What the protocol needs of a screened event: its id, time and identifier keys
+    (strongest first), and the ingestion record it came from, so that the hop that
+    decides can forward it and a give-up can dead-letter it (decoded only at entry)."""
+
+    event_id: str
+    time_us: int  # event time, µs: a merge's merged_at
+    keys: tuple[str, ...]
+    origin: str = ""  # topic:partition:offset of the ingestion record
+    record_key: bytes | None = None
+    value: bytes = b""
+
+    @property
+    def home(self) -> str:
+        """The home key: the strongest identifier, the one the ingestion topic is keyed by."""
+        return self.keys[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "time_us": self.time_us, "keys": list(self.keys),
+                "origin": self.origin, "record_key": _b64(self.record_key),
+                "value": _b64(self.value)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EventRef:
+        key = d.get("record_key")
+        return cls(str(d["event_id"]), int(d["time_us"]), tuple(str(k) for k in d["keys"]),
+                   str(d.get("origin", "")), None if key is None else _unb64(key),
+                   _unb64(d.get("value") or ""))
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Where a ticket will look for a key's owner: a profile id (a hint followed through
+    the redirects seen so far) and the hint's version when it was read (-1: not read
+    from a hint, but proven by a directory at entry)."""
+
+    pid: str
+    seen: int = -1
+
+
+@dataclass(frozen=True)
+class Held:
+    """A directory a ticket locked: its keys and version, as they stay until released,
+    and the token its lock holds (see :attr:`Ticket.token`)."""
+
+    keys: tuple[str, ...]
+    version: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An event on the slow path, travelling between slots (design 3.3). Keys are
+    *pending* until they have an owner hint or a claim; ``recheck`` keys were not in
+    the directory their hint led to and wait for a newer hint (their last version)."""
+
+    event: EventRef
+    owners: Mapping[str, Hint] = field(default_factory=dict)
+    claims: tuple[str, ...] = ()  # unknown keys this ticket reserved (``c:``)
+    locked: Mapping[str, Held] = field(default_factory=dict)  # profile id -> snapshot
+    recheck: Mapping[str, int] = field(default_factory=dict)
+    suppressed: tuple[str, ...] = ()  # keys found erased (``x:``) at their slot
+    restarts: int = 0
+    hops: int = 0
+    epoch: int = 0  # bumped whenever it releases locks it may take again
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+    @property
+    def token(self) -> str:
+        """What a lock it takes now holds: a release it sent before taking a lock again
+        (which may arrive after, from another slot) must not release the new one."""
+        return f"{self.event_id}#{self.epoch}"
+
+    def pending(self) -> list[str]:
+        return [k for k in self.event.keys if k not in self.owners and k not in self.claims]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event.to_dict(),
+                "owners": {k: [h.pid, h.seen] for k, h in self.owners.items()},
+                "claims": list(self.claims),
+                "locked": {p: [list(h.keys), h.version, h.token]
+                           for p, h in self.locked.items()},
+                "recheck": dict(self.recheck), "suppressed": list(self.suppressed),
+                "restarts": self.restarts, "hops": self.hops, "epoch": self.epoch}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Ticket:
+        return cls(EventRef.from_dict(d["event"]),
+                   {str(k): Hint(str(v[0]), int(v[1])) for k, v in d["owners"].items()},
+                   tuple(d["claims"]),
+                   {str(p): Held(tuple(v[0]), int(v[1]), str(v[2]))
+                    for p, v in d["locked"].items()},
+                   {str(k): int(v) for k, v in d["recheck"].items()},
+                   tuple(d["suppressed"]), int(d["restarts"]), int(d["hops"]),
+                   int(d["epoch"]))
+
+
+@dataclass(frozen=True)
+class RelinkTicket:
+    """An undone merge on its way (design 3.6): lock the loser, then the winner's
+    canonical profile, which gives the moved keys back; the loser takes them again."""
+
+    event_id: str  # the merge's event
+    winner: str
+    loser: str
+    moved_keys: tuple[str, ...]
+    target: str = ""  # the canonical profile the winner led to ("" until found)
+    loser_version: int = -1  # the loser's ``v:`` once locked (-1: not yet)
+    hops: int = 0
+
+    @property
+    def holder(self) -> str:
+        """Its name in locks: apart from any event's (an event id cannot collide)."""
+        return "undo:" + self.event_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "winner": self.winner, "loser": self.loser,
+                "moved_keys": list(self.moved_keys), "target": self.target,
+                "loser_version": self.loser_version, "hops": self.hops}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RelinkTicket:
+        return cls(str(d["event_id"]), str(d["winner"]), str(d["loser"]),
+                   tuple(d["moved_keys"]), str(d.get("target", "")),
+                   int(d.get("loser_version", -1)), int(d.get("hops", 0)))
+
+
+# --- messages between identity slots -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A screened event at its home slot (on the topic: an event of a batch record)."""
+
+    KIND: ClassVar[str] = "arrival"
+    event: EventRef
+    now_us: int  # wall clock when read: the dedup marker's time, nothing else
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """A ticket's next hop."""
+
+    KIND: ClassVar[str] = "resolve"
+    ticket: Ticket
+
+
+@dataclass(frozen=True)
+class Absorb:
+    """To a loser's slot: it was merged (``merge``) at directory version ``version``;
+    ``holder`` is the deciding ticket's lock on it."""
+
+    KIND: ClassVar[str] = "absorb"
+    merge: MergeOut
+    version: int
+    holder: str
+
+
+@dataclass(frozen=True)
+class Link:
+    """To a claimed key's slot: the key now belongs to ``pid``; the claim is released."""
+
+    KIND: ClassVar[str] = "link"
+    event_id: str
+    key: str
+    pid: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Repoint:
+    """To a key's slot: its hint is ``pid`` from ``version`` on (older ones are ignored)."""
+
+    KIND: ClassVar[str] = "repoint"
+    key: str
+    pid: str
+    version: int
+    from_pid: str = ""  # informative: the profile it left
+
+
+@dataclass(frozen=True)
+class Release:
+    """A resource (``c/<key>`` or ``l/<pid>``) a ticket gives back without using it."""
+
+    KIND: ClassVar[str] = "release"
+    holder: str
+    resource: str
+
+
+@dataclass(frozen=True)
+class Settled:
+    """To the home slot: the event was decided (for ``pid``): its guard is lifted."""
+
+    KIND: ClassVar[str] = "settled"
+    event_id: str
+    home: str
+    pid: str
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """To the home slot: the ticket gave up (dead letter) or was suppressed (dropped);
+    everything else it held is released already."""
+
+    KIND: ClassVar[str] = "abandon"
+    event: EventRef
+    reason: str
+    dead_letter: bool = True
+
+
+@dataclass(frozen=True)
+class Relink:
+    """From the profile stage after an undo, to the loser's slot: a relink ticket."""
+
+    KIND: ClassVar[str] = "relink"
+    ticket: RelinkTicket
+
+
+@dataclass(frozen=True)
+class Unabsorb:
+    """To the loser's slot once the winner's side gave the keys up."""
+
+    KIND: ClassVar[str] = "unabsorb"
+    ticket: RelinkTicket
+    version: int
+
+
+@dataclass(frozen=True)
+class UndoMerge:
+    """From the API: undo a merge into ``profile_id``, forwarded along redirects to the
+    canonical profile and on to its profile partition."""
+
+    KIND: ClassVar[str] = "undo-merge"
+    profile_id: str
+    event_id: str
+
+
+Message = (Arrival | Resolve | Absorb | Link | Repoint | Release | Settled | Abandon | Relink
+           | Unabsorb | UndoMerge)
+
+
+def encode(message: Message) -> bytes:
+    return json.dumps({"pv": PROTOCOL_VERSION, "type": message.KIND,
+                       **_body(message)}).encode()
+
+
+def _body(m: Message) -> dict[str, Any]:
+    if isinstance(m, Arrival):
+        return {"event": m.event.to_dict(), "now_us": m.now_us}
+    if isinstance(m, Resolve):
+        return {"ticket": m.ticket.to_dict()}
+    if isinstance(m, Absorb):
+        return {"merge": json.loads(m.merge.to_json()), "version": m.version,
+                "holder": m.holder}
+    if isinstance(m, Abandon):
+        return {"event": m.event.to_dict(), "reason": m.reason, "dead_letter": m.dead_letter}
+    if isinstance(m, Relink | Unabsorb):
+        extra = {"version": m.version} if isinstance(m, Unabsorb) else {}
+        return {"ticket": m.ticket.to_dict(), **extra}
+    return dict(vars(m))  # the rest have flat string and int fields
+
+
+def decode(raw: bytes) -> Message:
+    try:
+        doc = json.loads(raw)
+        version = doc.get("pv")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(f"identity protocol version {version!r}; this worker reads "
+                                f"{PROTOCOL_VERSION} (upgrade the worker)")
+        return _decoded(str(doc["type"]), doc)
+    except ProtocolError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProtocolError(f"unreadable identity message: {exc!r}") from exc
+
+
+def _decoded(kind: str, d: dict[str, Any]) -> Message:
+    if kind == Arrival.KIND:
+        return Arrival(EventRef.from_dict(d["event"]), int(d["now_us"]))
+    if kind == Resolve.KIND:
+        return Resolve(Ticket.from_dict(d["ticket"]))
+    if kind == Absorb.KIND:
+        return Absorb(MergeOut.from_dict(d["merge"]), int(d["version"]), str(d["holder"]))
+    if kind == Abandon.KIND:
+        return Abandon(EventRef.from_dict(d["event"]), str(d["reason"]), bool(d["dead_letter"]))
+    if kind == Relink.KIND:
+        return Relink(RelinkTicket.from_dict(d["ticket"]))
+    if kind == Unabsorb.KIND:
+        return Unabsorb(RelinkTicket.from_dict(d["ticket"]), int(d["version"]))
+    if kind == Link.KIND:
+        return Link(str(d["event_id"]), str(d["key"]), str(d["pid"]), int(d["version"]))
+    if kind == Repoint.KIND:
+        return Repoint(str(d["key"]), str(d["pid"]), int(d["version"]), str(d["from_pid"]))
+    if kind == Release.KIND:
+        return Release(str(d["holder"]), str(d["resource"]))
+    if kind == Settled.KIND:
+        return Settled(str(d["event_id"]), str(d["home"]), str(d["pid"]))
+    if kind == UndoMerge.KIND:
+        return UndoMerge(str(d["profile_id"]), str(d["event_id"]))
+    raise ProtocolError(f"unknown identity message type {kind!r}")
+
+
+def hopped(ticket: Ticket) -> Ticket:
+    return replace(ticket, hops=ticket.hops + 1)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode())
+
+
+# --- outputs: what a step asks the wiring to do -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """A message for identity slot ``slot`` (``internal.identity`` partition)."""
+
+    slot: int
+    message: Message
+
+
+@dataclass(frozen=True)
+class ToProfile:
+    """The event, resolved to ``profile_id``, for the profile stage (version-2 batch to
+    ``partition_of(profile_id)``), after whatever this step forwarded before it."""
+
+    event: EventRef
+    profile_id: str
+
+
+@dataclass(frozen=True)
+class MergeOutput:
+    """Today's ``merge-out`` for the loser's profile partition."""
+
+    merge: MergeOut
+
+
+@dataclass(frozen=True)
+class ProfileCommand:
+    """A command (streams/core/routing.py) for ``profile_id``'s profile partition."""
+
+    name: bytes
+    profile_id: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Decided:
+    """An event's decision, made here: applied to ``profile_id`` with ``merges``. The
+    order of these across slots (commit order) is the decision order of design 4."""
+
+    event: EventRef
+    profile_id: str
+    merges: tuple[MergeOut, ...] = ()
+
+
+@dataclass(frozen=True)
+class Relinked:
+    """An undone merge's keys left ``target`` (the winner's canonical profile) here."""
+
+    ticket: RelinkTicket
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An event not applied: ``REPLAYED``, ``DUPLICATE`` or ``suppressed``."""
+
+    event_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """An event the protocol gave up on: a dead letter (the record in ``event``)."""
+
+    event: EventRef
+    reason: str
+
+
+Output = Send | ToProfile | MergeOutput | ProfileCommand | Decided | Relinked | Dropped | GaveUp
