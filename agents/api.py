@@ -5,6 +5,7 @@ GET /v1/profiles/{profile_id}              (a merged-away id answers with the wi
 GET /v1/profiles/{profile_id}/timeline?offset=0&limit=50
 GET /v1/profiles/{profile_id}/merges
 GET /v1/profiles/{profile_id}/activation   (audiences, journeys, next timer)
+GET /v1/ownership   (admin: which partitions of each stage this worker and the group own)
 POST /v1/profiles/{profile_id}/decide   (scope profiles:read; no side effect)
 POST /v1/profiles/{profile_id}/merges/{event_id}/undo   (scope profiles:admin; 202)
 GET /metrics
@@ -43,9 +44,19 @@ from streams.activation.notes import read_notes
 from streams.activation.runtime import activation_view, clock_now, load_state
 from streams.core.erasure import MODES, Request
 from streams.core.identity import KIND_PREFIX, identifier_keys
+from streams.core.identity_messages import UndoMerge as UndoMessage
+from streams.core.identity_messages import encode
 from streams.core.pipeline import canonical_id, load_profile, merge_history
 from streams.core.profile import Profile, timeline_page, to_api
-from streams.core.routing import COMMAND_HEADER, ERASE, UNDO_MERGE, partition_of
+from streams.core.routing import (
+    COMMAND_HEADER,
+    ERASE,
+    IDENTITY_PROTOCOL,
+    UNDO_MERGE,
+    key_slot,
+    partition_of,
+    profile_slot,
+)
 from streams.records import Identifiers
 from tables.state import StateStore
 
@@ -112,9 +123,7 @@ class ProfileReader:
         profile partitions have carried it out; without the graph, an answer can trail
         a merge in flight by that long). :class:`NotServedHere` names the id it stopped
         at."""
-        pid, identity = profile_id, self.w.identity_state
-        if identity.claimed:
-            pid = canonical_id(identity, profile_id)
+        pid = self.graph_canonical(profile_id)
         store = self.profile_store(pid)
         for _ in range(8):  # a chain of merges across partitions, followed a few hops
             nxt = canonical_id(store, pid)
@@ -124,6 +133,22 @@ class ProfileReader:
             store = self.profile_store(pid)
         return store, pid
 
+    def graph_canonical(self, profile_id: str) -> str:
+        """``profile_id`` followed through the identity graph's redirects, as far as
+        this worker serves the slots they are in (each profile's redirect lives in its
+        own slot: ``profile_slot``)."""
+        w, pid = self.w, profile_id
+        if w.slots == 1:
+            store = w.identity_states[0]
+            return canonical_id(store, pid) if store.claimed else pid
+        for _ in range(16):
+            store = w.identity_states[profile_slot(pid, w.slots)]
+            nxt = store.get(b"r:" + pid.encode()) if store.claimed else None
+            if nxt is None:
+                break
+            pid = nxt.decode()
+        return pid
+
     def find_profile(self, profile_id: str) -> Profile | None:
         store, pid = self.locate(profile_id)
         return load_profile(store, pid)
@@ -131,8 +156,9 @@ class ProfileReader:
     def lookup_by_identifier(self, query: dict[str, str]) -> Profile | None:
         for kind, prefix in KIND_PREFIX.items():
             if query.get(kind):
-                key = f"i:{prefix}:{query[kind]}".encode()
-                pid = served(self.w.identity_state).get(key)
+                key = f"{prefix}:{query[kind]}"
+                slot = key_slot(key, self.w.slots)  # the identifier's hint lives there
+                pid = served(self.w.identity_states[slot]).get(b"i:" + key.encode())
                 return None if pid is None else self.find_profile(pid.decode())
         return None
 
@@ -141,7 +167,7 @@ class ProfileReader:
         last rebalance (Faust shares every member's URL and partitions with all of
         them); None when that is this worker, or unknown."""
         w = self.w
-        topic = (w.identity_topic if store.name == w.identity_state.name
+        topic = (w.identity_topic if store.name == w.identity_states[0].name
                  else w.profiles_topic).get_topic_name()
         assignor: Any = w.app.assignor  # the concrete PartitionAssignor (type omits this)
         for url, topics in assignor.external_topics_metadata().items():
@@ -206,11 +232,36 @@ def install(w: Worker, activation: Activation) -> None:
         type("UndoMergeView", (UndoMerge,), {"worker": w, "reader": reader}))
     w.app.page("/v1/erasures")(type("ErasuresView", (Erasures,), {"worker": w}))
 
+    async def ownership(web: Any, request: Any) -> Any:
+        """Which partitions of each stage this worker owns, and the group's assignment
+        of the Faust stages to every worker (admin: the gate's default)."""
+        return web.json(ownership_of(w))
+
+    w.app.page("/v1/ownership")(ownership)
+
     async def metrics_page(web: Any, request: Any) -> Any:
         """The worker's Prometheus metrics (the gate asks an admin key, as the gateway's)."""
         return web.bytes(generate_latest(w.registry), content_type="text/plain")
 
     w.app.page("/metrics")(metrics_page)
+
+
+def ownership_of(w: Worker) -> dict[str, Any]:
+    """This worker's partitions per stage, and the group's view of the Faust stages
+    (every member's URL and partitions, as the assignor shares them)."""
+    stages = {w.identity_topic.get_topic_name(): "stream.identity",
+              w.profiles_topic.get_topic_name(): "stream.profile"}
+    owned: dict[str, list[int]] = {stage: [] for stage in stages.values()}
+    for tp in w.app.consumer.assignment():
+        if tp.topic in stages:
+            owned[stages[tp.topic]].append(tp.partition)
+    assignor: Any = w.app.assignor
+    group = {url: {stages[t]: sorted(parts) for t, parts in topics.items() if t in stages}
+             for url, topics in assignor.external_topics_metadata().items()}
+    return {"worker": str(w.app.conf.canonical_url),
+            "owned": {"stream.screen": list(w.screening_partitions),
+                      **{stage: sorted(parts) for stage, parts in owned.items()}},
+            "group": group}
 
 
 def _install_reads(w: Worker, reader: ProfileReader) -> None:
@@ -331,11 +382,23 @@ class UndoMerge(View):
         if not any(m.event_id == event_id for m in merge_history(store, pid)):
             return _error(self, 404, "merge_not_found",
                           f"no merge by event {event_id} on profile {pid}")
-        body = json.dumps({"profile_id": pid, "event_id": event_id}).encode()
-        await self.worker.identity_topic.send(key=pid.encode(), value=body,
-                                              headers={COMMAND_HEADER: UNDO_MERGE})
+        await self.request_undo(pid, event_id)
         return self.json({"status": "accepted", "profile_id": pid, "event_id": event_id},
                          status=202)
+
+
+    async def request_undo(self, pid: str, event_id: str) -> None:
+        """Today's ``undo-merge`` command to the one identity partition, or the
+        protocol's to the profile's slot (partitioned layout)."""
+        w = self.worker
+        if w.slots == 1:
+            body = json.dumps({"profile_id": pid, "event_id": event_id}).encode()
+            await w.identity_topic.send(key=pid.encode(), value=body,
+                                        headers={COMMAND_HEADER: UNDO_MERGE})
+            return
+        await w.identity_topic.send(key=pid.encode(), value=encode(UndoMessage(pid, event_id)),
+                                    partition=profile_slot(pid, w.slots),
+                                    headers={COMMAND_HEADER: IDENTITY_PROTOCOL})
 
 
 class Erasures(View):
@@ -357,6 +420,9 @@ class Erasures(View):
                 raise ValueError("give exactly one identifier, and a mode of " + str(MODES))
         except (ValueError, AttributeError, TypeError) as exc:
             return _error(self, 400, "invalid_erasure", str(exc))
+        if self.worker.slots > 1:  # an erasure across slots needs a ticket of its own
+            return _error(self, 501, "not_supported", "erasure is not supported yet with "
+                          "ACTIVATION_IDENTITY_PARTITIONS > 1 (docs/partitioned-identity.md)")
         erasure = Request(uuid.uuid4().hex, keys[0], mode,
                           str(body.get("requested_by", "api")), datetime.now(UTC))
         await self.worker.identity_topic.send(key=b"erase", value=erasure.to_json(),

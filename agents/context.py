@@ -33,20 +33,23 @@ class Worker:
     app: ActivationApp
     registry: CollectorRegistry
     serde: AvroSerde
-    identity_state: StateStore  # the identity stage's store (one partition)
+    identity_states: list[StateStore]  # the identity stage's, one per slot
     profile_states: list[StateStore]  # the profile stage's, one per partition
     metrics: StreamMetrics = field(init=False)
     activation_metrics: ActivationMetrics = field(init=False)
     identity_topic: Any = field(init=False)  # the identity stage's input (Faust topic)
     profiles_topic: Any = field(init=False)  # the profile stage's input (Faust topic)
     _letters: list[Encoder] = field(default_factory=list, init=False)
+    # The ingestion partitions the screening thread owns (replaced whole on a rebalance).
+    screening_partitions: list[int] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self.metrics = StreamMetrics(self.registry)
         self.activation_metrics = ActivationMetrics(self.registry)
         raw: dict[str, Any] = dict(internal=True, key_type=bytes, value_type=bytes,
                                    key_serializer="raw", value_serializer="raw")
-        self.identity_topic = self.app.topic(self.topic(IDENTITY_INPUT), partitions=1, **raw)
+        self.identity_topic = self.app.topic(self.topic(IDENTITY_INPUT),
+                                             partitions=self.slots, **raw)
         self.profiles_topic = self.app.topic(self.topic(PROFILES),
                                              partitions=self.partitions, **raw)
 
@@ -54,6 +57,11 @@ class Worker:
     def partitions(self) -> int:
         """The profile stage's partition count."""
         return self.settings.profile_partitions
+
+    @property
+    def slots(self) -> int:
+        """The identity stage's partition count (1: today's single-owner layout)."""
+        return self.settings.identity_partitions
 
     def topic(self, name: str) -> str:
         return self.settings.topic(name)

@@ -1,11 +1,18 @@
 """Identity stage wiring: ``internal.identity`` (batches from screening, and commands)
-to the stage module streams/core/stages/identity.py, over the stage's store.
+to the stage's store, one transaction per record (agents/owned.py): the graph's
+writes, the events forwarded in batches to the profile partition of their canonical
+profile, each merge's ``merge-out`` to the loser's partition, and the input offset
+commit together.
 
-One partition today, because the identity graph needs one owner to stay consistent
-(docs/partitioned-identity.md has the design that removes that cap). Each record is
-one transaction (agents/owned.py): the graph's writes, the events forwarded in batches
-to the profile partition of their canonical profile, each merge's ``merge-out`` to
-the loser's partition, and the input offset commit together.
+Two layouts (``ACTIVATION_IDENTITY_PARTITIONS``):
+
+- one partition (the default): the stage module streams/core/stages/identity.py over
+  the one store: today's single owner;
+- N slots: each partition is a slot with its own store, and each record goes through
+  the ticket protocol (streams/core/identity_protocol.py, docs/partitioned-identity.md):
+  an event whose identifiers all live in its home slot is decided there at once; one
+  that links identifiers of other slots travels between slots as protocol messages
+  (records of this same topic), each hop a transaction of its own.
 """
 
 from __future__ import annotations
@@ -20,11 +27,33 @@ from agents.activation import Activation
 from agents.context import Worker
 from agents.owned import Decoder, OwnedState, chunks, read_items
 from agents.screening import header
+from streams.core.batch import BatchItem, parse_origin
+from streams.core.deadletter import SourceRecord
 from streams.core.dedup import DEDUP_PREFIX
+from streams.core.identity import identifier_keys
+from streams.core.identity_messages import (
+    Arrival,
+    Decided,
+    Dropped,
+    EventRef,
+    GaveUp,
+    MergeOutput,
+    Output,
+    ProfileCommand,
+    Send,
+    ToProfile,
+    decode,
+    encode,
+)
+from streams.core.identity_protocol import Config, handle
 from streams.core.identity_stage import expired_markers
-from streams.core.routing import COMMAND_HEADER
+from streams.core.pipeline import APPLIED
+from streams.core.profile import micros
+from streams.core.routing import COMMAND_HEADER, IDENTITY_PROTOCOL, MERGE_OUT, TICK
 from streams.core.stages import identity
-from streams.core.stages.outputs import Outputs, Resolved
+from streams.core.stages.identity import source_of
+from streams.core.stages.outputs import Broadcast, Command, Outputs, Resolved, ToIdentity
+from streams.records import Envelope
 from tables.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -33,13 +62,14 @@ SWEEP_CHUNK = 2000
 
 
 class IdentityWiring:
-    """The identity stage's wiring: its input topic's one partition to its store."""
+    """The identity stage's wiring: each partition of its input topic to its store."""
 
     def __init__(self, w: Worker, activation: Activation, decoder: Decoder) -> None:
         self.w, self.decoder = w, decoder
         self.owned = OwnedState(w, activation, identity.STAGE,
-                                w.identity_topic.get_topic_name(), [w.identity_state])
+                                w.identity_topic.get_topic_name(), w.identity_states)
         self.sweeper = MarkerSweeper(w)
+        self.cfg = Config(w.slots, w.settings.dedup_window)
 
     def install(self) -> None:
         self.w.app.timer(interval=1.0)(self.owned.watch)
@@ -50,44 +80,95 @@ class IdentityWiring:
 
     async def work(self, message: Any, store: StateStore, out: Outputs) -> None:
         name, now = header(message, COMMAND_HEADER), datetime.now(UTC)
-        if name is not None:
-            identity.command(store, store.scan, name, message.value or b"", now, out)
+        if name is None:
+            await self.events(message, store, read_items(message, out, now), now, out)
+        elif self.w.slots > 1 and name == IDENTITY_PROTOCOL:
+            self.apply(handle(store, message.partition, decode(message.value), self.cfg),
+                       out, now)
+        elif self.w.slots > 1 and name == TICK:  # ticks skip the slots; an old one: on
+            out.sends.append(Broadcast(TICK, message.value or b""))
+        elif self.w.slots > 1:
+            log.error("identity slot %d: command %r is not supported with "
+                      "ACTIVATION_IDENTITY_PARTITIONS > 1; ignored", message.partition, name)
         else:
-            await self.events(store, read_items(message, out, now), now, out)
+            identity.command(store, store.scan, name, message.value or b"", now, out)
         self.sweeper.maybe_sweep(store)
 
-    async def events(self, store: StateStore, items: list[Any], now: datetime,
-                     out: Outputs) -> None:
+    async def events(self, message: Any, store: StateStore, items: list[BatchItem],
+                     now: datetime, out: Outputs) -> None:
         window = self.w.settings.dedup_window
         for run in chunks(items):
             decoded = [(item, await self.decoder.decoded(item, now, identity.STAGE))
                        for item in run]
+            envelopes = {item.origin: e for item, e in decoded if not isinstance(e, str)}
             sent = len(out.sends)
-            identity.events(store, decoded, now, window, out)
-            envelopes = {item.origin: env for item, env in decoded if not isinstance(env, str)}
+            if self.w.slots == 1:
+                identity.events(store, decoded, now, window, out)
+            else:
+                for item, envelope in decoded:
+                    self.arrive(store, message.partition, item, envelope, now, out)
             for send in out.sends[sent:]:  # this worker's profile stage is spared a decode
                 if isinstance(send, Resolved) and send.item.origin in envelopes:
                     self.decoder.hand_over(send.item.origin, envelopes[send.item.origin])
             await asyncio.sleep(0)  # let heartbeats and the API run
 
+    def arrive(self, store: StateStore, slot: int, item: BatchItem, envelope: Envelope | str,
+               now: datetime, out: Outputs) -> None:
+        """An event at its home slot (partitioned layout): its arrival in the protocol."""
+        if isinstance(envelope, str):
+            out.park(source_of(item), envelope, now)
+            return
+        event = EventRef(envelope.event_id, micros(envelope.event_time),
+                         tuple(identifier_keys(envelope.identifiers)), item.origin,
+                         item.key, item.value)
+        self.apply(handle(store, slot, Arrival(event, micros(now)), self.cfg), out, now)
+
+    def apply(self, outputs: list[Output], out: Outputs, now: datetime) -> None:
+        """The protocol's outputs, in order, as the stage's outputs."""
+        for o in outputs:
+            if isinstance(o, Send):
+                out.identity.append(ToIdentity(IDENTITY_PROTOCOL, "", encode(o.message),
+                                               o.slot))
+            elif isinstance(o, ToProfile):
+                e = o.event
+                out.sends.append(Resolved(BatchItem(e.origin, e.record_key, e.value,
+                                                    o.profile_id)))
+            elif isinstance(o, MergeOutput):
+                out.sends.append(Command(MERGE_OUT, o.merge.loser, o.merge.to_json()))
+            elif isinstance(o, ProfileCommand):
+                out.sends.append(Command(o.name, o.profile_id, o.body))
+            elif isinstance(o, Decided):
+                out.statuses[APPLIED] += 1
+                out.counts["merges"] += len(o.merges)
+            elif isinstance(o, Dropped):
+                out.statuses[o.status] += 1
+            elif isinstance(o, GaveUp):
+                topic, partition, offset = parse_origin(o.event.origin)
+                out.park(SourceRecord(topic, partition, offset, o.event.record_key,
+                                      o.event.value), o.reason, now)
+            else:  # Relinked: an undo done
+                log.info("identity: %s", o)
+
 
 class MarkerSweeper:
     """Deletes expired dedup markers a chunk at a time, between records (deletes are
-    writes, which belong to a record's transaction: hence not in a timer)."""
+    writes, which belong to a record's transaction: hence not in a timer); one cursor
+    per slot."""
 
     def __init__(self, w: Worker) -> None:
         self.w = w
-        self.cursor = DEDUP_PREFIX
-        self.due = time.monotonic() + SWEEP_INTERVAL_S
+        self.cursors: dict[int, bytes] = {}
+        self.due: dict[int, float] = {}
 
     def maybe_sweep(self, store: StateStore) -> None:
-        if time.monotonic() < self.due:
+        slot = store.partition
+        if time.monotonic() < self.due.setdefault(slot, time.monotonic() + SWEEP_INTERVAL_S):
             return
-        self.due = time.monotonic() + SWEEP_INTERVAL_S
-        items = store.scan(self.cursor, SWEEP_CHUNK, DEDUP_PREFIX)
+        self.due[slot] = time.monotonic() + SWEEP_INTERVAL_S
+        items = store.scan(self.cursors.get(slot, DEDUP_PREFIX), SWEEP_CHUNK, DEDUP_PREFIX)
         expired, cursor = expired_markers(items, datetime.now(UTC),
                                           self.w.settings.dedup_window, SWEEP_CHUNK)
         for key in expired:
             del store[key]
-        self.cursor = cursor or DEDUP_PREFIX
+        self.cursors[slot] = cursor or DEDUP_PREFIX
         self.w.metrics.purged.inc(len(expired))

@@ -289,7 +289,7 @@ class OwnedState:
         for f in forwards(out.sends, w.profiles_topic.get_topic_name(), w.partitions):
             store.produce(f.topic, f.key, f.value, f.partition, f.headers)
         for back in out.identity:
-            store.produce(w.topic(IDENTITY_INPUT), back.key.encode(), back.body, 0,
+            store.produce(w.topic(IDENTITY_INPUT), back.key.encode(), back.body, back.partition,
                           {COMMAND_HEADER: back.name})
         for name, key, value in out.records:
             store.produce(w.topic(name), key, value, 0)

@@ -40,7 +40,8 @@ class ProfileWiring:
                              settings.profile_timeline_limit)
         self.stage = ProfileStage(config, w.partitions, activation,
                                   manual=settings.activation_clock == "manual",
-                                  timer_batch=settings.timer_batch, channels=ACTION_CHANNELS)
+                                  timer_batch=settings.timer_batch, channels=ACTION_CHANNELS,
+                                  identity_slots=w.slots)
         self.owned = OwnedState(w, activation, STAGE, w.profiles_topic.get_topic_name(),
                                 w.profile_states)
 

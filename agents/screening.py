@@ -2,10 +2,10 @@
 
 Reads raw bytes so that a record that cannot be decoded is still in hand, byte for
 byte, to dead-letter. Valid records are forwarded unchanged, many to a record
-(streams/core/batch.py), to the identity stage's one-partition input topic
-(``internal.identity``; agents/identity.py: the identity graph needs a single owner),
-which passes them on
-to the profile stage partitioned by canonical profile id (agents/profiles.py).
+(streams/core/batch.py), to the identity stage's input topic (``internal.identity``,
+agents/identity.py), on the partition of each event's home key (one partition in the
+single layout), which passes them on to the profile stage partitioned by canonical
+profile id (agents/profiles.py).
 
 Not a Faust agent: Faust's per-record stream step costs more than screening itself, so
 the stage is a librdkafka consumer and producer in a thread of the worker, in its own
@@ -32,6 +32,8 @@ from mode import Service
 from agents.context import MAX_BACKOFF_S, Worker
 from streams.core.batch import BATCH_HEADER, VERSION, BatchItem, chunked, encode_batch
 from streams.core.deadletter import SourceRecord, screen
+from streams.core.identity import identifier_keys
+from streams.core.routing import key_slot
 from streams.errors import RegistryError
 from streams.suppressions import Suppressions
 from streams.topics import DEAD_LETTER, IDENTITY_INPUT, INGEST, STAGE_MAX_BYTES
@@ -70,14 +72,16 @@ def header(message: Any, name: str) -> bytes | None:
 
 def screen_records(w: Worker, records: Sequence[Message], now: datetime,
                    suppressions: Suppressions | None = None
-                   ) -> tuple[list[BatchItem], list[tuple[bytes | None, bytes]]]:
-    """(events to forward, (key, dead letter) pairs) for one poll, in input order.
-    Events of erased, suppressed customers are dropped (and counted).
+                   ) -> tuple[list[tuple[int, BatchItem]], list[tuple[bytes | None, bytes]]]:
+    """((identity slot, event) to forward, (key, dead letter) pairs) for one poll, in
+    input order. Events of erased, suppressed customers are dropped (and counted). An
+    event's slot is its home key's (its strongest identifier: the ingestion key), so
+    every event of a customer, and every resend of an event, reaches the same slot.
 
     Raises :class:`RegistryError` when the registry is unreachable: the caller retries
     the whole poll rather than dead-letter good data.
     """
-    forwards: list[BatchItem] = []
+    forwards: list[tuple[int, BatchItem]] = []
     letters: list[tuple[bytes | None, bytes]] = []
     for rec in records:
         raw: Any = rec.headers() or ()
@@ -89,10 +93,12 @@ def screen_records(w: Worker, records: Sequence[Message], now: datetime,
                 and suppressions.hits(result.envelope.identifiers):
             w.metrics.events.labels(STAGE, "suppressed").inc()
             continue
-        if result.dead_letter is None:
-            forwards.append(BatchItem(origin_of(source).decode(), source.key,
-                                      source.value or b""))
+        if result.envelope is not None:
+            home = identifier_keys(result.envelope.identifiers)[0]
+            forwards.append((key_slot(home, w.slots), BatchItem(
+                origin_of(source).decode(), source.key, source.value or b"")))
             continue
+        assert result.dead_letter is not None  # noqa: S101 - screen() gives one or the other
         letters.append((source.key, w.dead_letter_encoder()(result.dead_letter)))
         w.metrics.dead_letters.labels(result.dead_letter["reason_code"]).inc()
         log.warning("dead-lettered %s[%d]@%d: %s", source.topic, source.partition,
@@ -123,7 +129,8 @@ class Screener:
 
     def run(self, stop: threading.Event) -> None:
         self.suppressions.start()
-        self.consumer.subscribe([self.ingest])
+        self.consumer.subscribe([self.ingest], on_assign=self._assigned,
+                                on_revoke=self._revoked, on_lost=self._revoked)
         try:
             while not stop.is_set():
                 records = [r for r in self.consumer.consume(POLL_EVENTS, POLL_TIMEOUT_S)
@@ -134,6 +141,14 @@ class Screener:
             self.suppressions.stop()
             self.producer.flush(FLUSH_TIMEOUT_S)
             self.consumer.close()
+
+    def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        """The ingestion partitions this worker screens from now on (the group's
+        protocol is eager: this is the whole assignment), for ``GET /v1/ownership``."""
+        self.w.screening_partitions = sorted(tp.partition for tp in partitions)
+
+    def _revoked(self, _consumer: Any, _partitions: list[TopicPartition]) -> None:
+        self.w.screening_partitions = []
 
     @staticmethod
     def _is_error(record: Message) -> bool:
@@ -161,17 +176,22 @@ class Screener:
         metrics.events.labels(STAGE, "dead_letter").inc(len(letters))
         self._commit(records)
 
-    def _produce(self, forwards: list[BatchItem], letters: list[tuple[bytes | None, bytes]]
-                 ) -> None:
+    def _produce(self, forwards: list[tuple[int, BatchItem]],
+                 letters: list[tuple[bytes | None, bytes]]) -> None:
         failures: list[str] = []
 
         def delivered(err: Any, _msg: Any) -> None:
             if err is not None:
                 failures.append(str(err))
 
-        for run in chunked(forwards):
-            self.producer.produce(self.core, value=encode_batch(run), on_delivery=delivered,
-                                  headers={BATCH_HEADER: str(VERSION).encode()})
+        slots: dict[int, list[BatchItem]] = {}
+        for slot, item in forwards:
+            slots.setdefault(slot, []).append(item)
+        for slot, items in sorted(slots.items()):
+            for run in chunked(items):
+                self.producer.produce(self.core, value=encode_batch(run), partition=slot,
+                                      on_delivery=delivered,
+                                      headers={BATCH_HEADER: str(VERSION).encode()})
         for key, value in letters:
             self.producer.produce(self.dead_letters, key=key, value=value,
                                   on_delivery=delivered)

@@ -41,10 +41,10 @@ def build(settings: Settings, keys: KeyCheck | None = None) -> ActivationApp:
 
 def wire(settings: Settings, app: ActivationApp) -> Worker:
     """Install every stage of the worker on ``app``; the shared parts, returned."""
-    identity_state, profile_states = declare_stores(settings)
+    identity_states, profile_states = declare_stores(settings)
     serde = AvroSerde(RegistryClient(settings.registry_client_config()),
                       SchemaCatalog.load(settings.schemas_dir))
-    w = Worker(settings, app, CollectorRegistry(), serde, identity_state, profile_states)
+    w = Worker(settings, app, CollectorRegistry(), serde, identity_states, profile_states)
     activation, decoder = Activation(w), Decoder(w)
     screening.install(w)
     IdentityWiring(w, activation, decoder).install()

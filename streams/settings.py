@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     )
 
     profile_timeline_limit: int = Field(200, ge=10, le=10_000)
+    identity_partitions: int = Field(
+        1, ge=1, le=256,
+        description="Partitions of internal.identity: 1 keeps dedup and identity "
+        "resolution on one partition (one owner); more spreads them over that many "
+        "slots with the ticket protocol of docs/partitioned-identity.md, shared by the "
+        "workers. Chosen when a deployment is created: fixed once the topic exists.",
+    )
     profile_partitions: int = Field(
         4, ge=1, le=256,
         description="Partitions of internal.profiles: profiles are spread over them by "

@@ -147,13 +147,14 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
     )
     identity_input = TopicSpec(
         settings.topic(IDENTITY_INPUT),
-        1,
+        settings.identity_partitions,
         None,
         "NONE",
         # A batch is at most ~1 MB (streams/core/batch.py) but one oversized event
         # travels alone with its framing: room for the largest ingestion record.
         {"retention.ms": str(14 * DAY_MS), "cleanup.policy": "delete",
          "max.message.bytes": str(STAGE_MAX_BYTES)},
+        exact_partitions=True,  # identifiers are placed by slot (key_slot, profile_slot)
     )
     profiles = TopicSpec(
         settings.topic(PROFILES),
@@ -222,8 +223,10 @@ def ensure_topics(
             if spec.exact_partitions and have != spec.partitions:
                 raise TopicConfigError(
                     f"topic {spec.name} has {have} partitions but {spec.partitions} are "
-                    "configured (ACTIVATION_PROFILE_PARTITIONS): profiles are placed by "
-                    "that count, so set it back to the topic's, or migrate deliberately"
+                    "configured (ACTIVATION_PROFILE_PARTITIONS for internal.profiles, "
+                    "ACTIVATION_IDENTITY_PARTITIONS for internal.identity): state is "
+                    "placed by that count, so set it back to the topic's, or migrate "
+                    "deliberately"
                 )
     if not missing:
         return []

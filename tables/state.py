@@ -372,9 +372,13 @@ class _RestoreWriter:
             log.info("state %s restore: %d records read", self._label, self._read)
 
 
-def declare_stores(settings: Settings) -> tuple[StateStore, list[StateStore]]:
+def declare_stores(settings: Settings) -> tuple[list[StateStore], list[StateStore]]:
     """A worker's stores (opened on first use, claimed by the stage that owns their
-    partition): the identity stage's one, and one per partition of the profile stage."""
-    return (StateStore(settings, "identity"),
-            [StateStore(settings, "profiles", p, settings.profile_partitions)
-             for p in range(settings.profile_partitions)])
+    partition): the identity stage's, one per slot (``identity`` when there is one,
+    ``ident`` per slot of the partitioned layout: another changelog, since its
+    partition count differs), and one per partition of the profile stage."""
+    slots = settings.identity_partitions
+    identity = [StateStore(settings, "identity")] if slots == 1 else [
+        StateStore(settings, "ident", p, slots) for p in range(slots)]
+    return (identity, [StateStore(settings, "profiles", p, settings.profile_partitions)
+                       for p in range(settings.profile_partitions)])

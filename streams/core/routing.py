@@ -48,6 +48,9 @@ RELINK = b"relink"
 SCHEDULE_RUN = b"schedule-run"
 DELIVERY_NOTE = b"delivery-note"
 ERASE = b"erase"
+# A message of the partitioned identity protocol, from slot to slot of internal.identity
+# (streams/core/identity_messages.py: its JSON body names the message type).
+IDENTITY_PROTOCOL = b"identity-protocol"
 
 
 def partition_of(profile_id: str, partitions: int) -> int:

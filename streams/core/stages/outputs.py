@@ -53,11 +53,13 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class ToIdentity:
-    """A command back to the identity stage (a relink after an undo)."""
+    """A record for a partition of the identity stage's topic: a relink after an undo,
+    or a message of the partitioned identity protocol between slots."""
 
     name: bytes
     key: str
     body: bytes
+    partition: int = 0
 
 
 Send = Resolved | Command | Broadcast

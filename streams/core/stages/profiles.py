@@ -39,6 +39,7 @@ from streams.activation.schedules import ScheduleContext, on_run_command, on_tic
 from streams.core.batch import BatchItem
 from streams.core.contract import ContractViolation
 from streams.core.erasure import erase_profile, erasure_commands
+from streams.core.identity_messages import Relink, RelinkTicket, encode
 from streams.core.pipeline import (
     APPLIED,
     StageConfig,
@@ -54,6 +55,7 @@ from streams.core.profile import Profile
 from streams.core.routing import (
     DELIVERY_NOTE,
     ERASE,
+    IDENTITY_PROTOCOL,
     MERGE_IN,
     MERGE_OUT,
     RELINK,
@@ -64,6 +66,7 @@ from streams.core.routing import (
     MergeIn,
     MergeOut,
     partition_of,
+    profile_slot,
 )
 from streams.core.stages.identity import source_of
 from streams.core.stages.outputs import Command, Outputs, Resolved, ToIdentity
@@ -106,6 +109,7 @@ class ProfileStage:
     manual: bool = False
     timer_batch: int = 2000
     channels: tuple[str, ...] = ()  # action topics an erasure is announced on
+    identity_slots: int = 1  # the identity stage's partitions (where relinks go)
 
     def now(self, store: Store, wall: datetime) -> datetime:
         return clock_now(store, self.manual, wall)
@@ -250,9 +254,20 @@ class ProfileStage:
             return
         record, loser = result
         out.sends.append(Command(RESTORE, loser.profile_id, loser.to_json()))
-        out.identity.append(ToIdentity(RELINK, record.loser, json.dumps(
-            {"winner": record.winner, "loser": record.loser,
-             "moved_keys": list(record.moved_keys)}).encode()))
+        out.identity.append(self._relink(record.event_id, record.winner, record.loser,
+                                         tuple(record.moved_keys)))
+
+    def _relink(self, event_id: str, winner: str, loser: str, moved: tuple[str, ...]
+                ) -> ToIdentity:
+        """The identifiers back to the loser: today's ``relink`` command to the one
+        identity partition, or a relink ticket to the loser's slot (partitioned layout,
+        docs/partitioned-identity.md 3.6)."""
+        if self.identity_slots == 1:
+            return ToIdentity(RELINK, loser, json.dumps(
+                {"winner": winner, "loser": loser, "moved_keys": list(moved)}).encode())
+        ticket = Relink(RelinkTicket(event_id, winner, loser, moved))
+        return ToIdentity(IDENTITY_PROTOCOL, loser, encode(ticket),
+                          profile_slot(loser, self.identity_slots))
 
     def restore(self, m: Message, out: Outputs) -> None:
         restore(m.store, Profile.from_json(m.body))

@@ -16,6 +16,9 @@ from streams.settings import Settings
 from streams.topics import DEAD_LETTER_RECORD, ENVELOPE, declared_topics, ensure_topics
 from tests.integration.core.harness import Worker, free_port
 
+# Both identity layouts: one partition (one owner), and three slots (the protocol).
+LAYOUTS = pytest.mark.parametrize("core", [1, 3], indirect=True, ids=["single", "slots3"])
+
 
 @dataclass
 class CoreStack:
@@ -27,11 +30,15 @@ class CoreStack:
 
 @pytest.fixture
 def core(
-    stack_settings: Callable[..., Settings], admin: AdminClient, serde: AvroSerde
+    stack_settings: Callable[..., Settings], admin: AdminClient, serde: AvroSerde,
+    request: pytest.FixtureRequest,
 ) -> CoreStack:
     """Topics and schemas of a fresh deployment (unique prefix), as the schema workflow
-    would have registered them."""
-    settings = stack_settings(worker_web_port=free_port(), ordering_window=timedelta(seconds=5))
+    would have registered them. Parametrized indirectly, its parameter is the identity
+    stage's partition count (1 by default: the single layout)."""
+    slots = getattr(request, "param", 1)
+    settings = stack_settings(worker_web_port=free_port(), ordering_window=timedelta(seconds=5),
+                              identity_partitions=slots)
     specs = {s.name: s for s in declared_topics(settings)}
     ensure_topics(admin, specs.values(), settings.kafka_replication_factor)
     ingest, dead_letter = settings.topic("events.ingest"), settings.topic("events.deadletter")

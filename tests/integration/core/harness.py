@@ -49,7 +49,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The ACTIVATION_* variables that give a subprocess these settings."""
     fields = ("kafka_bootstrap_servers", "schema_registry_url", "topic_prefix", "app_id",
               "ingest_partitions", "data_dir", "worker_web_port", "profile_timeline_limit",
-              "activation_clock")
+              "activation_clock", "identity_partitions")
     env = {f"ACTIVATION_{f.upper()}": str(getattr(settings, f)) for f in fields}
     env["ACTIVATION_BOOTSTRAP_API_KEY"] = API_KEY
     env["ACTIVATION_DEDUP_WINDOW"] = f"PT{settings.dedup_window.total_seconds():.3f}S"

@@ -39,12 +39,12 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     applied = "activation_stream_events_total{outcome=\"applied\",stage=\"stream.profile\"}"
     wait_for(lambda: worker.metric(applied) >= EVENTS // 4, 300, "a quarter processed")
     worker.kill()
-    assert not group_caught_up(settings, {settings.topic(IDENTITY_INPUT): 1,  # mid-stream
-                                          settings.topic(PROFILES): settings.profile_partitions})
+    internal = {settings.topic(IDENTITY_INPUT): settings.identity_partitions,
+                settings.topic(PROFILES): settings.profile_partitions}
+    assert not group_caught_up(settings, internal)  # mid-stream
 
     restarted = workers(settings)
-    topics = {core.ingest: parts, settings.topic(IDENTITY_INPUT): 1,
-              settings.topic(PROFILES): settings.profile_partitions}
+    topics = {core.ingest: parts, **internal}
     wait_for(lambda: group_caught_up(settings, topics), 600, "the group caught up")
 
     cfg = StageConfig(settings.dedup_window, settings.ordering_window,

@@ -13,7 +13,7 @@ from streams.core.pipeline import StageConfig
 from streams.records import Envelope
 from streams.serde import AvroSerde
 from streams.topics import IDENTITY_INPUT, PROFILES
-from tests.integration.core.conftest import CoreStack
+from tests.integration.core.conftest import LAYOUTS, CoreStack
 from tests.integration.core.harness import Worker, free_port, produce, wait_for
 from tests.integration.core.workload import (
     expected_profiles,
@@ -48,6 +48,7 @@ def assert_either_worker_answers(a: Worker, b: Worker, events: list[Envelope]) -
         assert worker.get(f"/v1/profiles/{pid}/timeline?limit=5").status_code == 200
 
 
+@LAYOUTS
 def test_survivor_takes_over_with_nothing_lost(
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde, tmp_path: Path
 ) -> None:
@@ -76,12 +77,10 @@ def test_survivor_takes_over_with_nothing_lost(
     victim, survivor = (a, b) if a.metric(APPLIED) >= b.metric(APPLIED) else (b, a)
     produce(settings, core.ingest, encoded[last:])
     victim.kill()
-    assert not group_caught_up(settings, {core.ingest: 3,  # mid-stream
-                                          settings.topic(IDENTITY_INPUT): 1,
-                                          settings.topic(PROFILES): settings.profile_partitions})
-
-    topics = {core.ingest: 3, settings.topic(IDENTITY_INPUT): 1,
+    topics = {core.ingest: 3, settings.topic(IDENTITY_INPUT): settings.identity_partitions,
               settings.topic(PROFILES): settings.profile_partitions}
+    assert not group_caught_up(settings, topics)  # mid-stream
+
     wait_for(lambda: group_caught_up(settings, topics), 300, "the survivor caught up")
     cfg = StageConfig(settings.dedup_window, settings.ordering_window,
                       settings.profile_timeline_limit)

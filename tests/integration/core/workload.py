@@ -15,7 +15,7 @@ from streams.core.profile import timeline_page, to_api
 from streams.core.sandbox import Sandbox as Stages
 from streams.records import Envelope, Identifiers
 from streams.settings import Settings
-from streams.topics import INGEST, PROFILES
+from streams.topics import INGEST
 from tests.integration.core.harness import Worker, as_json
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -109,18 +109,32 @@ def group_caught_up(settings: Settings, topics: dict[str, int]) -> bool:
 
 
 def _caught_up(settings: Settings, group: str, topics: dict[str, int]) -> bool:
-    # The profile topic is written in transactions: its last offset is a commit marker,
-    # which consumers skip and never commit past.
-    transactional = settings.topic(PROFILES)
     consumer = Consumer({**settings.kafka_client_config(), "group.id": group,
                          "enable.auto.commit": False})
     try:
         tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
-        committed = consumer.committed(tps, timeout=10)
-        for tp in committed:
+        behind = []
+        for tp in consumer.committed(tps, timeout=10):
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high > 0 and tp.offset < high - (tp.topic == transactional):
-                return False
-        return True
+            if high > 0 and tp.offset < high:
+                behind.append(tp)
+        return all(_only_markers_left(settings, tp) for tp in behind)
     finally:
         consumer.close()
+
+
+def _only_markers_left(settings: Settings, tp: TopicPartition) -> bool:
+    """Whether nothing but transaction markers lies past the committed offset ``tp``:
+    the internal topics are written in transactions (the profile topic always, the
+    identity topic by its slots), and consumers never commit past a final marker."""
+    probe = Consumer({**settings.kafka_client_config(), "group.id": "caught-up-probe",
+                      "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        probe.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))])
+        if probe.consume(1, 2.0):
+            return False  # a record the group has not committed yet
+        _, high = probe.get_watermark_offsets(tp, timeout=10)
+        (position,) = probe.position([TopicPartition(tp.topic, tp.partition)])
+        return position.offset >= high
+    finally:
+        probe.close()
