@@ -39,10 +39,13 @@ class Job:
     first_at: datetime | None = None
     generation: int = 0  # the partition's assignment it belongs to (a revoke drops it)
     redrives: int = 0  # times it was re-driven from the dead letters already
+    body: bytes | None = None  # the request body, written at accept (None: by the lane)
 
     def next(self, entry: Entry) -> Job:
-        """The same job, waiting for its next attempt (``entry``: the ledger's)."""
-        return replace(self, offset=None, attempts=entry.attempts, first_at=entry.first_at)
+        """The same job, waiting for its next attempt (``entry``: the ledger's); its body
+        is written again then, not held while it waits (hours, maybe)."""
+        return replace(self, offset=None, attempts=entry.attempts, first_at=entry.first_at,
+                       body=None)
 
 
 @dataclass(slots=True)
@@ -122,3 +125,17 @@ def dead_reason_text(settlement: Settlement) -> str:
     body = f": {o['response_body']}" if o["response_body"] else ""
     return (f"destination {o['destination']} after {o['attempt']} attempt(s): "
             f"{what}{body}")[:4000]
+
+
+def closed(job: Job, answer: Answer, now: datetime) -> Settlement:
+    """A waiting retry of an erased profile: failed, and no dead letter (it would keep
+    the erased data)."""
+    entry = Entry("failed", job.attempts, job.first_at or now, now)
+    return Settlement(entry, outcome_record(job, answer, "failed", job.attempts, now, None),
+                      "dead")
+
+
+def parked(now: datetime, answer: Answer) -> Entry:
+    """When a job refused by an open circuit tries again (nothing written)."""
+    wait = answer.retry_after or timedelta(seconds=1)
+    return Entry("retrying", 0, now, now, now + wait)

@@ -31,7 +31,8 @@ from confluent_kafka import Producer
 
 from streams import follower
 from streams.delivery.control import Control, write_control
-from streams.delivery.executor import DESTINATION_HEADER, REDRIVE_HEADER
+from streams.delivery.executor import REDRIVE_HEADER
+from streams.delivery.records import DESTINATION_HEADER
 from streams.delivery.service import run_forever, topics_of
 from streams.errors import ActivationError, BrokerError
 from streams.schemas import SchemaCatalog

@@ -29,12 +29,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-# The channel names are the action topics' (streams/topics.py, ACTION_CHANNELS).
-Channel = Literal["email", "paid_media", "webhook", "crm"]
+# A channel's name (definitions/channels/; the loader checks a route names one declared).
+Channel = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ERASE_PROFILE = "erase_profile"
 SECRET_NAME = r"^[A-Z][A-Z0-9_]{0,63}$"  # noqa: S105 - a name pattern, not a secret
 
@@ -104,6 +104,29 @@ def routed(destinations: Mapping[str, Destination], command: Mapping[str, Any]
            ) -> list[Destination]:
     """The destinations a command goes to, in id order (deterministic fan-out)."""
     return [d for _, d in sorted(destinations.items()) if d.accepts(command)]
+
+
+class Router:
+    """:func:`routed`, remembered per definition set and (channel, action type): what a
+    destination accepts depends on nothing else, and routing each command anew (a sort
+    and every route of every destination) was a twentieth of the executor's time."""
+
+    MAX_KEYS = 1024  # action types are a handful; a flood of new ones starts over
+
+    def __init__(self) -> None:
+        self._of: object = None  # the definition set the answers are for (held: identity)
+        self._routes: dict[tuple[str, str], list[Destination]] = {}
+
+    def __call__(self, of: object, destinations: Mapping[str, Destination],
+                 command: Mapping[str, Any]) -> list[Destination]:
+        """The destinations of ``command`` in ``of`` (whose ``destinations`` they are)."""
+        if of is not self._of or len(self._routes) >= self.MAX_KEYS:
+            self._of, self._routes = of, {}
+        key = (command["channel"], command["action_type"])
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = routed(destinations, command)
+        return found
 
 
 def missing_secrets(destinations: Mapping[str, Destination], known: set[str]

@@ -22,9 +22,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from confluent_kafka import (
@@ -50,6 +51,8 @@ RESTORE_TIMEOUT_S = 120.0
 TXN_CALL_TIMEOUT_S = 30.0
 TXN_RETRIES = 10
 TRANSACTION_TIMEOUT_MS = 15_000  # an abandoned transaction blocks a ledger restore this long
+TOPICS_CHECK_S = 5.0  # how often the channels in force are compared with the subscription
+_NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
 
 
 class _Abortable(Exception):  # noqa: N818 - internal control flow, never escapes
@@ -60,7 +63,9 @@ class _Abortable(Exception):  # noqa: N818 - internal control flow, never escape
 
 @dataclass
 class _Staged:
-    records: list[tuple[tuple[str, int], Record]] = field(default_factory=list)
+    # (input partition, its records) in staging order: a list per call, not a tuple per
+    # record (three or more records an outcome, under the lock the event loop waits on)
+    records: list[tuple[tuple[str, int], list[Record]]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -87,9 +92,13 @@ def read_ledger(settings: Settings, ledger_topic: str, partition: int, topics: s
 
 class KafkaSide:
     def __init__(self, settings: Settings, executor: Executor, loop: asyncio.AbstractEventLoop,
-                 action_topics: list[str], ledger_topic: str, metrics: DeliveryMetrics) -> None:
+                 action_topics: Callable[[], list[str]], ledger_topic: str,
+                 metrics: DeliveryMetrics) -> None:
         self._settings, self._executor, self._loop = settings, executor, loop
-        self._topics, self._ledger_topic, self._metrics = action_topics, ledger_topic, metrics
+        # The channels' topics are configuration: followed, re-subscribed when they change.
+        self._topics_in_force, self._topics = action_topics, action_topics()
+        self._ledger_topic, self._metrics = ledger_topic, metrics
+        self._topics_checked = time.monotonic()
         self._lock = threading.Lock()
         self._staged = _Staged()
         self._assigned: set[tuple[str, int]] = set()
@@ -114,15 +123,31 @@ class KafkaSide:
               offset: int | None) -> None:
         tp = (topic, partition)
         with self._lock:
-            self._staged.records.extend((tp, r) for r in records)
+            if records:
+                self._staged.records.append((tp, records))
             if offset is not None:
                 self._staged.offsets[tp] = max(offset, self._staged.offsets.get(tp, 0))
 
     def start(self) -> None:
         self._producer.init_transactions(30)
+        self._subscribe()
+        self._thread.start()
+
+    def _subscribe(self) -> None:
         self._consumer.subscribe(self._topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
-        self._thread.start()
+
+    def _follow_channels(self) -> None:
+        """A publication that adds (or removes) a channel changes the topics to read:
+        subscribe again (a rebalance of the delivery group) within TOPICS_CHECK_S."""
+        if time.monotonic() - self._topics_checked < TOPICS_CHECK_S:
+            return
+        self._topics_checked = time.monotonic()
+        topics = self._topics_in_force()
+        if topics != self._topics:
+            log.info("action topics changed with the channels in force: %s", topics)
+            self._topics = topics
+            self._subscribe()
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
@@ -144,6 +169,7 @@ class KafkaSide:
                     self._commit()
                     last = time.monotonic()
                 self._flow_control()
+                self._follow_channels()
             self._commit()
         except BaseException as exc:  # fatal: the process stops; a restart resumes
             log.exception("delivery Kafka loop failed")
@@ -154,7 +180,7 @@ class KafkaSide:
     def _commit(self) -> None:
         with self._lock:
             staged, self._staged = self._staged, _Staged()
-        records = [r for tp, r in staged.records if tp in self._assigned]
+        records = [r for tp, rs in staged.records if tp in self._assigned for r in rs]
         offsets = [TopicPartition(t, p, o) for (t, p), o in staged.offsets.items()
                    if (t, p) in self._assigned]
         if not records and not offsets:
@@ -167,8 +193,13 @@ class KafkaSide:
 
     def _transaction(self, records: list[Record], offsets: list[TopicPartition]) -> None:
         self._retrying(self._producer.begin_transaction)
+        produce = self._producer.produce
         for topic, key, value, partition, headers in records:
-            self._produce(topic, key, value, -1 if partition is None else partition, headers)
+            part = -1 if partition is None else partition
+            try:  # inline, no call of ours per record: three or more for every outcome
+                produce(topic, value, key, headers=headers, partition=part)
+            except BufferError:  # the local queue is full: the slow path waits
+                self._produce(topic, key, value, part, headers)
         if offsets:
             metadata = self._consumer.consumer_group_metadata()
             self._retrying(lambda: self._producer.send_offsets_to_transaction(
@@ -269,9 +300,10 @@ def _usable(msg: Message) -> bool:
 
 
 def _incoming(msg: Message) -> Incoming:
-    raw = msg.headers() or []
-    pairs = list(raw.items()) if isinstance(raw, dict) else list(raw)
-    headers = {k: v.encode() if isinstance(v, str) else bytes(v or b"") for k, v in pairs}
+    raw = msg.headers()  # None for most commands: they share one empty mapping
+    headers = _NO_HEADERS if not raw else {
+        k: v.encode() if isinstance(v, str) else bytes(v or b"")
+        for k, v in (raw.items() if isinstance(raw, dict) else raw)}
     key, value = msg.key(), msg.value()
     return Incoming(str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0),
                     key.encode() if isinstance(key, str) else key,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -22,12 +22,12 @@ from aiolimiter import AsyncLimiter
 
 from streams.delivery.attempt import Answer, Job
 from streams.delivery.breaker import Breaker
-from streams.delivery.destinations import Destination
+from streams.delivery.destinations import ERASE_PROFILE, Destination
 from streams.delivery.policy import retry_after
 from streams.delivery.signing import body, headers, signers
 
 log = logging.getLogger(__name__)
-OnAnswer = Callable[[Job, Answer, datetime], Awaitable[None]]
+OnAnswer = Callable[[Job, Answer, datetime], None]
 HALF_OPEN_WAIT_S = 1.0  # a request refused while the breaker's probe is out waits this
 
 
@@ -41,6 +41,10 @@ class Lane:
         self._on_answer = on_answer
         self._is_current = is_current
         self._signing = signers([secrets[n] for n in destination.signing_secrets])
+        # Rendered once: a pydantic URL renders its string anew on every str().
+        self._url = str(destination.url)
+        self._deletion_url = (None if destination.deletion_url is None
+                              else str(destination.deletion_url))
         auth = destination.auth
         self._auth = {} if auth is None else {auth.header: (
             f"{auth.scheme} {secrets[auth.secret]}" if auth.scheme else secrets[auth.secret])}
@@ -87,7 +91,7 @@ class Lane:
             self.busy += 1
             try:
                 answer = await self._attempt(job)
-                await self._on_answer(job, answer, datetime.now(UTC))
+                self._on_answer(job, answer, datetime.now(UTC))
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not kill the lane; the job stays unsettled
@@ -113,16 +117,21 @@ class Lane:
             self.breaker.failed(time.monotonic())
         return answer
 
+    def _url_for(self, job: Job) -> str:
+        """:meth:`Destination.url_for`, its strings kept: erasures go to the deletion URL."""
+        if self._deletion_url is not None and job.command["action_type"] == ERASE_PROFILE:
+            return self._deletion_url
+        return self._url
+
     async def send(self, job: Job) -> Answer:
         assert self._session is not None  # noqa: S101 - start() ran
-        payload = body(job.command)
+        payload = job.body if job.body is not None else body(job.command)
         sent = datetime.now(UTC)
         hdrs = headers(job.command["action_id"], payload, self._signing, sent, self._auth)
         started = time.monotonic()
         self.in_flight += 1
         try:
-            async with self._session.request(self.destination.method,
-                                             self.destination.url_for(job.command),
+            async with self._session.request(self.destination.method, self._url_for(job),
                                              data=payload,
                                              headers=hdrs, allow_redirects=False) as resp:
                 text = (await resp.content.read(4096)).decode("utf-8", "replace")

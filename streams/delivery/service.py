@@ -8,6 +8,7 @@ action topics' partitions through their consumer group.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -66,8 +67,12 @@ class AvroCodec:
         return self.letters(record)
 
 
-def action_topics(settings: Settings) -> list[str]:
-    return [settings.topic(action_topic(c)) for c in ACTION_CHANNELS]
+def action_topics(settings: Settings, definitions: DefinitionSet | None) -> list[str]:
+    """The topics of the channels in force (definitions/channels/; the built-in four's
+    before any definitions are published)."""
+    if definitions is None:
+        return [settings.topic(action_topic(c)) for c in ACTION_CHANNELS]
+    return sorted({settings.topic(c.topic_name) for c in definitions.all_channels.values()})
 
 
 def topics_of(settings: Settings) -> Topics:
@@ -124,14 +129,19 @@ class Service:
         loop = asyncio.get_running_loop()
         executor = Executor(s, self.current, self.control.is_disabled, codec, self.topics,
                             self.metrics)
-        kafka = KafkaSide(s, executor, loop, action_topics(s), self.topics.ledger,
-                          self.metrics)
+        kafka = KafkaSide(s, executor, loop, lambda: action_topics(s, self.current()),
+                          self.topics.ledger, self.metrics)
         executor.bind(kafka)
         kafka.start()
-        lag = LagWatcher(s, {"delivery": (s.delivery_group, action_topics(s))},
+        lag = LagWatcher(s, {"delivery": (s.delivery_group, action_topics(s, self.current()))},
                          lambda _, n: self.metrics.lag.set(n))
         lag.start()
         runner = await self._serve(kafka)
+        # What start-up built lives as long as the process (modules, clients, schemas,
+        # definitions). Frozen, a full collection no longer walks it: those walks were
+        # most of the executor's garbage-collection time, and each stalled every lane.
+        gc.collect()
+        gc.freeze()
         try:
             while not stop.is_set() and kafka.failed is None:
                 self._gauges(executor)

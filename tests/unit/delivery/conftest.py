@@ -50,9 +50,11 @@ class JsonCodec:
 class MemoryStaging:
     records: list[Record] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    calls: int = 0
 
     def stage(self, topic: str, partition: int, records: list[Record],
               offset: int | None) -> None:
+        self.calls += 1
         self.records.extend(records)
         if offset is not None:
             self.offsets[(topic, partition)] = offset
@@ -67,6 +69,7 @@ class Receiver:
 
     script: dict[str, list[int]] = field(default_factory=dict)
     got: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     delay_s: float = 0.0
     url: str = ""
 
@@ -75,6 +78,7 @@ class Receiver:
         Webhook(SECRET).verify(body, dict(request.headers))  # raises: a 500 in the test
         wid = request.headers["webhook-id"]
         self.got.append(wid)
+        self.bodies.append(body)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         answers = self.script.get(wid) or [200]

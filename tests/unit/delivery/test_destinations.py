@@ -68,3 +68,19 @@ def test_erasures_go_to_the_deletion_url_only() -> None:
     assert deleting.url_for(erase) == "http://127.0.0.1:1/erase"
     assert deleting.url_for({"channel": "crm", "action_type": "update_crm"}) == (
         "http://127.0.0.1:1/x")
+
+
+def test_the_router_remembers_routes_per_definition_set() -> None:
+    from streams.delivery.destinations import Router
+
+    crm, mail = dest(), dest(id="mail", routes=[
+        {"channel": "email", "action_types": ["send_email"]}])
+    first, second = {"crm": crm, "mail": mail}, {"crm": crm}
+    router = Router()
+    commands = [{"channel": c, "action_type": t} for c, t in (
+        ("crm", "update_crm"), ("email", "send_email"), ("email", "other"),
+        ("crm", "erase_profile"))]
+    for cmd in commands * 2:
+        assert router(first, first, cmd) == routed(first, cmd)
+    # a new definition set (another object) is routed afresh, not from the old answers
+    assert router(second, second, commands[1]) == [] == routed(second, commands[1])

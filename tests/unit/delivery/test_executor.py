@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -224,3 +225,62 @@ async def test_an_erasure_closes_the_profiles_waiting_retries(
     assert ("r1", "failed") in statuses and ("er", "delivered") in statuses
     assert staged.on("dead") == []
     await ex.close()
+
+
+async def test_answers_of_one_pass_are_settled_and_staged_together(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    """Each delivered once, in the ledger, the offset past all of them; and fewer staging
+    calls than answers (one per partition and event-loop pass)."""
+    rec: Receiver = await receiver()
+    ex, staged = make_executor(fast(settings_factory),
+                               definitions(destination("crm", rec.url, concurrency=8)))
+    ex.accept([command_record(f"b{i}", i) for i in range(40)])
+    await settled(lambda: len(staged.on("outcomes")) == 40)
+    assert sorted(o["action_id"] for o in staged.on("outcomes")) == sorted(
+        f"b{i}" for i in range(40))
+    assert {o["status"] for o in staged.on("outcomes")} == {"delivered"}
+    assert len([k for t, k, _, _, _ in staged.records if t == "ledger"]) == 40
+    assert staged.offsets[("actions.crm", 0)] == 40
+    assert staged.calls < 40
+    await ex.close()
+
+
+async def test_a_settlement_that_fails_leaves_the_others_of_its_pass_recorded(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    from tests.unit.delivery.conftest import JsonCodec
+
+    class Broken(JsonCodec):
+        def outcome(self, record: dict[str, Any]) -> bytes:
+            if record["action_id"] == "f3":
+                raise ValueError("a bug")
+            return super().outcome(record)
+
+    rec: Receiver = await receiver()
+    ex, staged = make_executor(fast(settings_factory),
+                               definitions(destination("crm", rec.url, concurrency=8)))
+    ex._codec = Broken()
+    ex.accept([command_record(f"f{i}", i) for i in range(8)])
+    await settled(lambda: len(staged.on("outcomes")) == 7)
+    assert "f3" not in {o["action_id"] for o in staged.on("outcomes")}
+    assert staged.offsets[("actions.crm", 0)] <= 3  # held at the unsettled one
+    await ex.close()
+
+
+async def test_the_body_written_at_accept_goes_to_every_destination(
+        receiver: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    one, two = await receiver(), await receiver()
+    ex, staged = make_executor(fast(settings_factory), definitions(
+        destination("one", one.url), destination("two", two.url)))
+    ex.accept([command_record("w1", 0)])
+    await settled(lambda: len(staged.on("outcomes")) == 2)
+    assert one.bodies == two.bodies and len(one.bodies) == 1
+    doc = json.loads(one.bodies[0])
+    assert doc["type"] == "crm.update_crm" and doc["data"]["action_id"] == "w1"
+    await ex.close()
+
+
+def test_a_body_that_cannot_be_written_at_accept_is_left_to_the_lane() -> None:
+    """The lane then fails on it as it always did (logged, the job unsettled)."""
+    from streams.delivery.signing import body_or_none
+
+    assert body_or_none({"channel": "crm", "action_type": "x", "created_at": object()}) is None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -42,3 +43,34 @@ def test_a_zone_other_than_utc_signs_the_right_instant() -> None:
 def test_a_bad_secret_fails_fast() -> None:
     with pytest.raises(ConfigError, match="not base64"):
         signers(["whsec_"])
+
+
+@pytest.mark.parametrize("action_id", ["a1", "bench-0000001", "ünïcode-id"])
+def test_signatures_are_the_reference_signers(action_id: str) -> None:
+    """Signed here (one key schedule per secret), byte for byte the reference's."""
+    payload = body({**COMMAND, "payload": {"text": "grüße \u2603", "n": 3}})
+    at = datetime(2026, 11, 30, 1, 2, 3, 999_999, tzinfo=UTC)
+    signing = signers([NEW, OLD])
+    hdrs = headers(action_id, payload, signing, at, {"Authorization": "t"})
+    expected = [Webhook(s).sign(action_id, at, payload.decode()) for s in (NEW, OLD)]
+    assert hdrs["webhook-signature"] == " ".join(expected)
+    assert hdrs["webhook-timestamp"] == "1796000523" and hdrs["Authorization"] == "t"
+    # the key schedule is copied, never consumed: the same signers sign again alike
+    again = headers(action_id, payload, signing, at)
+    assert again["webhook-signature"] == hdrs["webhook-signature"]
+
+
+@pytest.mark.parametrize("created", [
+    datetime(2026, 11, 30, 1, 0, tzinfo=UTC), datetime(2026, 11, 30, 1, 0, 0, 5, tzinfo=UTC),
+    datetime(1, 1, 1, tzinfo=UTC), datetime(2026, 3, 29, 2, 30, 0, 120_000,
+                                            tzinfo=timezone(timedelta(hours=-7)))])
+def test_the_envelope_timestamp_is_the_isoformat_of_created_at(created: datetime) -> None:
+    doc = json.loads(body({**COMMAND, "created_at": created}))
+    assert doc["timestamp"] == created.astimezone(UTC).isoformat()
+
+
+def test_compact_keeps_the_bytes() -> None:
+    from streams.delivery.signing import compact
+
+    payload = body(COMMAND)
+    assert compact(payload) == payload and type(compact(payload)) is bytes
