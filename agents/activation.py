@@ -34,7 +34,6 @@ from streams.errors import RegistryError
 from streams.records import Envelope
 from streams.serde import Encoder
 from streams.topics import (
-    ACTION_CHANNELS,
     ACTION_COMMAND,
     AUDIENCE_CHANGE_RECORD,
     AUDIENCE_CHANGES,
@@ -53,8 +52,6 @@ class Activation:
 
     def __init__(self, w: Worker) -> None:
         self.w, self.metrics = w, w.activation_metrics
-        self.action_topics = {channel: w.topic(action_topic(channel))
-                              for channel in ACTION_CHANNELS}
         self.changes_topic = w.topic(AUDIENCE_CHANGES)
         self.follower = DefinitionsFollower(w.settings)  # logs each change of version
         self._encoders: dict[str, Encoder] = {}
@@ -68,6 +65,17 @@ class Activation:
 
     async def _start_follower(self) -> None:
         self.follower.start()
+
+    def topic_for(self, channel: str) -> str:
+        """Where a channel's commands go: its topic as the definitions in force declare it
+        (channels are configuration: streams/activation/channels.py), else as the stable
+        ones of a staged rollout do, else ``actions.<channel>``."""
+        for published in (self.follower.current(), self.follower.stable()):
+            declared = None if published is None \
+                else published.definitions.all_channels.get(channel)
+            if declared is not None:
+                return self.w.topic(declared.topic_name)
+        return self.w.topic(action_topic(channel))
 
     def definitions_in_force(self) -> DefinitionSet | None:
         current = self.follower.current()
@@ -117,6 +125,11 @@ class Activation:
                                               decision["outcome"]).inc()
             if decision["outcome"] == "withheld":
                 metrics.suppressions.labels(decision["rule"]).inc()
+        for assignment in emission.assignments:
+            metrics.assignments.labels(assignment["journey_id"], assignment["step_id"],
+                                       assignment["variant"]).inc()
+        for write in emission.writes:
+            metrics.writes.labels(write["op"]).inc()
 
     def observe_latency(self, emission: Emission, cause: Envelope) -> None:
         """Event time -> decision, gateway acceptance -> command (wall clock: what an
@@ -134,7 +147,7 @@ class Activation:
         for emission in emissions:
             key = emission.profile_id.encode()
             for command in emission.commands:
-                topic = self.action_topics[command["channel"]]
+                topic = self.topic_for(command["channel"])
                 send(topic, key, (await self._encoder(topic, ACTION_COMMAND))(command))
             for change in emission.changes:
                 encode = await self._encoder(self.changes_topic, AUDIENCE_CHANGE_RECORD)

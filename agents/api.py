@@ -345,15 +345,16 @@ class Decide(View):
 
     async def post(self, request: Any, profile_id: str) -> Any:
         try:
-            question = Question.parse(await request.json())
-        except (ValueError, BadQuestion) as exc:  # a JSON error is a ValueError too
-            return _error(self, 400, "invalid_question", str(exc))
+            body = await request.json()
+            Question.parse(body, None)  # the shape; the channel is checked against the
+        except (ValueError, BadQuestion) as exc:  # definitions deciding (a JSON error
+            return _error(self, 400, "invalid_question", str(exc))  # is a ValueError)
         try:
-            return self.answer(profile_id, question)
+            return self.answer(profile_id, body)
         except NotServedHere as exc:
             return await self.reader.forwarded(self, request, exc, "/decide")
 
-    def answer(self, profile_id: str, question: Question) -> Any:
+    def answer(self, profile_id: str, body: Any) -> Any:
         store, pid = self.reader.locate(profile_id)
         profile = load_profile(store, pid)
         definitions = self.activation.definitions_for(store, pid)
@@ -361,6 +362,10 @@ class Decide(View):
             return _not_found(self, profile_id)
         if definitions is None:
             return _error(self, 409, "no_definitions", "no definitions are published yet")
+        try:
+            question = Question.parse(body, definitions.all_channels)
+        except BadQuestion as exc:
+            return _error(self, 400, "invalid_question", str(exc))
         manual = self.worker.settings.activation_clock == "manual"
         now = clock_now(store, manual, datetime.now(UTC))
         state = load_state(store, pid)[0]

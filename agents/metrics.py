@@ -77,3 +77,10 @@ class ActivationMetrics:
             "activation_journey_step_decisions", "Decisions per journey step and outcome "
             "(the funnel: entered, each step, withheld by rule).",
             ["journey", "step", "outcome"], registry=registry)
+        self.assignments = Counter(
+            "activation_experiment_assignments", "Profiles sent down a variant of a journey's "
+            "split step (experiments: compare outcomes per variant).",
+            ["journey", "step", "variant"], registry=registry)
+        self.writes = Counter(
+            "activation_profile_writes", "Data actions applied to profiles (set, clear, "
+            "increment a trait).", ["op"], registry=registry)

@@ -12,18 +12,20 @@ and the subject's level is restored at once.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from confluent_kafka.schema_registry import Schema
 
+from streams.activation.channels import channel_topics
 from streams.errors import IncompatibleSchemaError, RegistryError, SchemaParseError
 from streams.schema_compat import diff, directions, violations
 from streams.schemas import SchemaCatalog, fingerprint
 from streams.serde import RegistryClient
 from streams.settings import Settings
-from streams.topics import declared_topics
+from streams.topics import TopicSpec, declared_topics
 
 Status = Literal["new", "unchanged", "compatible", "incompatible", "approved-break"]
 
@@ -54,7 +56,14 @@ class CheckResult:
 
 
 def plans(settings: Settings, catalog: SchemaCatalog) -> list[SubjectPlan]:
-    """One plan per subject of the declared topics."""
+    """One plan per subject of the declared topics (the action topics: the channels of
+    the definitions directory's, streams/activation/channels.py)."""
+    return plans_for(declared_topics(settings, channel_topics(settings.definitions_dir)),
+                     catalog)
+
+
+def plans_for(specs: Iterable[TopicSpec], catalog: SchemaCatalog) -> list[SubjectPlan]:
+    """One plan per subject of ``specs`` (topics without an Avro value have none)."""
     return [
         SubjectPlan(
             spec.value_subject,
@@ -62,7 +71,7 @@ def plans(settings: Settings, catalog: SchemaCatalog) -> list[SubjectPlan]:
             spec.compatibility,
             catalog.schema_str(spec.value_type),
         )
-        for spec in declared_topics(settings)
+        for spec in specs
         if spec.value_type is not None
     ]
 

@@ -58,6 +58,7 @@ DELIVERY_CONTROL = "delivery.control"
 # suppress_with_delete mode (followed by screening), and the erasures' audit log.
 SUPPRESSIONS = "ops.suppressions"
 ERASURES = "ops.erasures"
+# The built-in channels; a deployment's channels are configuration (definitions/channels/).
 ACTION_CHANNELS = ("email", "paid_media", "webhook", "crm")
 
 ENVELOPE = "io.activation.events.EventEnvelope"
@@ -90,8 +91,27 @@ def action_topic(channel: str) -> str:
     return f"actions.{channel}"
 
 
-def declared_topics(settings: Settings) -> list[TopicSpec]:
-    """The topics this deployment needs, with prefix and partition counts applied."""
+def action_topic_specs(settings: Settings, names: Iterable[str] | None = None
+                       ) -> list[TopicSpec]:
+    """The action topics ``names`` (logical; default: the built-in channels')."""
+    if names is None:
+        names = [action_topic(channel) for channel in ACTION_CHANNELS]
+    # Action topics are read by services we do not deploy: they may lag behind
+    # us (old readers, new data) or replay history (new readers, old data), so
+    # every version must stay readable both ways: FULL_TRANSITIVE.
+    return [TopicSpec(settings.topic(name), settings.action_partitions, ACTION_COMMAND,
+                      "FULL_TRANSITIVE",
+                      {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"})
+            for name in names]
+
+
+def declared_topics(settings: Settings, action_topics: Iterable[str] | None = None
+                    ) -> list[TopicSpec]:
+    """The topics this deployment needs, with prefix and partition counts applied.
+
+    ``action_topics``: the channels' topics (logical names): bootstrap and the schema
+    workflow pass those the definitions declare (streams/activation/channels.py); by
+    default the built-in channels'."""
     ingest = TopicSpec(
         settings.topic(INGEST),
         settings.ingest_partitions,
@@ -106,19 +126,7 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
         "BACKWARD",
         {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
     )
-    # Action topics are read by services we do not deploy: they may lag behind
-    # us (old readers, new data) or replay history (new readers, old data), so
-    # every version must stay readable both ways: FULL_TRANSITIVE.
-    actions = [
-        TopicSpec(
-            settings.topic(action_topic(channel)),
-            settings.action_partitions,
-            ACTION_COMMAND,
-            "FULL_TRANSITIVE",
-            {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
-        )
-        for channel in ACTION_CHANNELS
-    ]
+    actions = action_topic_specs(settings, action_topics)
     # API keys (hashed) shared by every gateway instance: compacted, read fully
     # at start and tailed, so a revocation reaches all instances within seconds.
     api_keys = TopicSpec(

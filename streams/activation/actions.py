@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from streams.activation.channels import DEFAULT_PURPOSE
 from streams.activation.definitions import SendSpec
-from streams.activation.model import Decision, PlannedAction, stable_id
+from streams.activation.model import DataAction, Decision, PlannedAction, stable_id
+from streams.activation.steps import UpdateProfile
 from streams.errors import ActivationError
 
 ACTION_COMMAND = "io.activation.actions.ActionCommand"
@@ -32,16 +34,33 @@ def action_id_for(profile_id: str, journey_id: str | None, enrollment_id: str | 
 def plan_action(
     profile_id: str, send: SendSpec, *, journey_id: str | None = None,
     journey_version: int | None = None, enrollment_id: str | None = None,
-    step_id: str | None = None, trigger: str | None = None,
+    step_id: str | None = None, trigger: str | None = None, purpose: str | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> PlannedAction:
+    """``purpose``: the channel's, for a send that names none (DefinitionSet.purpose_of)."""
     return PlannedAction(
         action_id=action_id_for(profile_id, journey_id, enrollment_id, step_id, trigger,
                                 send.action_type),
         profile_id=profile_id, channel=send.channel, action_type=send.action_type,
-        purpose=send.purpose, payload=dict(send.payload), journey_id=journey_id,
-        journey_version=journey_version, step_id=step_id, enrollment_id=enrollment_id,
-        caused_by=trigger,
+        purpose=send.purpose or purpose or DEFAULT_PURPOSE, payload=dict(send.payload),
+        journey_id=journey_id, journey_version=journey_version, step_id=step_id,
+        enrollment_id=enrollment_id, caused_by=trigger, variants=dict(variants or {}),
     )
+
+
+def plan_data(profile_id: str, spec: UpdateProfile, *, journey_id: str | None = None,
+              enrollment_id: str | None = None, step_id: str | None = None,
+              trigger: str | None = None, schedule_id: str | None = None) -> DataAction:
+    """A data action; its id (also its timeline event's) follows the same cause the same
+    way an action's does."""
+    value = spec.value if spec.op == "set" else spec.by if spec.op == "increment" else None
+    return DataAction(
+        action_id=action_id_for(profile_id, journey_id or schedule_id, enrollment_id,
+                                step_id, trigger, f"data:{spec.op}:{spec.trait}"),
+        profile_id=profile_id, op=spec.op, trait=spec.trait,
+        value=1 if spec.op == "increment" and value is None else value,
+        journey_id=journey_id, step_id=step_id, enrollment_id=enrollment_id,
+        caused_by=trigger, schedule_id=schedule_id)
 
 
 def command_identifiers(identifiers: Mapping[str, Sequence[str]]) -> dict[str, str | None]:
@@ -73,4 +92,5 @@ def to_command(action: PlannedAction, decision: Decision,
         "created_at": decision.decided_at,
         "not_before": decision.not_before,
         "definitions_version": decision.definitions_version,
+        "variants": dict(action.variants),
     }

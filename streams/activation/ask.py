@@ -9,11 +9,13 @@ effect: nothing is written, sent or counted, and a cap is not used up by asking.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from streams.activation.definitions import ACTION_TYPES, DefinitionSet
+from streams.activation.channels import BUILTIN_CHANNELS, ChannelDef
+from streams.activation.definitions import DefinitionSet
 from streams.activation.engine import ActivationState
 from streams.activation.facts import facts_from_profile
 from streams.activation.governance import decide
@@ -34,7 +36,10 @@ class Question:
     journey_id: str | None = None
 
     @classmethod
-    def parse(cls, body: Any) -> Question:
+    def parse(cls, body: Any, channels: Mapping[str, ChannelDef] | None = BUILTIN_CHANNELS
+              ) -> Question:
+        """``channels``: those of the definitions deciding (``DefinitionSet.all_channels``);
+        by default the built-in four; None checks the body's shape only."""
         if not isinstance(body, dict):
             raise BadQuestion("the body must be a JSON object with channel, action_type "
                               "and purpose")
@@ -43,14 +48,20 @@ class Question:
         if missing:
             raise BadQuestion(f"missing or empty: {', '.join(missing)}")
         channel, action_type = body["channel"], body["action_type"]
-        if channel not in ACTION_TYPES:
-            raise BadQuestion(f"unknown channel {channel!r}; known: {sorted(ACTION_TYPES)}")
-        if action_type not in ACTION_TYPES[channel]:
-            raise BadQuestion(f"channel {channel!r} takes no {action_type!r}; it takes "
-                              f"{sorted(ACTION_TYPES[channel])}")
+        if channels is not None:
+            _check_channel(channels, channel, action_type)
         journey = body.get("journey_id")
         return cls(channel, action_type, body["purpose"],
                    journey if isinstance(journey, str) and journey else None)
+
+
+def _check_channel(channels: Mapping[str, ChannelDef], channel: str, action_type: str
+                   ) -> None:
+    if channel not in channels:
+        raise BadQuestion(f"unknown channel {channel!r}; known: {sorted(channels)}")
+    if action_type not in channels[channel].action_types:
+        raise BadQuestion(f"channel {channel!r} takes no {action_type!r}; it takes "
+                          f"{sorted(channels[channel].action_types)}")
 
 
 def would_decide(profile: Profile, state: ActivationState, definitions: DefinitionSet,

@@ -56,7 +56,9 @@ def validate(directory: Path) -> int:
           f"{len(definitions.journeys)} journeys ({', '.join(sorted(definitions.journeys))}), "
           f"{len(definitions.destinations)} destinations "
           f"({', '.join(sorted(definitions.destinations))}), "
-          f"{len(definitions.schedules)} schedules ({', '.join(sorted(definitions.schedules))})")
+          f"{len(definitions.schedules)} schedules ({', '.join(sorted(definitions.schedules))}), "
+          f"channels {', '.join(sorted(definitions.all_channels))}"
+          + ("" if definitions.channels else " (built-in)"))
     return 0
 
 
@@ -167,6 +169,8 @@ def _show(settings: Settings) -> int:
     print(f"destinations ({len(defs.destinations)}): "
           f"{', '.join(sorted(defs.destinations)) or '-'}")
     print(f"schedules ({len(defs.schedules)}): {', '.join(sorted(defs.schedules)) or '-'}")
+    print(f"channels ({len(defs.all_channels)}): "
+          + ", ".join(f"{c.id} -> {c.topic_name}" for _, c in sorted(defs.all_channels.items())))
     return 0
 
 

@@ -52,7 +52,9 @@ def dependencies(condition: Condition) -> frozenset[str]:
     if isinstance(condition, NotOf):
         return dependencies(condition.not_)
     if isinstance(condition, EventCondition):
-        return frozenset({f"event:{condition.event}"})
+        read = {condition.event} if condition.since is None else {condition.event,
+                                                                   condition.since}
+        return frozenset(f"event:{name}" for name in read)
     path = condition.trait if isinstance(condition, TraitCondition) else condition.date
     return frozenset({fact_name(path)})
 
@@ -132,14 +134,30 @@ def _ordered(op: str, expected: Any) -> Callable[[Any], bool]:
     return test
 
 
+def _since(facts: Facts, name: str | None, now: datetime
+           ) -> tuple[datetime | None, datetime | None]:
+    """(the newest ``name`` event's time up to now, the first one after now: a wake)."""
+    newest, wake = None, None
+    for e in facts.named(name) if name is not None else ():
+        if e.time > now:
+            wake = e.time if wake is None or e.time < wake else wake
+        elif newest is None or e.time > newest:
+            newest = e.time
+    return newest, wake
+
+
 def _event(cond: EventCondition) -> Assessor:
     name, within, at_least, did = cond.event, cond.within, cond.at_least, cond.did
     sum_of = cond.sum_of if cond.sum_at_least is not None else None
-    sum_at_least = cond.sum_at_least
+    sum_at_least, since = cond.sum_at_least, cond.since
 
     def event(facts: Facts, now: datetime) -> tuple[bool, datetime | None]:
         lower = None if within is None else now - within
-        count, total, wake = 0, _ZERO, None
+        # ``since``: what happened up to the newest such event no longer counts.
+        boundary, wake = _since(facts, since, now)
+        if boundary is not None and (lower is None or boundary > lower):
+            lower = boundary
+        count, total = 0, _ZERO
         for e in facts.named(name):
             t = e.time
             if t > now:  # future-dated: counts once it is due

@@ -7,11 +7,17 @@ A condition is a YAML mapping recognised by its key::
     {event: purchase_completed, within: P90D, at_least: 2}
     {event: purchase_completed, within: P30D, sum_of: order_value, sum_at_least: 100}
     {event: login, within: P7D, did: false}      # did NOT do it
+    {event: payment_failed, within: P7D, at_least: 2, since: payment_succeeded}
+                                                 # counting only those after the newest
+                                                 # payment_succeeded (dunning)
     {date: subscription.contract_end_date, within_next: P30D}
     {date: traits.trial_end_date, within_next: P3D}
     {date: aggregates.last_purchase_at, older_than: P90D, if_missing: true}
+    {date: canceled_subscription.cancel_date, older_than: P30D}   # win-back
 
-Paths are those of :meth:`streams.activation.facts.Facts.resolve`.
+Paths are those of :meth:`streams.activation.facts.Facts.resolve`: ``subscription.x``
+is the active subscription's, ``canceled_subscription.x`` the last canceled one's (a
+customer who left has no active subscription to read a cancellation from).
 """
 
 from __future__ import annotations
@@ -83,11 +89,15 @@ class EventCondition(_Strict):
     sum_of: str | None = None
     sum_at_least: Decimal | None = None
     did: bool = True
+    # Count only events after the newest event of this name (None: all in the window).
+    since: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _sum_pair(self) -> EventCondition:
         if (self.sum_of is None) != (self.sum_at_least is None):
             raise ValueError("sum_of and sum_at_least go together")
+        if self.since == self.event:
+            raise ValueError("since names another event than the one counted")
         if self.within is not None and self.within <= timedelta(0):
             raise ValueError("within must be a positive duration")
         return self

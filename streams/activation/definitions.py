@@ -6,47 +6,44 @@ Layout of a definitions directory::
     journeys/<id>.yaml    {id?, version, trigger, steps, exit_when?, reentry?, holdout_percent?}
     governance.yaml       consent-independent rules: suppression, caps, quiet hours, holdout
     destinations/<id>.yaml  where the delivery executor calls (streams/delivery/destinations.py)
-    schedules/<id>.yaml   {id?, cron, timezone, audience | condition, action, catch_up?}
+    schedules/<id>.yaml   {id?, cron, timezone, audience | condition,
+                           action | update_profile, catch_up?}
                           scheduled (batch) actions (streams/activation/schedules.py)
+    channels/<id>.yaml    a channel: its topic, action types, consent purpose, caps and
+                          quiet hours (streams/activation/channels.py; none: the built-in
+                          email, paid_media, webhook, crm)
 
 ``id`` defaults to the file name. Every error names the file, the path inside it and what
-is wrong (``journeys/churn.yaml: steps[2].wait.duration: ...``). The set's ``version`` is a
-short hash of its canonical JSON, so every worker can tell which definitions are in force.
+is wrong (``journeys/churn.yaml: steps[2].wait.duration: ...``); checks across files
+are in streams/activation/checks.py. The set's ``version`` is a short hash of its
+canonical JSON, so every worker can tell which definitions are in force: a field added
+here defaults to None (left out of that JSON), so published snapshots keep their hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from streams.activation.channels import CHANNEL_ID, ChannelDef, Window, in_force, load_channels
+from streams.activation.channels import Scalar as Scalar
+from streams.activation.checks import channel_use, loops, references
 from streams.activation.conditions import Condition, Duration
+from streams.activation.files import DefinitionError as DefinitionError
+from streams.activation.files import format_path as format_path
+from streams.activation.files import load_dir, read_yaml, validate_model
+from streams.activation.steps import SplitSpec, UpdateProfile
 from streams.delivery.destinations import Destination
-from streams.errors import ActivationError
 
-Scalar = None | bool | int | float | str
-Channel = Literal["email", "paid_media", "webhook", "crm"]
-ACTION_TYPES: dict[str, frozenset[str]] = {
-    "email": frozenset({"send_email"}),
-    "paid_media": frozenset({"audience_add", "audience_remove"}),
-    "webhook": frozenset({"call_webhook"}),
-    "crm": frozenset({"update_crm"}),
-}
-STEP_KINDS = ("send", "wait", "wait_for_event", "branch", "exit")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-
-
-class DefinitionError(ActivationError):
-    """A definition file is invalid; the message names the file, the path and the problem."""
+STEP_KINDS = ("send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit")
 
 
 class _Strict(BaseModel):
@@ -60,20 +57,13 @@ class Audience(_Strict):
 
 
 class SendSpec(_Strict):
-    channel: Channel
-    action_type: str
-    purpose: str = Field(default="marketing", min_length=1)
-    payload: dict[str, Scalar] = Field(default_factory=dict)
+    """An action on a channel; whether the channel takes it is checked against the set's
+    channels (streams/activation/checks.py). ``purpose``: the channel's unless given."""
 
-    @model_validator(mode="after")
-    def _fits_channel(self) -> SendSpec:
-        allowed = ACTION_TYPES[self.channel]
-        if self.action_type not in allowed:
-            raise ValueError(f"action_type {self.action_type!r} is not one of "
-                             f"{sorted(allowed)} for channel {self.channel}")
-        if self.channel == "paid_media" and not self.payload.get("audience_id"):
-            raise ValueError("paid_media actions need payload.audience_id")
-        return self
+    channel: str = Field(pattern=CHANNEL_ID)
+    action_type: str = Field(min_length=1)
+    purpose: str | None = Field(default=None, min_length=1)
+    payload: dict[str, Scalar] = Field(default_factory=dict)
 
 
 class DateRef(_Strict):
@@ -133,6 +123,8 @@ class Step(_Strict):
     wait: WaitSpec | None = None
     wait_for_event: WaitForEventSpec | None = None
     branch: BranchSpec | None = None
+    split: SplitSpec | None = None  # streams/activation/steps.py
+    update_profile: UpdateProfile | None = None
     exit: ExitSpec | None = None
 
     @model_validator(mode="after")
@@ -203,24 +195,15 @@ class Journey(_Strict):
         return self.steps[index + 1].id if index + 1 < len(self.steps) else None
 
 
-class QuietHours(_Strict):
-    start: str  # "HH:MM" local time; quoted in YAML (21:00 unquoted is a YAML 1.1 number)
-    end: str
-    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["email"]))
+class QuietHours(Window):
+    """The quiet-hours window, and the channels it holds back (a channel's own file may
+    also opt in, or give its own window: streams/activation/channels.py)."""
 
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _hhmm(cls, value: Any) -> str:
-        if not isinstance(value, str) or not _HHMM.match(value):
-            raise ValueError(f"expected a quoted 24h time like \"21:00\", got {value!r}")
-        return value
-
-    def bounds(self) -> tuple[time, time]:
-        return time.fromisoformat(self.start), time.fromisoformat(self.end)
+    channels: list[str] = Field(default_factory=lambda: ["email"])
 
 
 class FrequencyCap(_Strict):
-    channel: Channel
+    channel: str
     max_sends: int = Field(ge=1)
     per: Duration
 
@@ -237,6 +220,17 @@ class GovernanceRules(_Strict):
     quiet_hours: QuietHours | None = None
     holdout_percent: float = Field(default=0, ge=0, le=100)
     holdout_salt: str = ""
+    # The set's channels, attached by DefinitionSet (their caps and quiet hours join these
+    # rules in governance.py); not part of governance.yaml, nor of its hash.
+    _channels: Mapping[str, ChannelDef] = PrivateAttr(default_factory=dict)
+
+    def channel(self, name: str) -> ChannelDef | None:
+        return in_force(self._channels).get(name)
+
+    def with_channels(self, channels: Mapping[str, ChannelDef]) -> GovernanceRules:
+        rules = self.model_copy()
+        rules._channels = dict(channels)
+        return rules
 
     @field_validator("default_timezone")
     @classmethod
@@ -260,7 +254,8 @@ class Schedule(_Strict):
     timezone: str
     audience: str | None = None
     condition: Condition | None = None
-    action: SendSpec
+    action: SendSpec | None = None
+    update_profile: UpdateProfile | None = None  # a data action instead of a send
     catch_up: Literal["once", "skip"] = "once"
     holdout_percent: float | None = Field(default=None, ge=0, le=100)
 
@@ -287,6 +282,8 @@ class Schedule(_Strict):
     def _one_target(self) -> Schedule:
         if (self.audience is None) == (self.condition is None):
             raise ValueError("give exactly one of audience, condition")
+        if (self.action is None) == (self.update_profile is None):
+            raise ValueError("give exactly one of action, update_profile")
         return self
 
 
@@ -297,6 +294,23 @@ class DefinitionSet(_Strict):
     governance: GovernanceRules
     destinations: dict[str, Destination] = Field(default_factory=dict)
     schedules: dict[str, Schedule] = Field(default_factory=dict)
+    channels: dict[str, ChannelDef] = Field(default_factory=dict)  # declared; see all_channels
+
+    @model_validator(mode="after")
+    def _governed_channels(self) -> DefinitionSet:
+        # Governance decides per channel with the channel's own caps and quiet hours.
+        object.__setattr__(self, "governance", self.governance.with_channels(self.channels))
+        return self
+
+    @property
+    def all_channels(self) -> Mapping[str, ChannelDef]:
+        """The channels in force: those declared, or the built-in four if none are."""
+        return in_force(self.channels)
+
+    def purpose_of(self, send: SendSpec) -> str | None:
+        """The consent purpose of a send: its own, else its channel's."""
+        channel = self.all_channels.get(send.channel)
+        return send.purpose or (None if channel is None else channel.purpose)
 
     def journeys_for_audience(self, audience_id: str) -> list[Journey]:
         return [j for _, j in sorted(self.journeys.items()) if j.trigger.audience == audience_id]
@@ -305,101 +319,14 @@ class DefinitionSet(_Strict):
         return [j for _, j in sorted(self.journeys.items()) if j.trigger.event == event_name]
 
 
-M = TypeVar("M", bound=BaseModel)
 D = TypeVar("D", Audience, Journey, Destination, Schedule)
-
-
-def format_path(loc: Sequence[int | str]) -> str:
-    """``('steps', 2, 'wait', 'duration')`` -> ``steps[2].wait.duration``; union tags dropped."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not (part.startswith("<") and part.endswith(">")):  # conditions' <kind> tags
-            out += f".{part}" if out else part
-    return out or "(top level)"
-
-
-def _read_yaml(path: Path, rel: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DefinitionError(f"{rel}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise DefinitionError(f"{rel}: (top level): expected a mapping, got {type(data).__name__}")
-    return data
-
-
-def _validate(model: type[M], data: dict[str, Any], rel: str) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{format_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors())
-        raise DefinitionError(f"{rel}: {problems}") from exc
-
-
-def _load_dir(
-    root: Path, sub: str, model: type[D]
-) -> tuple[dict[str, D], dict[str, str]]:
-    """Models by id, and the file each came from (for cross-reference errors)."""
-    items: dict[str, D] = {}
-    files: dict[str, str] = {}
-    for path in sorted((root / sub).glob("*.y*ml")):
-        rel = f"{sub}/{path.name}"
-        data = _read_yaml(path, rel)
-        data.setdefault("id", path.stem)
-        item = _validate(model, data, rel)
-        if item.id in items:
-            raise DefinitionError(f"{rel}: id: {item.id!r} is also defined in {files[item.id]}")
-        items[item.id], files[item.id] = item, rel
-    return items, files
-
-
-def _step_refs(journey: Journey) -> Iterator[tuple[str, str]]:
-    """(path, referenced step id) for every step reference in a journey."""
-    for i, step in enumerate(journey.steps):
-        if step.next is not None:
-            yield f"steps[{i}].next", step.next
-        if step.wait_for_event is not None:
-            yield f"steps[{i}].wait_for_event.on_event", step.wait_for_event.on_event
-            yield f"steps[{i}].wait_for_event.on_timeout", step.wait_for_event.on_timeout
-        if step.branch is not None:
-            for c, case in enumerate(step.branch.cases):
-                yield f"steps[{i}].branch.cases[{c}].next", case.next
-            yield f"steps[{i}].branch.otherwise", step.branch.otherwise
-
-
-def _check_references(
-    audiences: dict[str, Audience], journeys: dict[str, Journey], files: dict[str, str]
-) -> None:
-    for jid, journey in sorted(journeys.items()):
-        rel = files[jid]
-        if journey.trigger.audience is not None and journey.trigger.audience not in audiences:
-            raise DefinitionError(f"{rel}: trigger.audience: unknown audience "
-                                  f"{journey.trigger.audience!r} (known: {sorted(audiences)})")
-        ids = {s.id for s in journey.steps}
-        for path, ref in _step_refs(journey):
-            if ref not in ids:
-                raise DefinitionError(f"{rel}: {path}: unknown step id {ref!r} "
-                                      f"(steps: {sorted(ids)})")
-
-
-def _check_schedules(audiences: dict[str, Audience], schedules: dict[str, Schedule],
-                     files: dict[str, str]) -> None:
-    for sid, schedule in sorted(schedules.items()):
-        if schedule.audience is not None and schedule.audience not in audiences:
-            raise DefinitionError(f"{files[sid]}: audience: unknown audience "
-                                  f"{schedule.audience!r} (known: {sorted(audiences)})")
 
 
 def canonical_json(audiences: dict[str, Audience], journeys: dict[str, Journey],
                    governance: GovernanceRules,
                    destinations: dict[str, Destination] | None = None,
-                   schedules: dict[str, Schedule] | None = None) -> bytes:
+                   schedules: dict[str, Schedule] | None = None,
+                   channels: dict[str, ChannelDef] | None = None) -> bytes:
     def dump(model: BaseModel) -> Any:
         return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -410,30 +337,41 @@ def canonical_json(audiences: dict[str, Audience], journeys: dict[str, Journey],
         doc["destinations"] = {k: dump(v) for k, v in sorted(destinations.items())}
     if schedules:  # likewise: sets without schedules keep the hash they had
         doc["schedules"] = {k: dump(v) for k, v in sorted(schedules.items())}
+    if channels:  # likewise: sets without channel files have the built-in ones
+        doc["channels"] = {k: dump(v) for k, v in sorted(channels.items())}
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _canonical(definitions: DefinitionSet) -> bytes:
     return canonical_json(definitions.audiences, definitions.journeys, definitions.governance,
-                          definitions.destinations, definitions.schedules)
+                          definitions.destinations, definitions.schedules,
+                          definitions.channels)
 
 
 def load_definitions(directory: Path) -> DefinitionSet:
     """Every definition under ``directory``, validated and cross-checked, with its version."""
     if not directory.is_dir():
         raise DefinitionError(f"{directory}: not a directory")
-    audiences, _ = _load_dir(directory, "audiences", Audience)
-    journeys, files = _load_dir(directory, "journeys", Journey)
-    destinations, _ = _load_dir(directory, "destinations", Destination)
-    schedules, schedule_files = _load_dir(directory, "schedules", Schedule)
+    files: dict[tuple[str, str], str] = {}
+
+    def load(sub: str, model: type[D]) -> dict[str, D]:
+        items, paths = load_dir(directory, sub, model)
+        files.update({(sub, k): rel for k, rel in paths.items()})
+        return items
+
+    channels, channel_files = load_channels(directory)
+    files.update({("channels", k): rel for k, rel in channel_files.items()})
     gov_path = directory / "governance.yaml"
-    governance = (_validate(GovernanceRules, _read_yaml(gov_path, "governance.yaml"),
-                            "governance.yaml") if gov_path.exists() else GovernanceRules())
-    _check_references(audiences, journeys, files)
-    _check_schedules(audiences, schedules, schedule_files)
-    unversioned = DefinitionSet(version="", audiences=audiences, journeys=journeys,
-                                governance=governance, destinations=destinations,
-                                schedules=schedules)
+    governance = (validate_model(GovernanceRules, read_yaml(gov_path, "governance.yaml"),
+                                 "governance.yaml") if gov_path.exists() else GovernanceRules())
+    unversioned = DefinitionSet(
+        version="", audiences=load("audiences", Audience), journeys=load("journeys", Journey),
+        governance=governance, destinations=load("destinations", Destination),
+        schedules=load("schedules", Schedule), channels=channels)
+    for check in (references, channel_use, loops):
+        problem = next(check(unversioned, files), None)
+        if problem is not None:
+            raise DefinitionError(problem)
     digest = hashlib.sha256(_canonical(unversioned)).hexdigest()
     return unversioned.model_copy(update={"version": digest[:12]})
 
@@ -455,7 +393,8 @@ def from_snapshot(raw: bytes) -> DefinitionSet:
         governance=GovernanceRules.model_validate(doc["governance"]),
         destinations={k: Destination.model_validate(v)
                       for k, v in doc.get("destinations", {}).items()},
-        schedules={k: Schedule.model_validate(v) for k, v in doc.get("schedules", {}).items()})
+        schedules={k: Schedule.model_validate(v) for k, v in doc.get("schedules", {}).items()},
+        channels={k: ChannelDef.model_validate(v) for k, v in doc.get("channels", {}).items()})
     digest = hashlib.sha256(_canonical(unversioned)).hexdigest()[:12]
     if digest != doc.get("version"):
         raise DefinitionError(f"snapshot: version: says {doc.get('version')!r}, "

@@ -41,7 +41,9 @@ def diff(old: DefinitionSet, new: DefinitionSet) -> list[str]:
     lines = [f"version {old.version} -> {new.version}"]
     for kind in KINDS:
         lines += _kind(kind, getattr(old, kind), getattr(new, kind))
-    if old.governance != new.governance:
+    # The channels in force: a set without channel files has the built-in ones.
+    lines += _kind("channels", dict(old.all_channels), dict(new.all_channels))
+    if _doc(old.governance) != _doc(new.governance):  # its own rules, not the channels'
         lines.append("~ governance")
         lines += ["    " + d for d in difflib.unified_diff(
             _doc(old.governance), _doc(new.governance), "before", "after", lineterm="", n=1)]

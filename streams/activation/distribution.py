@@ -41,6 +41,7 @@ from streams.activation.definitions import (
     load_definitions,
     snapshot,
 )
+from streams.activation.provision import provision_channels
 from streams.activation.rollout import Rollout, for_profile
 from streams.errors import BrokerError
 from streams.follower import Follower, read_topic
@@ -253,7 +254,12 @@ def publish_set(settings: Settings, definitions: DefinitionSet, author: str,
                 now: datetime | None = None, rollout: Rollout | None = None,
                 force: bool = False) -> tuple[Published, bool]:
     """Publish ``definitions`` (staged by ``rollout``, if given); ``force``: even if the
-    same version is in force (a promotion ends a rollout of that very version)."""
+    same version is in force (a promotion ends a rollout of that very version).
+
+    The set's channels get their topics and schema subjects first, whether or not the
+    version is new (streams/activation/provision.py), so workers can send to them."""
+    for line in provision_channels(settings, definitions):
+        log.info("definitions channels: %s", line)
     history, highest = _scan(settings, 10.0)
     current = history[-1] if history else None
     unchanged = current is not None and current.version == definitions.version \

@@ -33,7 +33,14 @@ from streams.activation.journeys import (
     on_event,
     on_timer,
 )
-from streams.activation.model import Decision, PlannedAction, SendRecord
+from streams.activation.model import (
+    Assignment,
+    DataAction,
+    Decision,
+    Planned,
+    PlannedAction,
+    SendRecord,
+)
 
 
 class ActivationState(BaseModel):
@@ -63,6 +70,8 @@ class Output(BaseModel):
     entered: list[str] = Field(default_factory=list)
     exited: list[str] = Field(default_factory=list)
     wake_at: datetime | None = None
+    data: list[DataAction] = Field(default_factory=list)  # for the runtime to apply
+    assignments: list[Assignment] = Field(default_factory=list)  # experiment variants
 
 
 Governed = tuple[ActivationState, list[Decision], list[dict[str, Any]]]
@@ -115,10 +124,13 @@ def exiting_journeys(definitions: DefinitionSet, event_name: str | None,
                      or (j.exit_when.audience_exit and j.trigger.audience in exited))
 
 
-def _finish(state: ActivationState, actions: list[PlannedAction], facts: Facts, now: datetime,
+def _finish(state: ActivationState, planned: list[Planned], facts: Facts, now: datetime,
             definitions: DefinitionSet, moves: tuple[list[str], list[str]],
             everything: tuple[str, str] | None = None, event_name: str | None = None
             ) -> tuple[ActivationState, Output]:
+    """Govern what the steps planned (data actions and assignments pass through: they
+    contact nobody), settle held actions, and the profile's next wake."""
+    actions = [p for p in planned if isinstance(p, PlannedAction)]
     state, decisions, commands = govern(state, actions, facts, now, definitions)
     if state.held:
         exiting = exiting_journeys(definitions, event_name, moves[1])
@@ -128,7 +140,9 @@ def _finish(state: ActivationState, actions: list[PlannedAction], facts: Facts, 
     wakes = [t for t in (*state.audience_wakes.values(), next_wake(state.journeys),
                          next_release(state.held)) if t is not None]
     return state, Output(commands=commands, decisions=decisions, entered=moves[0],
-                         exited=moves[1], wake_at=min(wakes) if wakes else None)
+                         exited=moves[1], wake_at=min(wakes) if wakes else None,
+                         data=[p for p in planned if isinstance(p, DataAction)],
+                         assignments=[p for p in planned if isinstance(p, Assignment)])
 
 
 def _audiences(state: ActivationState, facts: Facts, now: datetime, definitions: DefinitionSet,

@@ -74,6 +74,16 @@ def active_subscription(subscriptions: dict[str, dict[str, Any]]) -> dict[str, A
     return max(active, key=lambda s: as_datetime(s.get("contract_end_date")) or far)
 
 
+def canceled_subscription(subscriptions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The canceled subscription canceled last (no cancel date counts as earliest), {} if
+    none: what win-back reads once a customer has no active subscription left."""
+    canceled = [s for s in subscriptions.values() if s.get("status") == "canceled"]
+    if not canceled:
+        return {}
+    early = datetime.min.replace(tzinfo=UTC)
+    return max(canceled, key=lambda s: as_datetime(s.get("cancel_date")) or early)
+
+
 @dataclass(frozen=True)
 class HistoryEvent:
     event_id: str
@@ -104,10 +114,16 @@ class Facts:
             by_name.setdefault(event.name, []).append(event)
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_subscription", active_subscription(self.subscriptions))
+        object.__setattr__(self, "_canceled", canceled_subscription(self.subscriptions))
 
     def subscription(self) -> dict[str, Any]:
         """The active subscription that ends last (no end date counts as latest)."""
         result: dict[str, Any] = self._subscription  # type: ignore[attr-defined]
+        return result
+
+    def canceled_subscription(self) -> dict[str, Any]:
+        """The canceled subscription canceled last ({} if none)."""
+        result: dict[str, Any] = self._canceled  # type: ignore[attr-defined]
         return result
 
     def named(self, name: str) -> list[HistoryEvent]:
@@ -116,9 +132,10 @@ class Facts:
         return found
 
     def resolve(self, path: str) -> Any:
-        """A value by path: ``traits.x`` (or bare ``x``), ``subscription.x``,
-        ``consent.purpose:channel``, ``aggregates.order_count|last_purchase_at``,
-        ``aggregates.lifetime_value.EUR``. Missing values are None."""
+        """A value by path: ``traits.x`` (or bare ``x``), ``subscription.x`` (the active
+        one), ``canceled_subscription.x`` (the last canceled), ``consent.purpose:channel``,
+        ``aggregates.order_count|last_purchase_at``, ``aggregates.lifetime_value.EUR``.
+        Missing values are None."""
         return getter(path)(self)
 
 
@@ -133,6 +150,8 @@ def getter(path: str) -> Callable[[Facts], Any]:
         return lambda f: f.traits.get(rest)
     if head == "subscription":
         return lambda f: f.subscription().get(rest)
+    if head == "canceled_subscription":
+        return lambda f: f.canceled_subscription().get(rest)
     if head == "consent":
         return lambda f: f.consent.get(rest)
     if head == "aggregates":
@@ -146,7 +165,7 @@ def getter(path: str) -> Callable[[Facts], Any]:
     return lambda f: None
 
 
-KNOWN_ROOTS = ("traits", "subscription", "consent", "aggregates")
+KNOWN_ROOTS = ("traits", "subscription", "canceled_subscription", "consent", "aggregates")
 
 
 def facts_from_profile(profile: Profile) -> Facts:

@@ -6,39 +6,69 @@
              all withhold);
 2. suppression  the profile id, or any of its identifier hashes, is on the global list;
 3. frequency_cap  a channel's sends in a rolling window reached the cap (withheld, not
-             queued: a capped message is stale by the time the window frees up);
+             queued: a capped message is stale by the time the window frees up); the caps
+             are governance.yaml's for the channel plus the channel's own;
 4. quiet_hours  in the customer's zone (trait ``timezone``, else the default) the action
-             is DELAYED to the end of quiet hours via ``not_before``, never dropped;
+             is DELAYED to the end of quiet hours via ``not_before``, never dropped; the
+             window is the channel's own, else governance.yaml's if the channel opts in
+             (its file says ``quiet_hours: true``, or governance.yaml lists it);
 5. holdout   a deterministic hash of (profile id, journey id) puts the customer in the
              journey's control group: the same answer on every channel and every step.
 
 Rule 4 only delays, so a holdout customer in quiet hours is withheld (rule 5), not delayed.
 
-Removals are always allowed: a paid-media ``audience_remove`` or a CRM update whose
-``payload.operation`` is ``remove``/``delete`` only takes data away, which is what a
-customer who withdrew consent wants, so no rule may block it.
+Removals are always allowed: what a channel declares as only taking data away (a
+paid-media ``audience_remove``, a CRM update whose ``payload.operation`` is
+``remove``/``delete``: streams/activation/channels.py) is what a customer who withdrew
+consent wants, so no rule may block it.
+
+The channels' caps and quiet hours come with the rules (``GovernanceRules.channel``,
+attached by the definitions set), so every caller of :func:`decide` applies them.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from datetime import datetime, timedelta, tzinfo
+from collections.abc import Iterator, Sequence
+from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from streams.activation.channels import BUILTIN_CHANNELS
 from streams.activation.definitions import GovernanceRules
 from streams.activation.facts import Facts
 from streams.activation.model import Decision, Outcome, PlannedAction, SendRecord, stable_id
 
 GRANTED = "GRANTED"
-_REMOVE_OPS = frozenset({"remove", "delete"})
 _BUCKETS = 10_000
 
 
-def is_removal(action: PlannedAction) -> bool:
-    if action.action_type == "audience_remove":
-        return True
-    return action.channel == "crm" and action.payload.get("operation") in _REMOVE_OPS
+def is_removal(action: PlannedAction, rules: GovernanceRules | None = None) -> bool:
+    """Whether the action's channel declares it as only taking data away."""
+    channel = (BUILTIN_CHANNELS.get(action.channel) if rules is None
+               else rules.channel(action.channel))
+    return channel is not None and channel.is_removal(action.action_type, action.payload)
+
+
+def caps(rules: GovernanceRules, channel: str) -> Iterator[tuple[int, timedelta]]:
+    """(max sends, window) of every cap on ``channel``: governance.yaml's, the channel's."""
+    for cap in rules.frequency_caps:
+        if cap.channel == channel:
+            yield cap.max_sends, cap.per
+    declared = rules.channel(channel)
+    for own in declared.frequency_caps if declared is not None else ():
+        yield own.max_sends, own.per
+
+
+def quiet_window(rules: GovernanceRules, channel: str) -> tuple[time, time] | None:
+    """The channel's quiet hours (local start, end), or None if it has none."""
+    declared = rules.channel(channel)
+    own = None if declared is None else declared.quiet_hours
+    if own is not None and not isinstance(own, bool):
+        return own.bounds()
+    quiet = rules.quiet_hours
+    if quiet is None or not (own is True or channel in quiet.channels):
+        return None
+    return quiet.bounds()
 
 
 def customer_zone(facts: Facts, default: str) -> tzinfo:
@@ -61,10 +91,10 @@ def in_holdout(profile_id: str, journey_id: str, percent: float, salt: str = "")
 def quiet_until(rules: GovernanceRules, facts: Facts, channel: str, now: datetime
                 ) -> datetime | None:
     """The end of the quiet period ``now`` falls in (as UTC), or None if not quiet."""
-    quiet = rules.quiet_hours
-    if quiet is None or channel not in quiet.channels:
+    window = quiet_window(rules, channel)
+    if window is None:
         return None
-    start, end = quiet.bounds()
+    start, end = window
     zone = customer_zone(facts, rules.default_timezone)
     local = now.astimezone(zone)
     clock = local.time().replace(tzinfo=None)
@@ -78,13 +108,11 @@ def quiet_until(rules: GovernanceRules, facts: Facts, channel: str, now: datetim
 
 def _cap_reached(action: PlannedAction, history: Sequence[SendRecord],
                  rules: GovernanceRules, now: datetime) -> str | None:
-    for cap in rules.frequency_caps:
-        if cap.channel != action.channel:
-            continue
+    for max_sends, per in caps(rules, action.channel):
         # Delayed sends are stored at their not_before (maybe future): they count already.
-        sent = sum(1 for r in history if r.channel == action.channel and r.at > now - cap.per)
-        if sent >= cap.max_sends:
-            return f"{sent} {action.channel} sends in the last {cap.per}, cap is {cap.max_sends}"
+        sent = sum(1 for r in history if r.channel == action.channel and r.at > now - per)
+        if sent >= max_sends:
+            return f"{sent} {action.channel} sends in the last {per}, cap is {max_sends}"
     return None
 
 
@@ -116,7 +144,7 @@ def decide(
     holdout = rules.holdout_percent if holdout_percent is None else holdout_percent
     outcome: Outcome = "sent"
     rule, reason, not_before = "allowed", "every rule passed", None
-    if is_removal(action):
+    if is_removal(action, rules):
         rule, reason = "removal", "removing data is always allowed"
     elif (withheld := _withheld_by(action, facts, history, rules, now, holdout)) is not None:
         outcome, (rule, reason) = "withheld", withheld
@@ -129,13 +157,18 @@ def decide(
         profile_id=action.profile_id, channel=action.channel, action_type=action.action_type,
         purpose=action.purpose, journey_id=action.journey_id, step_id=action.step_id,
         definitions_version=definitions_version, decided_at=now, not_before=not_before,
+        variants=dict(action.variants),
     )
 
 
 def record_send(history: Sequence[SendRecord], decision: Decision, rules: GovernanceRules,
                 now: datetime) -> list[SendRecord]:
     """The history after ``decision``, pruned to the longest cap window (it stays small)."""
-    keep = max((c.per for c in rules.frequency_caps), default=timedelta(0))
+    windows = [c.per for c in rules.frequency_caps]
+    windows += [own.per for name in {r.channel for r in history} | {decision.channel}
+                if (declared := rules.channel(name)) is not None
+                for own in declared.frequency_caps]
+    keep = max(windows, default=timedelta(0))
     kept = [r for r in history if r.at > now - keep]
     if decision.outcome == "withheld" or decision.rule == "removal":
         return kept

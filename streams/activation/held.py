@@ -11,7 +11,9 @@ that, so action topics carry only what is due now and no consumer has to hold an
   command; withheld, it is *cancelled* with the rule that stopped it; still quiet
   (the customer's zone changed), it stays held;
 - :func:`cancel_orphans` cancels at once what belongs to an enrollment that ended
-  (exit event, audience exit, end of steps, merge): rule ``journey_exit``.
+  (exit event, audience exit, end of steps, merge): rule ``journey_exit``;
+- a held action whose channel the definitions no longer declare is cancelled when due:
+  rule ``channel_removed`` (its topic may be gone; nothing is sent blindly).
 
 Each outcome is a :class:`Decision` for the timeline (``decision.cancelled``, or
 ``decision.sent`` with rule ``released``) with a deterministic id.
@@ -34,6 +36,7 @@ from streams.activation.model import Decision, PlannedAction, SendRecord, stable
 
 JOURNEY_EXIT = "journey_exit"
 RELEASED = "released"
+CHANNEL_REMOVED = "channel_removed"
 
 
 class HeldAction(BaseModel):
@@ -64,7 +67,7 @@ def _cancelled(item: HeldAction, rule: str, reason: str, now: datetime, version:
         outcome="cancelled", rule=rule, reason=reason, action_id=a.action_id,
         profile_id=a.profile_id, channel=a.channel, action_type=a.action_type,
         purpose=a.purpose, journey_id=a.journey_id, step_id=a.step_id,
-        definitions_version=version, decided_at=now)
+        definitions_version=version, decided_at=now, variants=dict(a.variants))
 
 
 def _still_enrolled(item: HeldAction, journeys: JourneyState) -> bool:
@@ -123,6 +126,10 @@ def release_due(held: Sequence[HeldAction], sends: Sequence[SendRecord], facts: 
             continue
         action = item.action
         history = _without(history, action.action_id)
+        if action.channel not in definitions.all_channels:
+            decisions.append(_cancelled(item, CHANNEL_REMOVED, f"channel {action.channel} is "
+                                        "no longer defined", now, version))
+            continue
         again = decide(action, facts, history, rules, now, version, holdout_of(action))
         if again.outcome == "delayed":  # quiet again (e.g. the customer's zone changed)
             kept.append(hold(again, action))

@@ -2,7 +2,8 @@
 
 The runtime stores one :class:`JourneyState` per profile (``model_dump_json``) and calls
 :func:`on_event`, :func:`on_audience_change` and :func:`on_timer`; each returns the new
-state and the :class:`PlannedAction` list to pass through governance. :func:`next_wake`
+state and what the steps planned (:data:`streams.activation.model.Planned`: actions to
+pass through governance, data actions, experiment assignments). :func:`next_wake`
 is the one journey timer per profile.
 
 Rules:
@@ -13,7 +14,11 @@ Rules:
 - on every exit (criteria, exit step, end of steps, definition gone) the paid-media
   audiences the enrollment added are removed again (``audience_remove``), so an ad
   audience never outlives the enrollment that filled it;
-- a step or journey that no longer exists in the definitions in force ends the enrollment.
+- a step or journey that no longer exists in the definitions in force ends the enrollment;
+- a ``split`` step sends the profile down one variant (streams/activation/steps.py),
+  remembered on the enrollment and carried by its later actions; an ``update_profile``
+  step plans a data action, which the runtime applies to the profile like an event
+  (streams/activation/writes.py). Neither waits.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from streams.activation.actions import plan_action
+from streams.activation.actions import plan_action, plan_data
 from streams.activation.audiences import evaluate
 from streams.activation.definitions import DefinitionSet, Journey, ReentryAfter, SendSpec, Step
 from streams.activation.facts import Facts, HistoryEvent, as_datetime
-from streams.activation.model import PlannedAction
+from streams.activation.model import Assignment, Planned, PlannedAction, stable_id
+from streams.activation.steps import pick_variant
 
-Result = tuple["JourneyState", list[PlannedAction]]
+Result = tuple["JourneyState", list[Planned]]
 
 
 class Enrollment(BaseModel):
@@ -45,6 +51,12 @@ class Enrollment(BaseModel):
     wake_at: AwareDatetime | None = None
     waiting_for: str | None = None  # event name of a wait_for_event step
     added_audiences: dict[str, str] = Field(default_factory=dict)  # audience id -> step id
+    variants: dict[str, str] = Field(default_factory=dict)  # split step id -> variant
+
+    def experiments(self) -> dict[str, str]:
+        """Its variants as actions and audience changes carry them: keyed by
+        ``<journey id>/<split step id>``."""
+        return {f"{self.journey_id}/{step}": v for step, v in sorted(self.variants.items())}
 
 
 class JourneyState(BaseModel):
@@ -102,12 +114,13 @@ def may_enroll(state: JourneyState, journey: Journey, now: datetime) -> bool:
     return True  # after_exit: the previous enrollment has ended (it is not active)
 
 
-def _removals(enr: Enrollment, profile_id: str, cause: str) -> list[PlannedAction]:
+def _removals(enr: Enrollment, profile_id: str, cause: str) -> list[Planned]:
     return [
         plan_action(profile_id, SendSpec(channel="paid_media", action_type="audience_remove",
-                                         payload={"audience_id": audience}),
+                                         purpose="marketing", payload={"audience_id": audience}),
                     journey_id=enr.journey_id, journey_version=enr.journey_version,
-                    enrollment_id=enr.enrollment_id, step_id=step_id, trigger=cause)
+                    enrollment_id=enr.enrollment_id, step_id=step_id, trigger=cause,
+                    variants=enr.experiments())
         for audience, step_id in sorted(enr.added_audiences.items())
     ]
 
@@ -122,12 +135,14 @@ def _wake_for(step: Step, facts: Facts, now: datetime) -> datetime | None:
     return None if when is None else when + step.wait.until.offset
 
 
-def _send(enr: Enrollment, step: Step, facts: Facts, cause: str
+def _send(enr: Enrollment, step: Step, facts: Facts, cause: str, definitions: DefinitionSet
           ) -> tuple[Enrollment, PlannedAction]:
     assert step.send is not None  # noqa: S101 - only called for send steps
     action = plan_action(facts.profile_id, step.send, journey_id=enr.journey_id,
                          journey_version=enr.journey_version, enrollment_id=enr.enrollment_id,
-                         step_id=step.id, trigger=cause)
+                         step_id=step.id, trigger=cause,
+                         purpose=definitions.purpose_of(step.send),
+                         variants=enr.experiments())
     audience = step.send.payload.get("audience_id")
     added = dict(enr.added_audiences)
     if step.send.action_type == "audience_add":
@@ -135,6 +150,19 @@ def _send(enr: Enrollment, step: Step, facts: Facts, cause: str
     elif step.send.action_type == "audience_remove":
         added.pop(str(audience), None)
     return enr.model_copy(update={"added_audiences": added}), action
+
+
+def _split(enr: Enrollment, step: Step, profile_id: str, cause: str
+           ) -> tuple[Enrollment, Assignment, str]:
+    """The profile's variant of a split step: the enrollment remembers it."""
+    assert step.split is not None  # noqa: S101 - only called for split steps
+    variant = pick_variant(step.split, enr.journey_id, step.id, profile_id)
+    assignment = Assignment(
+        assignment_id=stable_id("assignment", profile_id, enr.enrollment_id, step.id),
+        profile_id=profile_id, journey_id=enr.journey_id, step_id=step.id,
+        variant=variant.name, enrollment_id=enr.enrollment_id, caused_by=cause)
+    chosen = enr.model_copy(update={"variants": {**enr.variants, step.id: variant.name}})
+    return chosen, assignment, variant.next
 
 
 def _branch(step: Step, facts: Facts, now: datetime) -> str:
@@ -145,10 +173,13 @@ def _branch(step: Step, facts: Facts, now: datetime) -> str:
     return step.branch.otherwise
 
 
+Ran = tuple[Enrollment | None, list[Planned]]
+
+
 def _run(enr: Enrollment, journey: Journey, start: str | None, facts: Facts, now: datetime,
-         cause: str) -> tuple[Enrollment | None, list[PlannedAction]]:
+         cause: str, definitions: DefinitionSet) -> Ran:
     """Execute steps from ``start`` until one waits (enrollment kept) or the journey ends."""
-    actions: list[PlannedAction] = []
+    actions: list[Planned] = []
     current = start
     # A cycle of steps without a wait would spin forever: bound the steps run per call.
     for _ in range(2 * len(journey.steps) + 1):
@@ -158,10 +189,18 @@ def _run(enr: Enrollment, journey: Journey, start: str | None, facts: Facts, now
         if step.kind == "exit":
             break
         if step.kind == "send":
-            enr, action = _send(enr, step, facts, cause)
+            enr, action = _send(enr, step, facts, cause, definitions)
             actions.append(action)
+        elif step.update_profile is not None:
+            actions.append(plan_data(facts.profile_id, step.update_profile,
+                                     journey_id=enr.journey_id, step_id=step.id,
+                                     enrollment_id=enr.enrollment_id, trigger=cause))
         elif step.kind == "branch":
             current = _branch(step, facts, now)
+            continue
+        elif step.kind == "split":
+            enr, assignment, current = _split(enr, step, facts.profile_id, cause)
+            actions.append(assignment)
             continue
         elif step.kind == "wait_for_event":
             assert step.wait_for_event is not None  # noqa: S101 - kind says so
@@ -180,8 +219,8 @@ def _run(enr: Enrollment, journey: Journey, start: str | None, facts: Facts, now
 COMPLETED_KEPT = 16
 
 
-def _apply(state: JourneyState, journey_id: str, ran: str, result: tuple[Enrollment | None,
-           list[PlannedAction]], now: datetime, actions: list[PlannedAction]) -> JourneyState:
+def _apply(state: JourneyState, journey_id: str, ran: str, result: Ran, now: datetime,
+           actions: list[Planned]) -> JourneyState:
     """``ran``: the enrollment id whose steps ran; no enrollment back means it completed."""
     enrollment, new = result
     actions.extend(new)
@@ -192,7 +231,7 @@ def _apply(state: JourneyState, journey_id: str, ran: str, result: tuple[Enrollm
 
 
 def _enroll(state: JourneyState, journey: Journey, facts: Facts, now: datetime, cause: str,
-            actions: list[PlannedAction]) -> JourneyState:
+            actions: list[Planned], definitions: DefinitionSet) -> JourneyState:
     if not may_enroll(state, journey, now):
         return state
     count = state.enrollments.get(journey.id, 0) + 1
@@ -201,12 +240,12 @@ def _enroll(state: JourneyState, journey: Journey, facts: Facts, now: datetime, 
                      step_id=journey.steps[0].id)
     state = state.model_copy(update={"enrollments": {**state.enrollments, journey.id: count}})
     return _apply(state, journey.id, enr.enrollment_id,
-                  _run(enr, journey, enr.step_id, facts, now, cause),
+                  _run(enr, journey, enr.step_id, facts, now, cause, definitions),
                   now, actions)
 
 
 def _exit(state: JourneyState, journey_id: str, facts: Facts, now: datetime, cause: str,
-          actions: list[PlannedAction]) -> JourneyState:
+          actions: list[Planned]) -> JourneyState:
     actions.extend(_removals(state.active[journey_id], facts.profile_id, cause))
     return state.with_active(journey_id, None, now)
 
@@ -214,7 +253,7 @@ def _exit(state: JourneyState, journey_id: str, facts: Facts, now: datetime, cau
 def end_all(state: JourneyState, facts: Facts, now: datetime, cause: str) -> Result:
     """Every active enrollment ends, each with its paid-media clean-up: the profile was
     merged into another and no longer exists on its own."""
-    actions: list[PlannedAction] = []
+    actions: list[Planned] = []
     for jid in sorted(state.active):
         state = _exit(state, jid, facts, now, cause, actions)
     return state, actions
@@ -223,7 +262,7 @@ def end_all(state: JourneyState, facts: Facts, now: datetime, cause: str) -> Res
 def on_event(state: JourneyState, facts: Facts, event: HistoryEvent, now: datetime,
              definitions: DefinitionSet) -> Result:
     """Exit criteria first, then waiting steps, then event-triggered enrollments."""
-    actions: list[PlannedAction] = []
+    actions: list[Planned] = []
     for jid, enr in sorted(state.active.items()):
         journey = definitions.journeys.get(jid)
         if journey is None or event.name in journey.exit_when.events:
@@ -231,10 +270,11 @@ def on_event(state: JourneyState, facts: Facts, event: HistoryEvent, now: dateti
         elif enr.waiting_for == event.name and enr.step_id in {s.id for s in journey.steps}:
             step = journey.step(enr.step_id)
             assert step.wait_for_event is not None  # noqa: S101 - waiting_for implies it
-            result = _run(enr, journey, step.wait_for_event.on_event, facts, now, event.event_id)
+            result = _run(enr, journey, step.wait_for_event.on_event, facts, now, event.event_id,
+                          definitions)
             state = _apply(state, jid, enr.enrollment_id, result, now, actions)
     for journey in definitions.journeys_for_event(event.name):
-        state = _enroll(state, journey, facts, now, event.event_id, actions)
+        state = _enroll(state, journey, facts, now, event.event_id, actions, definitions)
     return state, actions
 
 
@@ -242,7 +282,7 @@ def on_audience_change(state: JourneyState, facts: Facts, entered: Collection[st
                        exited: Collection[str], now: datetime, definitions: DefinitionSet,
                        cause: str) -> Result:
     """Exits for left audiences first, then enrollments for entered ones."""
-    actions: list[PlannedAction] = []
+    actions: list[Planned] = []
     for jid in sorted(state.active):
         journey = definitions.journeys.get(jid)
         if journey is None or (journey.exit_when.audience_exit
@@ -250,14 +290,14 @@ def on_audience_change(state: JourneyState, facts: Facts, entered: Collection[st
             state = _exit(state, jid, facts, now, cause, actions)
     for audience_id in sorted(entered):
         for journey in definitions.journeys_for_audience(audience_id):
-            state = _enroll(state, journey, facts, now, cause, actions)
+            state = _enroll(state, journey, facts, now, cause, actions, definitions)
     return state, actions
 
 
 def on_timer(state: JourneyState, facts: Facts, now: datetime,
              definitions: DefinitionSet) -> Result:
     """Advance every enrollment whose wait ended or whose wait_for_event timed out."""
-    actions: list[PlannedAction] = []
+    actions: list[Planned] = []
     for jid, enr in sorted(state.active.items()):
         if enr.wake_at is None or enr.wake_at > now:
             continue
@@ -270,5 +310,6 @@ def on_timer(state: JourneyState, facts: Facts, now: datetime,
         target = (step.wait_for_event.on_timeout if step.wait_for_event is not None
                   else journey.after(step))
         state = _apply(state, jid, enr.enrollment_id,
-                       _run(enr, journey, target, facts, now, cause), now, actions)
+                       _run(enr, journey, target, facts, now, cause, definitions), now,
+                       actions)
     return state, actions

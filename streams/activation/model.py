@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from streams.activation.definitions import Scalar
+from streams.activation.steps import DataOp
 
 Outcome = Literal["sent", "withheld", "delayed", "cancelled"]
 _SEP = "\x1f"  # unit separator: no field value can fake a boundary with it
@@ -38,6 +39,40 @@ class PlannedAction(_Record):
     step_id: str | None = None
     enrollment_id: str | None = None
     caused_by: str | None = None  # the event id or trigger id that led to the step
+    # "<journey id>/<split step id>" -> variant, for the experiments the enrollment passed
+    variants: dict[str, str] = Field(default_factory=dict)
+
+
+class DataAction(_Record):
+    """A write to the profile a journey or schedule step asks for (a data action,
+    streams/activation/writes.py); ``action_id`` is also the id of its timeline event."""
+
+    action_id: str
+    profile_id: str
+    op: DataOp
+    trait: str
+    value: Scalar = None  # set: the value; increment: the amount
+    journey_id: str | None = None
+    step_id: str | None = None
+    enrollment_id: str | None = None
+    caused_by: str | None = None
+    schedule_id: str | None = None
+
+
+class Assignment(_Record):
+    """A profile sent down one variant of a split step (an experiment)."""
+
+    assignment_id: str
+    profile_id: str
+    journey_id: str
+    step_id: str
+    variant: str
+    enrollment_id: str
+    caused_by: str
+
+
+# What a journey's steps plan: actions for governance, writes, experiment assignments.
+Planned = PlannedAction | DataAction | Assignment
 
 
 class Decision(_Record):
@@ -60,6 +95,7 @@ class Decision(_Record):
     definitions_version: str
     decided_at: AwareDatetime
     not_before: AwareDatetime | None = None
+    variants: dict[str, str] = Field(default_factory=dict)  # the action's experiments
 
     def to_timeline(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -31,7 +31,9 @@ from streams.core.profile import micros, timeline_order
 
 NOTES = b"n:"
 _DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
-                    "definitions_version", "not_before")
+                    "definitions_version", "not_before", "variants")
+_ASSIGNMENT_DETAIL = ("journey_id", "step_id", "variant", "enrollment_id", "caused_by",
+                      "definitions_version")
 _DELIVERY_DETAIL = ("action_id", "destination", "channel", "status", "attempt", "http_status",
                     "error", "next_attempt_at")
 
@@ -57,14 +59,15 @@ def _note(entry_id: str, name: str, at_us: int, summary: str, detail: dict[str, 
 
 
 def notes_of(profile_id: str, decisions: Iterable[dict[str, Any]],
-             changes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Timeline notes for an emission's decisions (``Decision.to_timeline()``) and
-    audience changes, on profile ``profile_id``'s timeline."""
-    notes = []
+             changes: Iterable[dict[str, Any]],
+             assignments: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Timeline notes for an emission's decisions (``Decision.to_timeline()``), audience
+    changes and experiment assignments, on profile ``profile_id``'s timeline."""
+    notes = [_assignment(a) for a in assignments]
     for d in decisions:
         at = micros(datetime.fromisoformat(d["decided_at"]))
         summary = f"{d['channel']} {d['action_type']} {d['outcome']}: {d['rule']} ({d['reason']})"
-        detail = {k: d[k] for k in _DECISION_DETAIL if d.get(k) is not None}
+        detail = {k: d[k] for k in _DECISION_DETAIL if d.get(k) not in (None, {})}
         notes.append(_note(d["decision_id"], f"decision.{d['outcome']}", at, summary, detail))
     for c in changes:
         detail = {k: v for k, v in c.items() if k in (
@@ -74,6 +77,15 @@ def notes_of(profile_id: str, decisions: Iterable[dict[str, Any]],
         notes.append(_note(c["change_id"], f"audience.{c['change']}", micros(c["changed_at"]),
                            f"{c['change']} audience {c['audience_id']}", detail))
     return notes
+
+
+def _assignment(a: dict[str, Any]) -> dict[str, Any]:
+    """``experiment.assigned``: which variant of which split step, and why now."""
+    detail = {k: a[k] for k in _ASSIGNMENT_DETAIL if a.get(k) is not None}
+    return _note(a["assignment_id"], "experiment.assigned",
+                 micros(datetime.fromisoformat(a["assigned_at"])),
+                 f"journey {a['journey_id']} step {a['step_id']}: variant {a['variant']}",
+                 detail)
 
 
 def delivery_note(outcome: dict[str, Any]) -> dict[str, Any]:

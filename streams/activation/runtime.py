@@ -10,6 +10,9 @@ changelog partition, so one event's writes stay in order):
 ``n:<profile>\x00<slot>``      timeline notes: decisions, audience moves (activation/notes.py)
 ``c:clock``                    the manual clock (``activation_clock=manual``), µs
 
+Data actions (streams/activation/writes.py) write the profile too: the runtime returns
+it with their writes for the stage to store, or stores it itself on a timer.
+
 (A position is an event's place in the profile stage: streams/core/batch.py.)
 
 Nothing is lost or done twice across a crash: a record's writes, and the commands it
@@ -22,12 +25,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from streams.activation.actions import command_identifiers
 from streams.activation.definitions import DefinitionSet
+from streams.activation.emission import Emission as Emission
+from streams.activation.emission import emission_of
 from streams.activation.engine import (
     ActivationState,
     Output,
@@ -37,19 +41,20 @@ from streams.activation.engine import (
     on_profile_timer,
 )
 from streams.activation.facts import (
-    Facts,
     HistoryEvent,
     active_subscription,
+    canceled_subscription,
     facts_from_profile,
 )
-from streams.activation.model import stable_id
+from streams.activation.model import DataAction
 from streams.activation.notes import adopted, delivery_note, notes_of, write_notes
+from streams.activation.writes import Step, follow_writes
+from streams.core.pipeline import pkey
 from streams.core.profile import Profile, from_micros, micros
 from streams.records import Envelope
 
 STATE, TIMER, WAKE = b"a:", b"t:", b"w:"
 CLOCK_KEY = b"c:clock"
-_TIMES = ("created_at", "not_before", "changed_at")  # datetime fields of emitted records
 
 
 class Store(Protocol):
@@ -63,42 +68,6 @@ class Store(Protocol):
 # (prefix, limit) -> up to ``limit`` (key, value) pairs whose key starts with ``prefix``,
 # in key order.
 Scanner = Callable[[bytes, int], list[tuple[bytes, bytes]]]
-
-
-@dataclass(frozen=True)
-class Emission:
-    """What one record caused for one profile: the records to publish, and the notes
-    (decisions, audience moves) for its timeline."""
-
-    profile_id: str
-    commands: list[dict[str, Any]] = field(default_factory=list)  # ActionCommand dicts
-    changes: list[dict[str, Any]] = field(default_factory=list)  # AudienceMembershipChanged
-    decisions: list[dict[str, Any]] = field(default_factory=list)  # Decision.to_timeline()
-    enrolled: list[str] = field(default_factory=list)  # journey ids newly enrolled
-
-    def is_empty(self) -> bool:
-        return not (self.commands or self.changes or self.decisions or self.enrolled)
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.__dict__, default=_json_time, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Emission:
-        data = json.loads(raw)
-        for group in ("commands", "changes"):
-            data[group] = [_parse_times(item) for item in data[group]]
-        return cls(**data)
-
-
-def _json_time(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _parse_times(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: (datetime.fromisoformat(v) if k in _TIMES and isinstance(v, str) else v)
-            for k, v in item.items()}
 
 
 def timer_key(at: datetime, profile_id: str) -> bytes:
@@ -180,24 +149,6 @@ def set_clock(store: Store, at: datetime) -> None:
     store[CLOCK_KEY] = str(micros(at)).encode()
 
 
-def emission_of(before: ActivationState, after: ActivationState, out: Output, facts: Facts,
-                cause: str, now: datetime, version: str) -> Emission:
-    ids = command_identifiers(facts.identifiers)
-    changes = [
-        {"change_id": stable_id("audience", facts.profile_id, audience, change, cause),
-         "profile_id": facts.profile_id, "audience_id": audience, "change": change,
-         "identifiers": ids, "caused_by": cause, "definitions_version": version,
-         "changed_at": now}
-        for change, audiences in (("entered", out.entered), ("exited", out.exited))
-        for audience in audiences
-    ]
-    enrolled = [jid for jid, enr in sorted(after.journeys.active.items())
-                if (old := before.journeys.active.get(jid)) is None
-                or old.enrollment_id != enr.enrollment_id]
-    return Emission(facts.profile_id, list(out.commands), changes,
-                    [d.to_timeline() for d in out.decisions], enrolled)
-
-
 def _events(profile: Profile) -> dict[str, str]:
     return {e["event_id"]: e["event_name"] for e in profile.timeline
             if e.get("kind", "event") == "event"}
@@ -210,10 +161,9 @@ def _changed(prefix: str, new: dict[str, list[Any]], old: dict[str, list[Any]]) 
             if (new.get(k) or (None,))[0] != (old.get(k) or (None,))[0]}
 
 
-def _subscription(profile: Profile) -> dict[str, Any]:
-    """What :meth:`Facts.subscription` gives for this profile."""
-    return active_subscription({sid: {k: v[0] for k, v in attrs.items()}
-                                for sid, attrs in profile.subscriptions.items()})
+def _subscriptions(profile: Profile) -> dict[str, dict[str, Any]]:
+    return {sid: {k: v[0] for k, v in attrs.items()}
+            for sid, attrs in profile.subscriptions.items()}
 
 
 def touched(before: Profile | None, after: Profile) -> frozenset[str] | None:
@@ -224,10 +174,13 @@ def touched(before: Profile | None, after: Profile) -> frozenset[str] | None:
         return None
     names = _changed("traits.", after.traits, before.traits)
     names |= _changed("consent.", after.consent, before.consent)
-    if after.subscriptions != before.subscriptions:  # the fields of "the" subscription
-        new, old = _subscription(after), _subscription(before)
-        names |= {f"subscription.{k}" for k in new.keys() | old.keys()
-                  if new.get(k) != old.get(k)}
+    if after.subscriptions != before.subscriptions:  # the fields of "the" subscriptions
+        now, then = _subscriptions(after), _subscriptions(before)
+        for root, pick in (("subscription", active_subscription),
+                           ("canceled_subscription", canceled_subscription)):
+            new, old = pick(now), pick(then)
+            names |= {f"{root}.{k}" for k in new.keys() | old.keys()
+                      if new.get(k) != old.get(k)}
     if after.order_count != before.order_count:
         names.add("aggregates.order_count")
     if after.last_purchase != before.last_purchase:
@@ -268,29 +221,32 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
     new, out = on_profile_event(state, facts, history_event(envelope, profile), now,
                                 definitions, changed, fresh)
     emission = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
-    return _settle(store, state, new, out, emission, offset, profile, limit)
+    step = follow_writes(Step(profile, new, out, emission), now, definitions, limit)
+    return _settle(store, state, step, offset, limit)
 
 
 def _noted(store: Store, state: ActivationState, emission: Emission, limit: int
            ) -> ActivationState:
-    """The emission's decisions and audience moves as the profile's timeline notes
-    (streams/activation/notes.py); the state with its count of notes."""
-    notes = notes_of(state.profile_id, emission.decisions, emission.changes)
+    """The emission's decisions, audience moves and experiment assignments as the
+    profile's timeline notes (streams/activation/notes.py); the state with its count of
+    notes. (Data actions are on the timeline as the events they are.)"""
+    notes = notes_of(state.profile_id, emission.decisions, emission.changes,
+                     emission.assignments)
     if not notes:
         return state
     written = write_notes(store, state.profile_id, state.notes_written, notes, limit)
     return state.model_copy(update={"notes_written": written})
 
 
-def _settle(store: Store, state: ActivationState, new: ActivationState, out: Output,
-            emission: Emission, offset: int, profile: Profile, limit: int
+def _settle(store: Store, state: ActivationState, step: Step, offset: int, limit: int
             ) -> tuple[Profile, Emission | None]:
-    """Store an activation step's outcome: notes, state (when changed) and timer."""
-    new = _noted(store, new, emission, limit)
+    """Store an activation step's outcome: notes, state (when changed) and timer; the
+    profile (with the data actions' writes) is the caller's to store."""
+    new = _noted(store, step.state, step.emission, limit)
     if new != state:
         save_state(store, new, offset)
-    arm_timer(store, profile.profile_id, out.wake_at)
-    return profile, (None if emission.is_empty() else emission)
+    arm_timer(store, step.profile.profile_id, step.out.wake_at)
+    return step.profile, (None if step.emission.is_empty() else step.emission)
 
 
 def retire_merged(store: Store, loser: Profile, cause: str, now: datetime,
@@ -309,6 +265,22 @@ def retire_merged(store: Store, loser: Profile, cause: str, now: datetime,
     save_state(store, _noted(store, new, emission, limit), last)
     arm_timer(store, loser.profile_id, None)
     return loser, (None if emission.is_empty() else emission)
+
+
+def write_scheduled(store: Store, profile: Profile, action: DataAction, now: datetime,
+                    definitions: DefinitionSet, limit: int) -> Emission | None:
+    """A schedule's data action on one profile: written (the profile stored), then
+    activation as on an event; None if it was written already."""
+    pid = profile.profile_id
+    state, last = load_state(store, pid)
+    step = follow_writes(Step(profile, state, Output(data=[action]), Emission(pid)), now,
+                         definitions, limit)
+    if step.profile is profile:
+        return None
+    store[pkey(pid)] = step.profile.to_json()
+    save_state(store, _noted(store, step.state, step.emission, limit), last)
+    arm_timer(store, pid, step.out.wake_at)
+    return step.emission
 
 
 def adopt_notes(store: Store, profile_id: str, loser: str, notes: list[dict[str, Any]],
@@ -340,7 +312,8 @@ def activate_merged(store: Store, profile: Profile, cause: str, offset: int, now
     facts = facts_from_profile(profile)
     new, out = on_profile_merged_in(state, facts, now, definitions, cause)
     emission = emission_of(state, new, out, facts, cause, now, definitions.version)
-    return _settle(store, state, new, out, emission, offset, profile, limit)
+    step = follow_writes(Step(profile, new, out, emission), now, definitions, limit)
+    return _settle(store, state, step, offset, limit)
 
 
 def parse_timer(key: bytes) -> tuple[int, str]:
@@ -384,8 +357,11 @@ def fire_timer(store: Store, tkey: bytes, pid: str, offset: int, now: datetime,
     new, out = on_profile_timer(state, facts, now, definitions)
     emission = emission_of(state, new, out, facts, f"timer:{now.astimezone(UTC).isoformat()}",
                            now, definitions.version)
-    save_state(store, _noted(store, new, emission, ctx.limit), last)
-    arm_timer(store, pid, out.wake_at)
+    step = follow_writes(Step(profile, new, out, emission), now, definitions, ctx.limit)
+    if step.profile is not profile:  # data actions wrote it
+        store[pkey(pid)] = step.profile.to_json()
+    save_state(store, _noted(store, step.state, step.emission, ctx.limit), last)
+    arm_timer(store, pid, step.out.wake_at)
     if store.get(tkey) is not None and store.get(WAKE + pid.encode()) != tkey:
         del store[tkey]  # a timer left over from before the w: index existed
-    return emission
+    return step.emission

@@ -49,8 +49,14 @@ class Preview:
         condition = target(self.schedule, self.definitions)
         if condition is None or not evaluate(condition, facts, self.now):
             return
-        action = plan_action(profile.profile_id, self.schedule.action,
-                             trigger=trigger_of(self.schedule.id, self.now))
+        send, write = self.schedule.action, self.schedule.update_profile
+        if send is None:  # a data action: governance does not apply, it would write
+            assert write is not None  # noqa: S101 - a schedule has one of the two
+            self.outcomes[profile.profile_id] = f"update_profile:{write.op}"
+            return
+        action = plan_action(profile.profile_id, send,
+                             trigger=trigger_of(self.schedule.id, self.now),
+                             purpose=self.definitions.purpose_of(send))
         state = ActivationState.new(profile.profile_id)
         _, decisions, _ = governed(self.schedule, state, action, facts, self.now,
                                    self.definitions)

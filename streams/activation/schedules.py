@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from streams.activation.actions import plan_action
+from streams.activation.actions import plan_action, plan_data
 from streams.activation.audiences import evaluate
 from streams.activation.conditions import Condition
 from streams.activation.definitions import DefinitionSet, Schedule
@@ -46,6 +46,7 @@ from streams.activation.runtime import (
     load_state,
     parse_timer,
     save_state,
+    write_scheduled,
 )
 from streams.core.pipeline import canonical_id
 from streams.core.profile import Profile, from_micros
@@ -219,7 +220,7 @@ def holdout_decision(schedule: Schedule, action: PlannedAction, facts: Facts,
     rules = definitions.governance
     percent = rules.holdout_percent if schedule.holdout_percent is None \
         else schedule.holdout_percent
-    if is_removal(action) or not in_holdout(action.profile_id, f"schedule:{schedule.id}",
+    if is_removal(action, rules) or not in_holdout(action.profile_id, f"schedule:{schedule.id}",
                                             percent, rules.holdout_salt):
         return None
     first = decide(action, facts, state.sends, rules, now, definitions.version)
@@ -254,14 +255,21 @@ def _rearm(store: Store, state: ActivationState, before: ActivationState) -> Non
 def act_on(store: Store, schedule: Schedule, at: datetime, profile: Profile, now: datetime,
            definitions: DefinitionSet, limit: int) -> Emission | None:
     """One profile in a run of ``schedule`` for instant ``at``: None if it does not match;
-    else its decision (and command, if allowed), noted on its timeline."""
+    else its decision (and command, if allowed), noted on its timeline; or, for an
+    ``update_profile`` schedule, its write (streams/activation/writes.py)."""
     facts = facts_from_profile(profile)
     condition = target(schedule, definitions)
     if condition is None or not evaluate(condition, facts, now):
         return None
+    trigger = trigger_of(schedule.id, at)
+    if schedule.update_profile is not None:  # a data action: contacts nobody, not governed
+        return write_scheduled(store, profile, plan_data(
+            profile.profile_id, schedule.update_profile, trigger=trigger,
+            schedule_id=schedule.id), now, definitions, limit)
+    assert schedule.action is not None  # noqa: S101 - a schedule has one of the two
     state, last = load_state(store, profile.profile_id)
-    action = plan_action(profile.profile_id, schedule.action,
-                         trigger=trigger_of(schedule.id, at))
+    action = plan_action(profile.profile_id, schedule.action, trigger=trigger,
+                         purpose=definitions.purpose_of(schedule.action))
     new, decisions, commands = governed(schedule, state, action, facts, now, definitions)
     why = f"schedule {schedule.id} at {at.astimezone(UTC).isoformat()}: "
     emission = Emission(profile.profile_id, commands, [],

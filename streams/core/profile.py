@@ -123,6 +123,12 @@ def _set_attrs(
     return out
 
 
+def set_traits(profile: Profile, updates: dict[str, Any], stamp: Stamp) -> Profile:
+    """``profile`` with traits set last-writer-wins at ``stamp``, as a trait event sets
+    them (activation's data actions write this way: streams/activation/writes.py)."""
+    return profile.evolve(traits=_set_attrs(profile.traits, updates, stamp))
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 

@@ -106,7 +106,8 @@ def test_publish_is_versioned_and_idempotent(
     out = capsys.readouterr().out
     assert f"version {first.version} in force: sequence 1, published by ana" in out
     assert "contract_ending, lapsed_buyers, trial_ending" in out
-    assert "churn_prevention, trial_conversion" in out
+    assert "churn_prevention, dunning, trial_conversion, win_back" in out
+    assert "sms -> actions.sms" in out
     assert [p.sequence for p in read_history(settings)] == [1]
 
 

@@ -294,7 +294,9 @@ class ProfileStage:
         profile = load_profile(m.store, pid)
         ids = command_identifiers(profile.identifiers if profile is not None else {})
         merged = erase_profile(m.store, _scanner(m.store), pid)
-        out.emit(Emission(pid, commands=erasure_commands(pid, request_id, ids, self.channels,
+        definitions = self.definitions.definitions_in_force()  # every channel in force
+        channels = tuple(sorted(definitions.all_channels)) if definitions else self.channels
+        out.emit(Emission(pid, commands=erasure_commands(pid, request_id, ids, channels,
                                                          m.wall)))
         out.sends.extend(Command(ERASE, loser, json.dumps({**doc, "profile_id": loser})
                                  .encode()) for loser in merged)
