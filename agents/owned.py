@@ -1,7 +1,7 @@
 """Owned state for a stage: claim the stores of the partitions this worker is assigned,
 and process each input record in one transaction of its partition's store.
 
-Shared by the identity stage (agents/identity.py, one partition) and the profile
+Shared by the identity stage (agents/identity.py, one store per slot) and the profile
 stage (agents/profiles.py, one store per partition). tables/state.py explains the
 claim, the fencing and why a transaction per record makes effects exact. Everything
 comes from the :class:`agents.context.Worker` it is given: nothing here at import.

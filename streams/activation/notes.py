@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import pydantic_core
 
 from streams.core.profile import micros, timeline_order
+from streams.core.store import Store as Store  # the one protocol
 
 NOTES = b"n:"
 _DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
@@ -39,12 +40,6 @@ _DELIVERY_DETAIL = ("action_id", "destination", "channel", "status", "attempt", 
 
 # (prefix, limit) -> up to ``limit`` (key, value) pairs whose key starts with ``prefix``
 Scanner = Callable[[bytes, int], list[tuple[bytes, bytes]]]
-
-
-class Store(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def __setitem__(self, key: bytes, value: bytes) -> None: ...
 
 
 def _prefix(profile_id: str) -> bytes:

@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from streams.activation.definitions import DefinitionSet
 from streams.activation.emission import Emission as Emission
@@ -51,18 +51,11 @@ from streams.activation.notes import adopted, delivery_note, notes_of, write_not
 from streams.activation.writes import Step, follow_writes
 from streams.core.pipeline import pkey
 from streams.core.profile import Profile, from_micros, micros
+from streams.core.store import Store as Store  # the one protocol
 from streams.records import Envelope
 
 STATE, TIMER, WAKE = b"a:", b"t:", b"w:"
 CLOCK_KEY = b"c:clock"
-
-
-class Store(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def __setitem__(self, key: bytes, value: bytes) -> None: ...
-
-    def __delitem__(self, key: bytes) -> None: ...
 
 
 # (prefix, limit) -> up to ``limit`` (key, value) pairs whose key starts with ``prefix``,

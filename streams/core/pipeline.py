@@ -23,23 +23,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from streams.core.identity import MergeRecord
 from streams.core.profile import Profile, apply_event, merge_profiles
 from streams.core.routing import MergeIn, MergeOut
+from streams.core.store import Store as Store  # the one protocol
 from streams.records import Envelope
 
 APPLIED, DUPLICATE = "applied", "duplicate"
 REPLAYED = "replayed"  # the same record again (redelivery after a restart): not a duplicate
-
-
-class Store(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def __setitem__(self, key: bytes, value: bytes) -> None: ...
-
-    def __delitem__(self, key: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
