@@ -1,6 +1,7 @@
 """Sustained events/s of the stream worker, with and without activation, vs two peers.
 
     .venv/bin/python -m bench.stream [--events 20000] [--customers 2000] [--no-quix]
+                                     [--identity-partitions 1]
 
 Four workers run one after the other in the same run, over the same workload (the
 integration tests' mixed workload, rebased to the year before now by
@@ -208,15 +209,17 @@ class Bench:
     activation: Settings  # the activation run: own prefix, published definitions
 
 
-def _settings(root: Path, uid: str, tag: str) -> Settings:
+def _settings(root: Path, uid: str, tag: str, slots: int) -> Settings:
     return load_settings(topic_prefix=f"bench{uid}{tag}.", app_id=f"bench-{uid}{tag}",
-                         data_dir=root / f"state-{tag or 'core'}", worker_web_port=free_port())
+                         data_dir=root / f"state-{tag or 'core'}", worker_web_port=free_port(),
+                         identity_partitions=slots)
 
 
-def new_bench() -> Bench:
+def new_bench(slots: int = 1) -> Bench:
+    """Settings of both runs; ``slots``: partitions of the identity stage (its layout)."""
     uid = uuid.uuid4().hex[:8]
     root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    return Bench(root, _settings(root, uid, ""), _settings(root, uid, "act"))
+    return Bench(root, _settings(root, uid, "", slots), _settings(root, uid, "act", slots))
 
 
 def _encoded(settings: Settings, events: int, customers: int
@@ -354,15 +357,19 @@ def main() -> None:
                         choices=["at-least-once", "exactly-once"],
                         help="the Quix peer's processing guarantee (the Faust agent's is "
                         "at-least-once)")
+    parser.add_argument("--identity-partitions", type=int, default=1,
+                        help="partitions of the identity stage: 1 is the single layout, "
+                        "more runs the partitioned one (docs/partitioned-identity.md)")
     args = parser.parse_args()
     quix = None if args.no_quix else quix_peer.ensure_venv()  # before anything is timed
-    bench = new_bench()
+    bench = new_bench(args.identity_partitions)
     try:
         records, unique = prepare(bench, args.events, args.customers)
         runs = measure(bench, records, quix, args.quix_guarantee)
     finally:
         deleted = cleanup(bench)
-    print(f"events: {records} ({unique} unique), customers: {args.customers}")
+    print(f"events: {records} ({unique} unique), customers: {args.customers}, "
+          f"identity partitions: {args.identity_partitions}")
     report(runs)
     print(f"cleaned up: {len(deleted)} topics and {bench.root}")
 

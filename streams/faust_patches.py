@@ -95,6 +95,14 @@ def _seek_fresh(original: Any) -> Callable[..., Any]:
     return perform_seek
 
 
+def _gap_without_record(original: Any) -> Callable[..., Any]:
+    async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        # ``offset_to`` is the record just delivered: it is acked on its own.
+        await original(self, tp, offset_from, offset_to - 1)
+
+    return add_gap
+
+
 KEEP_QUEUED_MESSAGES_ON_RESUME = Patch(
     "keep_queued_messages_on_resume", FlowControlEvent, "resume", _keep_queued)
 """Faust resumes the stream partitions and seeks them to their committed offsets while
@@ -130,8 +138,18 @@ aiokafka seeks only to a committed offset above 0, so a partition fetched from i
 previous generation and assigned again before any commit kept its fetch position; the
 records fetched then were dropped on revocation and Faust's next commit skipped them."""
 
+GAPS_EXCLUDE_THE_RECORD = Patch(
+    "gaps_exclude_the_record", Consumer, "_add_gap", _gap_without_record)
+"""A gap in offsets (a transaction marker, an aborted record) is recorded so Faust's
+commit can step over it. Upstream records the gap up to *and including* the record
+that revealed it; that record is acked too, so its offset is in the acked list twice,
+and Faust's commit (which stops at the first non-consecutive offset) then advances two
+offsets per commit interval. A partition where every record is its own transaction
+(the identity protocol's messages) committed one record a second: a restart re-read
+hours of it. The gap now ends before the record."""
+
 PATCHES = (KEEP_QUEUED_MESSAGES_ON_RESUME, READ_COMMITTED_ONLY, FAUST_ASSIGNOR_ALWAYS,
-           SEEK_FRESH_PARTITIONS_TO_START)
+           SEEK_FRESH_PARTITIONS_TO_START, GAPS_EXCLUDE_THE_RECORD)
 
 
 def apply_all() -> None:

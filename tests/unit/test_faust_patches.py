@@ -159,3 +159,38 @@ async def test_partitions_without_a_committed_offset_are_read_from_the_start(
     await consumer.perform_seek()
     sought = sorted(call.args for call in consumer._seek.await_args_list)
     assert sought == [(TP("t", 0), 0), (TP("t", 1), 0)]
+
+
+# --- gaps_exclude_the_record ----------------------------------------------------------------
+
+async def drained(consumer: Any, tp: TP, offsets: list[int], add_gap: Any) -> None:
+    """What ``Consumer._drain_messages`` records for these delivered offsets, all acked."""
+    previous = None
+    for offset in offsets:
+        if previous is not None and offset - previous > 1:
+            await add_gap(consumer, tp, previous + 1, offset)
+        consumer._acked[tp].append(offset)  # what ``Consumer.ack`` records
+        previous = offset
+
+
+# Records of one-record transactions: a commit marker after each.
+DELIVERED = [10, 12, 14, 16, 17, 19]
+
+
+async def test_upstream_gap_includes_the_record_and_commit_crawls(app: ActivationApp) -> None:
+    consumer: Any = app.consumer
+    tp = TP("t", 0)
+    consumer._committed_offset[tp] = 10
+    await drained(consumer, tp, DELIVERED, upstream(Consumer, "_add_gap"))
+    assert consumer._gap[tp].overlaps(12)  # the delivered record is inside its gap
+    assert consumer._new_offset(tp) == 13  # not 20: the duplicated 12 stops the run
+
+
+async def test_gap_without_the_record_commits_everything_acked(app: ActivationApp) -> None:
+    consumer: Any = app.consumer
+    tp = TP("t", 0)
+    consumer._committed_offset[tp] = 10
+    await drained(consumer, tp, DELIVERED, type(consumer)._add_gap)
+    assert sorted((g.begin, g.end) for g in consumer._gap[tp]) == [(11, 12), (13, 14),
+                                                                    (15, 16), (18, 19)]
+    assert consumer._new_offset(tp) == 20

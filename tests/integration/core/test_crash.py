@@ -11,7 +11,7 @@ from streams.core.pipeline import StageConfig
 from streams.records import Envelope
 from streams.serde import AvroSerde
 from streams.topics import IDENTITY_INPUT, PROFILES
-from tests.integration.core.conftest import CoreStack
+from tests.integration.core.conftest import LAYOUTS, CoreStack
 from tests.integration.core.harness import Worker, produce, wait_for
 from tests.integration.core.workload import (
     expected_profiles,
@@ -24,6 +24,7 @@ from tests.integration.core.workload import (
 EVENTS, CUSTOMERS = 20_000, 2_000
 
 
+@LAYOUTS
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde, tmp_path: Path
 ) -> None:
