@@ -425,9 +425,6 @@ class Erasures(View):
                 raise ValueError("give exactly one identifier, and a mode of " + str(MODES))
         except (ValueError, AttributeError, TypeError) as exc:
             return _error(self, 400, "invalid_erasure", str(exc))
-        if self.worker.slots > 1:  # an erasure across slots needs a ticket of its own
-            return _error(self, 501, "not_supported", "erasure is not supported yet with "
-                          "ACTIVATION_IDENTITY_PARTITIONS > 1 (docs/partitioned-identity.md)")
         erasure = Request(uuid.uuid4().hex, keys[0], mode,
                           str(body.get("requested_by", "api")), datetime.now(UTC))
         await self.worker.identity_topic.send(key=b"erase", value=erasure.to_json(),

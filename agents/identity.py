@@ -18,14 +18,16 @@ Two layouts (``ACTIVATION_IDENTITY_PARTITIONS``):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from agents.activation import Activation
 from agents.context import Worker
-from agents.owned import Decoder, OwnedState, chunks, read_items
+from agents.owned import PROTOCOL_COUNT, Decoder, OwnedState, chunks, read_items
 from agents.screening import header
 from streams.core.batch import BatchItem, parse_origin
 from streams.core.deadletter import SourceRecord
@@ -35,6 +37,8 @@ from streams.core.identity_messages import (
     Arrival,
     Decided,
     Dropped,
+    Erase,
+    Erased,
     EventRef,
     GaveUp,
     MergeOutput,
@@ -49,11 +53,12 @@ from streams.core.identity_protocol import Config, handle
 from streams.core.identity_stage import expired_markers
 from streams.core.pipeline import APPLIED
 from streams.core.profile import micros
-from streams.core.routing import COMMAND_HEADER, IDENTITY_PROTOCOL, MERGE_OUT, TICK
+from streams.core.routing import COMMAND_HEADER, ERASE, IDENTITY_PROTOCOL, MERGE_OUT, TICK
 from streams.core.stages import identity
 from streams.core.stages.identity import source_of
 from streams.core.stages.outputs import Broadcast, Command, Outputs, Resolved, ToIdentity
 from streams.records import Envelope
+from streams.topics import ERASURES, SUPPRESSIONS
 from tables.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -87,6 +92,9 @@ class IdentityWiring:
                        out, now)
         elif self.w.slots > 1 and name == TICK:  # ticks skip the slots; an old one: on
             out.sends.append(Broadcast(TICK, message.value or b""))
+        elif self.w.slots > 1 and name == ERASE:  # any slot: its first step goes home
+            first = Erase("key", (message.value or b"").decode(), micros(now))
+            self.apply(handle(store, message.partition, first, self.cfg), out, now)
         elif self.w.slots > 1:
             log.error("identity slot %d: command %r is not supported with "
                       "ACTIVATION_IDENTITY_PARTITIONS > 1; ignored", message.partition, name)
@@ -107,9 +115,7 @@ class IdentityWiring:
             else:
                 for item, envelope in decoded:
                     self.arrive(store, message.partition, item, envelope, now, out)
-            for send in out.sends[sent:]:  # this worker's profile stage is spared a decode
-                if isinstance(send, Resolved) and send.item.origin in envelopes:
-                    self.decoder.hand_over(send.item.origin, envelopes[send.item.origin])
+            carry(out, sent, envelopes)
             await asyncio.sleep(0)  # let heartbeats and the API run
 
     def arrive(self, store: StateStore, slot: int, item: BatchItem, envelope: Envelope | str,
@@ -129,6 +135,7 @@ class IdentityWiring:
             if isinstance(o, Send):
                 out.identity.append(ToIdentity(IDENTITY_PROTOCOL, "", encode(o.message),
                                                o.slot))
+                out.counts[PROTOCOL_COUNT + o.message.KIND] += 1
             elif isinstance(o, ToProfile):
                 e = o.event
                 out.sends.append(Resolved(BatchItem(e.origin, e.record_key, e.value,
@@ -142,12 +149,33 @@ class IdentityWiring:
                 out.counts["merges"] += len(o.merges)
             elif isinstance(o, Dropped):
                 out.statuses[o.status] += 1
+            elif isinstance(o, Erased):
+                erased(o, out)
             elif isinstance(o, GaveUp):
                 topic, partition, offset = parse_origin(o.event.origin)
                 out.park(SourceRecord(topic, partition, offset, o.event.record_key,
                                       o.event.value), o.reason, now)
             else:  # Relinked: an undo done
                 log.info("identity: %s", o)
+
+
+def erased(o: Erased, out: Outputs) -> None:
+    """An erasure done over the slots: what the single layout's ``erase`` writes."""
+    marker = json.dumps({"request_id": o.request_id}).encode()
+    out.records.extend((SUPPRESSIONS, key.encode(), marker) for key in o.suppressed)
+    out.records.append((ERASURES, o.request_id.encode(), o.audit.encode()))
+    log.info("erasure %s: %s", o.request_id, o.audit)
+
+
+def carry(out: Outputs, first: int, envelopes: dict[str, Envelope]) -> None:
+    """The envelopes go on with the events sent to the profile stage (from ``first``):
+    it reads them instead of decoding again (streams/core/carried.py)."""
+    for i in range(first, len(out.sends)):
+        send = out.sends[i]
+        if isinstance(send, Resolved) and send.item.envelope is None:
+            envelope = envelopes.get(send.item.origin)
+            if envelope is not None:
+                out.sends[i] = Resolved(replace(send.item, envelope=envelope))
 
 
 class MarkerSweeper:

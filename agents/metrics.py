@@ -39,6 +39,10 @@ class StreamMetrics:
         self.matches = Counter(
             "activation_profile_matches", "Events applied to an existing profile or creating "
             "a new one (the match rate).", ["result"], registry=registry)
+        self.protocol_messages = Counter(
+            "activation_identity_protocol_messages", "Messages the partitioned identity "
+            "stage sent between its slots (ACTIVATION_IDENTITY_PARTITIONS > 1), by kind: "
+            "tickets travelling, locks released, undo steps.", ["kind"], registry=registry)
         for stage in STAGES:  # declared with a value, so a quiet stage still shows
             self.retries.labels(stage)
             self.commits.labels(stage)

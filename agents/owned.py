@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +22,6 @@ from agents.context import Worker
 from agents.screening import ORIGIN_HEADER, header
 from streams.core.batch import (
     BATCH_HEADER,
-    VERSION_RESOLVED,
     BatchFormatError,
     BatchItem,
     chunked,
@@ -46,10 +44,7 @@ STANDBY_INTERVAL_S = 10.0
 APPLIED_KEPT = 10_000
 TRIM_INTERVAL_S = 5.0
 YIELD_EVERY = 200  # events of a batch between two turns of the event loop
-# Envelopes in flight between the stages (see hand_over), about 1 KB each. In a steady
-# flow the stages run in step and a few batches' worth would do; catching up on a
-# backlog, the identity stage runs ahead of the profile stage by up to this many.
-HANDOFF_KEPT = 50_000
+PROTOCOL_COUNT = "protocol:"  # Outputs.counts prefix: identity protocol messages, by kind
 
 
 @dataclass(frozen=True)
@@ -72,8 +67,9 @@ def forwards(sends: list[Send], topic: str, partitions: int) -> list[Forward]:
 
     def flush(partition: int) -> None:
         for run in chunked(pending.pop(partition, [])):
-            records.append(Forward(topic, None, encode_batch(run), partition,
-                                   {BATCH_HEADER: str(VERSION_RESOLVED).encode()}))
+            batch = encode_batch(run)
+            records.append(Forward(topic, None, batch, partition,
+                                   {BATCH_HEADER: str(batch[0]).encode()}))
 
     for send in sends:
         if isinstance(send, Resolved):
@@ -117,29 +113,18 @@ def chunks(items: list[BatchItem], size: int = YIELD_EVERY) -> list[list[BatchIt
 
 
 class Decoder:
-    """Avro decode and contract check of an event, once per worker where it can be.
-
-    The identity stage hands the envelope of an event it validated and forwarded to the
-    profile stage of this same worker (:meth:`hand_over`); the usual case, one worker
-    owning both, is spared a second decode. A record's origin names one ingestion
-    record, whose bytes give this very envelope, so an entry is right whatever becomes
-    of the transaction that forwarded it; bounded (oldest out: the profile stage on
-    another worker, or never reached)."""
+    """An event's envelope at a stage after screening. Screening decoded it (the one
+    Avro decode and contract check) and it travels with the event
+    (streams/core/carried.py); only records written before that format are decoded
+    from Avro again here."""
 
     def __init__(self, w: Worker) -> None:
         self.w = w
-        self._handoff: OrderedDict[str, Envelope] = OrderedDict()
-
-    def hand_over(self, origin: str, envelope: Envelope) -> None:
-        self._handoff[origin] = envelope
-        if len(self._handoff) > HANDOFF_KEPT:
-            self._handoff.popitem(last=False)
 
     async def decoded(self, item: BatchItem, now: datetime, stage: str) -> Envelope | str:
         """The item's valid envelope, or why it has none; waits out a registry outage."""
-        handed = self._handoff.pop(item.origin, None)
-        if handed is not None:
-            return handed
+        if item.envelope is not None:
+            return item.envelope
         attempt = 0
         while True:
             try:
@@ -308,5 +293,8 @@ class OwnedState:
         self.w.activation_metrics.timer_errors.inc(counts["timer_errors"])
         for emission in out.emissions:
             self.activation.count(emission)
+        for name, n in counts.items():  # the identity protocol's messages, by kind
+            if name.startswith(PROTOCOL_COUNT):
+                metrics.protocol_messages.labels(name.removeprefix(PROTOCOL_COUNT)).inc(n)
         for emission, cause in out.caused:
             self.activation.observe_latency(emission, cause)

@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from mode import Service
 
 from agents.context import MAX_BACKOFF_S, Worker
-from streams.core.batch import BATCH_HEADER, VERSION, BatchItem, chunked, encode_batch
+from streams.core.batch import BATCH_HEADER, BatchItem, chunked, encode_batch
 from streams.core.deadletter import SourceRecord, screen
 from streams.core.identity import identifier_keys
 from streams.core.routing import key_slot
@@ -95,8 +95,9 @@ def screen_records(w: Worker, records: Sequence[Message], now: datetime,
             continue
         if result.envelope is not None:
             home = identifier_keys(result.envelope.identifiers)[0]
-            forwards.append((key_slot(home, w.slots), BatchItem(
-                origin_of(source).decode(), source.key, source.value or b"")))
+            forwards.append((key_slot(home, w.slots), BatchItem(  # the one decode, carried on
+                origin_of(source).decode(), source.key, source.value or b"",
+                envelope=result.envelope)))
             continue
         assert result.dead_letter is not None  # noqa: S101 - screen() gives one or the other
         letters.append((source.key, w.dead_letter_encoder()(result.dead_letter)))
@@ -189,9 +190,10 @@ class Screener:
             slots.setdefault(slot, []).append(item)
         for slot, items in sorted(slots.items()):
             for run in chunked(items):
-                self.producer.produce(self.core, value=encode_batch(run), partition=slot,
+                batch = encode_batch(run)
+                self.producer.produce(self.core, value=batch, partition=slot,
                                       on_delivery=delivered,
-                                      headers={BATCH_HEADER: str(VERSION).encode()})
+                                      headers={BATCH_HEADER: str(batch[0]).encode()})
         for key, value in letters:
             self.producer.produce(self.dead_letters, key=key, value=value,
                                   on_delivery=delivered)

@@ -44,9 +44,6 @@ def request_for(args: argparse.Namespace) -> Request:
 
 
 def send(settings: Settings, request: Request) -> None:
-    if settings.identity_partitions > 1:  # an erasure across slots needs its own ticket
-        raise SystemExit("erase: not supported yet with ACTIVATION_IDENTITY_PARTITIONS > 1 "
-                         "(docs/partitioned-identity.md); nothing was sent")
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
     producer.produce(settings.topic(IDENTITY_INPUT), request.to_json(), b"erase",
                      headers=[(COMMAND_HEADER, ERASE)])

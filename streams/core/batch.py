@@ -15,8 +15,12 @@ raised in the profile stage still carries the original record::
     per event: origin (u16 length + utf-8) | key (i32 length, -1 = null) | value (u32 + bytes)
 
 Version 2 (the identity stage's forwards to the profile stage) adds, after the origin,
-the canonical profile id the event was resolved to (u16 length + utf-8). Version 1 is
-still written when no item carries a profile id (screening), so older workers read it.
+the canonical profile id the event was resolved to (u16 length + utf-8). Version 3 adds,
+after the value, the envelope screening decoded (u32 length + streams/core/carried.py's
+form; 0 = none), so no later stage decodes the event again; its profile id is always
+present ("" before resolution). Screening and the identity stage write version 3;
+versions 1 and 2 are still read (records written before an upgrade). An older worker
+cannot read version 3: stop every worker of a deployment before upgrading to it.
 
 An event's *position* in the profile stage is ``offset * BATCH_SPAN + index``: unique,
 increasing in processing order, the same when a batch record is read again after a
@@ -30,9 +34,14 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from streams.core import carried
+from streams.records import Envelope
+
 BATCH_HEADER = "x-activation-batch"  # present (value: the version) on batch records
 VERSION = 1
 VERSION_RESOLVED = 2  # items carry their canonical profile id
+VERSION_CARRIED = 3  # items carry their profile id (maybe "") and decoded envelope
+_READS = (VERSION, VERSION_RESOLVED, VERSION_CARRIED)
 BATCH_SPAN = 10_000  # positions per record; a batch holds at most this many events
 MAX_BATCH_EVENTS = 2_000
 # Below the topic's max.message.bytes (streams/topics.py) with room for the framing, so
@@ -55,10 +64,15 @@ class BatchItem:
     key: bytes | None
     value: bytes
     profile: str = ""  # the canonical profile id (version 2), "" before identity resolution
+    # What screening decoded (version 3); None: decode ``value`` (older records).
+    envelope: Envelope | None = None
 
     @property
     def size(self) -> int:
-        return 12 + len(self.origin) + len(self.profile) + len(self.key or b"") + len(self.value)
+        # The carried envelope is about as large as the Avro value it was decoded from.
+        carried_size = 0 if self.envelope is None else len(self.value)
+        return (16 + len(self.origin) + len(self.profile) + len(self.key or b"")
+                + len(self.value) + carried_size)
 
 
 def position(offset: int, index: int = 0) -> int:
@@ -69,31 +83,40 @@ def encode_batch(items: Iterable[BatchItem]) -> bytes:
     items = list(items)
     if len(items) > BATCH_SPAN:
         raise ValueError(f"a batch holds at most {BATCH_SPAN} events, got {len(items)}")
-    resolved = any(item.profile for item in items)
-    parts = [_HEAD.pack(VERSION_RESOLVED if resolved else VERSION, len(items))]
+    version = _version_for(items)
+    parts = [_HEAD.pack(version, len(items))]
     for item in items:
         origin = item.origin.encode()
         parts += [_U16.pack(len(origin)), origin]
-        if resolved:
+        if version != VERSION:
             profile = item.profile.encode()
             parts += [_U16.pack(len(profile)), profile]
         parts += [_I32.pack(-1)] if item.key is None else [_I32.pack(len(item.key)), item.key]
         parts += [_U32.pack(len(item.value)), item.value]
+        if version == VERSION_CARRIED:
+            envelope = b"" if item.envelope is None else carried.encode(item.envelope)
+            parts += [_U32.pack(len(envelope)), envelope]
     return b"".join(parts)
+
+
+def _version_for(items: list[BatchItem]) -> int:
+    if any(item.envelope is not None for item in items):
+        return VERSION_CARRIED
+    return VERSION_RESOLVED if any(item.profile for item in items) else VERSION
 
 
 def decode_batch(data: bytes) -> list[BatchItem]:
     try:
         version, count = _HEAD.unpack_from(data, 0)
-        if version not in (VERSION, VERSION_RESOLVED):
+        if version not in _READS:
             raise BatchFormatError(f"batch format version {version}; this worker reads "
-                                   f"{VERSION} and {VERSION_RESOLVED} (upgrade the worker)")
+                                   f"{_READS} (upgrade the worker)")
         pos, items, profile = _HEAD.size, [], ""
         for _ in range(count):
             (n,) = _U16.unpack_from(data, pos)
             origin = data[pos + 2:pos + 2 + n].decode()
             pos += 2 + n
-            if version == VERSION_RESOLVED:
+            if version != VERSION:
                 (n,) = _U16.unpack_from(data, pos)
                 profile = data[pos + 2:pos + 2 + n].decode()
                 pos += 2 + n
@@ -106,8 +129,13 @@ def decode_batch(data: bytes) -> list[BatchItem]:
             if len(value) != n:
                 raise BatchFormatError("batch record truncated")
             pos += 4 + n
-            items.append(BatchItem(origin, key, value, profile))
-    except (struct.error, UnicodeDecodeError) as exc:
+            envelope = None
+            if version == VERSION_CARRIED:
+                (n,) = _U32.unpack_from(data, pos)
+                envelope = carried.decode(data[pos + 4:pos + 4 + n]) if n else None
+                pos += 4 + n
+            items.append(BatchItem(origin, key, value, profile, envelope))
+    except (struct.error, UnicodeDecodeError, carried.CarriedFormatError) as exc:
         raise BatchFormatError(f"unreadable batch record: {exc}") from exc
     if pos != len(data):
         raise BatchFormatError(f"{len(data) - pos} unexpected bytes after the batch")

@@ -103,13 +103,20 @@ def erase_identity(store: Store, scan: Scan, request: Request, now: datetime) ->
     for key in suppressed:
         store[SUPPRESSED + key.encode()] = json.dumps(
             {"request_id": request.request_id, "at_us": micros(now)}).encode()
-    audit = {"request_id": request.request_id, "requested_by": request.requested_by,
-             "requested_at": request.requested_at.isoformat(), "processed_at": now.isoformat(),
-             "mode": request.mode, "found": profile_id is not None,
-             "identifiers_erased": len(keys) if profile_id else 0,
-             "profiles_erased": (1 + len(merged)) if profile_id else 0,
-             "identifiers_suppressed": len(suppressed)}
+    audit = audit_of(request, now, profile_id is not None, len(keys), 1 + len(merged),
+                     len(suppressed))
     return Erased(profile_id, suppressed, audit)
+
+
+def audit_of(request: Request, now: datetime, found: bool, identifiers: int, profiles: int,
+             suppressed: int) -> dict[str, Any]:
+    """The audit record of an erasure (``ops.erasures``): counts, never identifiers."""
+    return {"request_id": request.request_id, "requested_by": request.requested_by,
+            "requested_at": request.requested_at.isoformat(), "processed_at": now.isoformat(),
+            "mode": request.mode, "found": found,
+            "identifiers_erased": identifiers if found else 0,
+            "profiles_erased": profiles if found else 0,
+            "identifiers_suppressed": suppressed}
 
 
 def _delete(store: Store, key: bytes) -> None:

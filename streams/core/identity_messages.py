@@ -270,8 +270,23 @@ class UndoMerge:
     event_id: str
 
 
+@dataclass(frozen=True)
+class Erase:
+    """An erasure's way through the slots (streams/core/identity_erasure.py): ``step``
+    is ``key`` (at the identifier's slot), ``profile`` (along redirects to the
+    canonical profile, which it locks), ``forget`` (at each of its keys' slots) and
+    ``forgotten`` (back at the profile, which it releases after the last key)."""
+
+    KIND: ClassVar[str] = "erase"
+    step: str
+    request: str  # the request, streams/core/erasure.py's JSON
+    now_us: int  # when the stage read it: the audit's processed_at
+    pid: str = ""
+    key: str = ""
+
+
 Message = (Arrival | Resolve | Absorb | Link | Repoint | Release | Settled | Abandon | Relink
-           | Unabsorb | UndoMerge)
+           | Unabsorb | UndoMerge | Erase)
 
 
 def encode(message: Message) -> bytes:
@@ -332,6 +347,9 @@ def _decoded(kind: str, d: dict[str, Any]) -> Message:
         return Settled(str(d["event_id"]), str(d["home"]), str(d["pid"]))
     if kind == UndoMerge.KIND:
         return UndoMerge(str(d["profile_id"]), str(d["event_id"]))
+    if kind == Erase.KIND:
+        return Erase(str(d["step"]), str(d["request"]), int(d["now_us"]), str(d["pid"]),
+                     str(d["key"]))
     raise ProtocolError(f"unknown identity message type {kind!r}")
 
 
@@ -416,4 +434,14 @@ class GaveUp:
     reason: str
 
 
-Output = Send | ToProfile | MergeOutput | ProfileCommand | Decided | Relinked | Dropped | GaveUp
+@dataclass(frozen=True)
+class Erased:
+    """An erasure done: its audit record, and the keys screening must drop from now on."""
+
+    request_id: str
+    audit: str  # JSON, no personal data
+    suppressed: tuple[str, ...]
+
+
+Output = (Send | ToProfile | MergeOutput | ProfileCommand | Decided | Relinked | Dropped | GaveUp
+          | Erased)

@@ -31,10 +31,12 @@ from streams.core.identity_absorb import (
     unabsorb,
     undo_merge,
 )
+from streams.core.identity_erasure import erase
 from streams.core.identity_messages import (
     Abandon,
     Absorb,
     Arrival,
+    Erase,
     EventRef,
     Link,
     Message,
@@ -58,12 +60,14 @@ __all__ = ["Config", "handle"]
 _STEPS: dict[type, Callable[[Tx, Any], None]] = {
     Arrival: arrive, Resolve: lambda tx, m: advance(tx, m.ticket), Absorb: absorb,
     Link: link, Repoint: repoint, Release: release, Settled: settled, Abandon: abandon,
-    Relink: relink, Unabsorb: unabsorb, UndoMerge: undo_merge,
+    Relink: relink, Unabsorb: unabsorb, UndoMerge: undo_merge, Erase: erase,
 }
 _RESUME: dict[str, Callable[[Tx, dict[str, Any]], None]] = {
     "ticket": lambda tx, body: advance(tx, Ticket.from_dict(body)),
     "event": lambda tx, body: start(tx, EventRef.from_dict(body)),  # marker written already
     "relink": lambda tx, body: advance_relink(tx, RelinkTicket.from_dict(body)),
+    "erase": lambda tx, body: erase(tx, Erase(body["step"], body["request"], body["now_us"],
+                                              body["pid"])),
 }
 
 

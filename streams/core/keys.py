@@ -28,6 +28,7 @@ IDENTITY: dict[bytes, str] = {
     b"g:": "home guard: an undecided event of this home key (slots)",
     b"w:": "a parked waiter on a resource (slots)",
     b"wq:": "a resource's waiter queue bounds (slots)",
+    b"e:": "an erasure's keys still to forget (slots: identity_erasure.py)",
 }
 
 # Profile stage stores (streams/core/pipeline.py, unmerge.py, erasure.py and

@@ -18,7 +18,7 @@ from streams.records import Envelope, Identifiers
 from streams.serde import AvroSerde
 from streams.settings import REPO_ROOT
 from streams.topics import ERASURES, action_topic, declared_topics
-from tests.integration.core.conftest import CoreStack
+from tests.integration.core.conftest import LAYOUTS, CoreStack
 from tests.integration.core.harness import AUTH, Worker, as_json, encode_all, produce, wait_for
 
 EMAIL = "ada@example.com"
@@ -39,6 +39,7 @@ def audit_of(core: CoreStack, request_id: str) -> dict[str, Any] | None:
     return None
 
 
+@LAYOUTS
 def test_erasure_forgets_everywhere_and_suppresses(
         core: CoreStack, serde: AvroSerde, workers: Callable[..., Worker]) -> None:
     for spec in declared_topics(core.settings):

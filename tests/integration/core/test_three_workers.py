@@ -85,3 +85,7 @@ def test_three_workers_share_every_stage_and_one_leaving_loses_nothing(
         dump = {cid: {"got": got[cid], "expected": expected[cid]} for cid in mismatched[:5]}
         (tmp_path / "mismatch.json").write_text(json.dumps(dump, indent=1, sort_keys=True))
     assert not mismatched, f"{len(mismatched)} profiles differ, see {tmp_path}/mismatch.json"
+    # Customers whose identifiers live in different slots were linked by the protocol.
+    sent = sum(w.metric("activation_identity_protocol_messages_total") for w in staying)
+    print(f"protocol messages sent by the two staying: {sent:,.0f}")
+    assert sent > 0

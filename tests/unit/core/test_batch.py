@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
 import pytest
 
+from streams.core import carried
 from streams.core.batch import (
     BATCH_SPAN,
     BatchFormatError,
@@ -14,6 +18,7 @@ from streams.core.batch import (
     parse_origin,
     position,
 )
+from streams.records import Envelope, Identifiers
 
 
 @pytest.fixture
@@ -36,8 +41,8 @@ def test_truncated_or_padded_or_unknown_version_is_refused(items: list[BatchItem
         decode_batch(data[:-1])
     with pytest.raises(BatchFormatError, match="unexpected bytes"):
         decode_batch(data + b"\x00")
-    with pytest.raises(BatchFormatError, match="version 3"):
-        decode_batch(b"\x03" + data[1:])
+    with pytest.raises(BatchFormatError, match="version 4"):
+        decode_batch(b"\x04" + data[1:])
     with pytest.raises(BatchFormatError):
         decode_batch(b"")
 
@@ -74,3 +79,42 @@ def test_positions_are_unique_increasing_and_compatible_with_plain_offsets() -> 
 
 def test_origin_parses_back_to_topic_partition_offset() -> None:
     assert parse_origin("activation.events.ingest:3:17") == ("activation.events.ingest", 3, 17)
+
+
+def envelope(n: int, payload: dict[str, object] | None = None) -> Envelope:
+    at = datetime(2026, 11, 30, 9, n, 0, 123456, tzinfo=UTC)
+    return Envelope(f"e-{n}", "purchase_completed", at, at, "billing",
+                    Identifiers(customer_id=f"c{n}", email_sha256="ab" * 32),
+                    {"plan": "pro", "seats": 3, "ratio": 0.5, "trial": False, "x": None},
+                    payload)
+
+
+def test_carried_envelopes_read_back_equal_with_their_avro_types() -> None:
+    payload = {"order_id": "o1", "order_value": Decimal("50.1400"), "currency": "EUR",
+               "product_ids": ["sku6"], "contract_end": date(2027, 1, 31),
+               "renewed_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}
+    for original in (envelope(1, payload), envelope(2)):
+        back = carried.decode(carried.encode(original))
+        assert back == original
+        assert back.event_time.utcoffset() is not None
+    value = carried.decode(carried.encode(envelope(1, payload))).payload
+    assert value is not None and isinstance(value["order_value"], Decimal)
+    assert isinstance(value["contract_end"], date)
+    with pytest.raises(carried.CarriedFormatError):
+        carried.decode(b"\x93\x01\x02\x03")
+
+
+def test_items_with_envelopes_travel_as_version_3_beside_the_original_bytes(
+        items: list[BatchItem]) -> None:
+    screened = [BatchItem(i.origin, i.key, i.value, envelope=envelope(n))
+                for n, i in enumerate(items)]
+    screened[1] = items[1]  # one without (an older record forwarded again)
+    data = encode_batch(screened)
+    assert data[0] == 3
+    assert decode_batch(data) == screened
+    resolved = [BatchItem(i.origin, i.key, i.value, f"p-{n}", i.envelope)
+                for n, i in enumerate(screened)]
+    assert decode_batch(encode_batch(resolved)) == resolved
+    broken = data.replace(carried.encode(envelope(0)), b"\xc1" * len(carried.encode(envelope(0))))
+    with pytest.raises(BatchFormatError, match="carried"):
+        decode_batch(broken)
