@@ -27,7 +27,7 @@ from typing import Any
 
 from agents.activation import Activation
 from agents.context import Worker
-from agents.owned import PROTOCOL_COUNT, Decoder, OwnedState, chunks, read_items
+from agents.owned import PROTOCOL_COUNT, YIELD_EVERY, Decoder, OwnedState, chunks, read_items
 from agents.screening import header
 from streams.core.batch import BatchItem, parse_origin
 from streams.core.deadletter import SourceRecord
@@ -46,7 +46,7 @@ from streams.core.identity_messages import (
     ProfileCommand,
     Send,
     ToProfile,
-    decode,
+    decode_many,
     encode,
 )
 from streams.core.identity_protocol import Config, handle
@@ -62,6 +62,9 @@ from streams.topics import ERASURES, SUPPRESSIONS
 from tables.state import StateStore
 
 log = logging.getLogger(__name__)
+# Protocol messages coalesced into one record, in bytes: under the topic's
+# max.message.bytes (streams/topics.py) with room for the headers.
+MAX_PROTOCOL_RECORD = 900_000
 SWEEP_INTERVAL_S = 5.0
 SWEEP_CHUNK = 2000
 
@@ -88,8 +91,10 @@ class IdentityWiring:
         if name is None:
             await self.events(message, store, read_items(message, out, now), now, out)
         elif self.w.slots > 1 and name == IDENTITY_PROTOCOL:
-            self.apply(handle(store, message.partition, decode(message.value), self.cfg),
-                       out, now)
+            for n, step in enumerate(decode_many(message.value or b"")):
+                self.apply(handle(store, message.partition, step, self.cfg), out, now)
+                if n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # let heartbeats and the API run
         elif self.w.slots > 1 and name == TICK:  # ticks skip the slots; an old one: on
             out.sends.append(Broadcast(TICK, message.value or b""))
         elif self.w.slots > 1 and name == ERASE:  # any slot: its first step goes home
@@ -100,6 +105,7 @@ class IdentityWiring:
                       "ACTIVATION_IDENTITY_PARTITIONS > 1; ignored", message.partition, name)
         else:
             identity.command(store, store.scan, name, message.value or b"", now, out)
+        out.identity[:] = coalesce(out.identity)
         self.sweeper.maybe_sweep(store)
 
     async def events(self, message: Any, store: StateStore, items: list[BatchItem],
@@ -132,7 +138,7 @@ class IdentityWiring:
     def apply(self, outputs: list[Output], out: Outputs, now: datetime) -> None:
         """The protocol's outputs, in order, as the stage's outputs."""
         for o in outputs:
-            if isinstance(o, Send):
+            if isinstance(o, Send):  # coalesced per slot when the record is done
                 out.identity.append(ToIdentity(IDENTITY_PROTOCOL, "", encode(o.message),
                                                o.slot))
                 out.counts[PROTOCOL_COUNT + o.message.KIND] += 1
@@ -157,6 +163,27 @@ class IdentityWiring:
                                       o.event.value), o.reason, now)
             else:  # Relinked: an undo done
                 log.info("identity: %s", o)
+
+
+def coalesce(sends: list[ToIdentity], limit: int = MAX_PROTOCOL_RECORD) -> list[ToIdentity]:
+    """A record's protocol messages, one record per destination slot (in order, up to
+    ``limit`` bytes each) rather than one per message: the receiving slot handles them
+    in one transaction instead of one each, and a transaction is what costs most. The
+    order per slot is kept, so it is the same as reading them one by one."""
+    runs: dict[int, list[tuple[list[bytes], int]]] = {}
+    others = [s for s in sends if s.name != IDENTITY_PROTOCOL]
+    for send in sends:
+        if send.name != IDENTITY_PROTOCOL:
+            continue
+        slot = runs.setdefault(send.partition, [([], 0)])
+        bodies, size = slot[-1]
+        if bodies and size + len(send.body) > limit:
+            slot.append(([], 0))
+            bodies, size = slot[-1]
+        bodies.append(send.body)
+        slot[-1] = (bodies, size + len(send.body) + 1)
+    return others + [ToIdentity(IDENTITY_PROTOCOL, "", b"\n".join(bodies), partition)
+                     for partition, slot in runs.items() for bodies, _ in slot]
 
 
 def erased(o: Erased, out: Outputs) -> None:

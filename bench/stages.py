@@ -100,24 +100,30 @@ def run(events: list[Envelope], definitions: DefinitionSet | None) -> dict[str, 
     return dict(cpu)
 
 
+def report(count: int, customers: int) -> None:
+    """Both runs over the workload, and the table of CPU-us per event by stage."""
+    events = recent(workload(count, customers), count, datetime.now(UTC))
+    with tempfile.TemporaryDirectory() as tmp:
+        definitions = write_definitions(Path(tmp) / "defs")
+    core = run(events, None)
+    with_act = run(events, definitions)
+    print(f"{count:,} events, {customers:,} customers; CPU-us per event of each stage's "
+          "own work (pure stages, no broker)")
+    print(f"{'stage':<12} {'core':>8} {'with activation':>16}")
+    for stage in ("screening", "identity", "profile", "activation"):
+        print(f"{stage:<12} {core.get(stage, 0) / count * 1e6:>8.1f} "
+              f"{with_act.get(stage, 0) / count * 1e6:>16.1f}")
+    total_core = sum(core.values()) / count * 1e6
+    total_act = sum(with_act.values()) / count * 1e6
+    print(f"{'total':<12} {total_core:>8.1f} {total_act:>16.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--customers", type=int, default=2_000)
     args = parser.parse_args()
-    events = recent(workload(args.events, args.customers), args.events, datetime.now(UTC))
-    with tempfile.TemporaryDirectory() as tmp:
-        definitions = write_definitions(Path(tmp) / "defs")
-    core = run(events, None)
-    with_act = run(events, definitions)
-    print(f"{args.events:,} events, {args.customers:,} customers; CPU-us per event")
-    print(f"{'stage':<12} {'core':>8} {'with activation':>16}")
-    for stage in ("screening", "identity", "profile", "activation"):
-        print(f"{stage:<12} {core.get(stage, 0) / args.events * 1e6:>8.1f} "
-              f"{with_act.get(stage, 0) / args.events * 1e6:>16.1f}")
-    total_core = sum(core.values()) / args.events * 1e6
-    total_act = sum(with_act.values()) / args.events * 1e6
-    print(f"{'total':<12} {total_core:>8.1f} {total_act:>16.1f}")
+    report(args.events, args.customers)
 
 
 if __name__ == "__main__":

@@ -151,21 +151,36 @@ class Envelope:
     def from_avro(cls, record: dict[str, Any]) -> Envelope:
         """From a decoded record; works for records written by any later schema version."""
         ids = record.get("identifiers") or {}
-        return cls(
-            event_id=record["event_id"],
-            event_name=record["event_name"],
-            event_time=_aware(record["event_time"]),
-            received_time=_aware(record["received_time"]),
-            source=record["source"],
-            identifiers=Identifiers(
-                customer_id=ids.get("customer_id"),
-                email_sha256=ids.get("email_sha256"),
-                phone_sha256=ids.get("phone_sha256"),
-                anonymous_id=ids.get("anonymous_id"),
-            ),
-            properties=dict(record.get("properties") or {}),
-            payload=record.get("payload"),
-        )
+        # Read in the order the keyword arguments were (so a bad record fails as before).
+        event_id, event_name = record["event_id"], record["event_name"]
+        event_time = _aware(record["event_time"])
+        received_time = _aware(record["received_time"])
+        source = record["source"]
+        identifiers = Identifiers(ids.get("customer_id"), ids.get("email_sha256"),
+                                  ids.get("phone_sha256"), ids.get("anonymous_id"))
+        properties = dict(record.get("properties") or {})
+        payload = record.get("payload")
+        if event_time.tzinfo is not UTC or received_time.tzinfo is not UTC:
+            # Not the decoder's UTC: the constructor's full checks.
+            return cls(event_id, event_name, event_time, received_time, source, identifiers,
+                       properties, payload)
+        if identifiers.is_empty():  # the one check of __post_init__ left to make
+            raise EncodeError("an event needs at least one customer identifier")
+        # What the frozen __init__ does, in field order, without its keyword handling
+        # and __post_init__'s time-zone checks (decoded times are UTC): once per event.
+        envelope = object.__new__(cls)
+        _set(envelope, "event_id", event_id)
+        _set(envelope, "event_name", event_name)
+        _set(envelope, "event_time", event_time)
+        _set(envelope, "received_time", received_time)
+        _set(envelope, "source", source)
+        _set(envelope, "identifiers", identifiers)
+        _set(envelope, "properties", properties)
+        _set(envelope, "payload", payload)
+        return envelope
+
+
+_set = object.__setattr__
 
 
 def _aware(value: datetime | int) -> datetime:

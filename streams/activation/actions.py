@@ -13,7 +13,7 @@ from typing import Any
 
 from streams.activation.channels import DEFAULT_PURPOSE
 from streams.activation.definitions import SendSpec
-from streams.activation.model import DataAction, Decision, PlannedAction, stable_id
+from streams.activation.model import DataAction, Decision, PlannedAction, built, stable_id
 from streams.activation.steps import UpdateProfile
 from streams.errors import ActivationError
 
@@ -38,7 +38,8 @@ def plan_action(
     variants: Mapping[str, str] | None = None,
 ) -> PlannedAction:
     """``purpose``: the channel's, for a send that names none (DefinitionSet.purpose_of)."""
-    return PlannedAction(
+    return built(  # from a validated SendSpec and the enrollment's own ids
+        PlannedAction,
         action_id=action_id_for(profile_id, journey_id, enrollment_id, step_id, trigger,
                                 send.action_type),
         profile_id=profile_id, channel=send.channel, action_type=send.action_type,

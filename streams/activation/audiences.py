@@ -82,6 +82,7 @@ class Compiled:
     index: Index
     assessors: dict[str, Assessor]
     empty_members: frozenset[str]  # the audiences an empty profile is in
+    ids: frozenset[str] = frozenset()  # every audience id
 
 
 _COMPILED: dict[int, tuple[Mapping[str, Audience], Compiled]] = {}
@@ -102,7 +103,7 @@ def compiled(audiences: Mapping[str, Audience]) -> Compiled:
         empty = frozenset(aid for aid, assess_ in assessors.items()
                           if assess_(Facts(""), _EMPTY_AT)[0])
         entry = (audiences, Compiled({n: frozenset(ids) for n, ids in index.items()},
-                                     assessors, empty))
+                                     assessors, empty, frozenset(audiences)))
         _COMPILED[id(audiences)] = entry
     return entry[1]
 
@@ -131,23 +132,28 @@ def audience_step(
     touched answers as for an empty profile.
     """
     known = compiled(audiences)
+    defined = known.ids
     if touched is None:
-        ids = set(audiences)
+        ids = set(defined)
     else:
-        ids = {aid for aid, at in wakes.items() if at <= now and aid in audiences}
+        ids = {aid for aid, at in wakes.items() if at <= now and aid in defined}
+        index = known.index
         for name in touched:
-            ids.update(known.index.get(name, ()))
+            found = index.get(name)
+            if found is not None:
+                ids.update(found)
     kept = known.empty_members if fresh else frozenset(members)
     before = set(members)
     holding: set[str] = set()
-    new_wakes = {aid: t for aid, t in wakes.items() if aid in audiences and aid not in ids}
+    new_wakes = {aid: t for aid, t in wakes.items() if aid not in ids and aid in defined}
+    assessors = known.assessors
     for aid in ids:
-        holds, wake = known.assessors[aid](facts, now)
+        holds, wake = assessors[aid](facts, now)
         if holds:
             holding.add(aid)
         if wake is not None:
             new_wakes[aid] = wake
-    after = ((kept & set(audiences)) - ids) | holding
+    after = ((kept & defined) - ids) | holding
     return AudienceStep(sorted(after - before), sorted(before - after), sorted(after), new_wakes)
 
 

@@ -84,31 +84,32 @@ def _combined(condition: AllOf | AnyOf) -> Assessor:
         condition.all if isinstance(condition, AllOf) else condition.any)]
 
     def combined(facts: Facts, now: datetime) -> tuple[bool, datetime | None]:
-        answers, wake = [], None
+        # all: True until a child is False; any: False until a child is True
+        result, wake = every, None
         for child in children:
             holds, when = child(facts, now)
-            answers.append(holds)
+            if holds != every:
+                result = not every
             if when is not None and (wake is None or when < wake):
                 wake = when
-        return (all(answers) if every else any(answers)), wake
+        return result, wake
 
     return combined
 
 
 def _trait(cond: TraitCondition) -> Assessor:
     get, op, value = getter(cond.trait), cond.op, cond.value
-    test: Callable[[Any], bool]
+    # The common ops read and test in one closure: one call less per evaluation.
     if op == "exists":
         wanted = value is not False
-        test = lambda actual: (actual is not None) == wanted  # noqa: E731
-    elif op == "eq":
-        test = lambda actual: bool(actual == value)  # noqa: E731
-    elif op == "ne":
-        test = lambda actual: bool(actual != value)  # noqa: E731
-    elif op == "in":
-        test = lambda actual: bool(actual in value)  # noqa: E731
-    else:
-        test = _ordered(op, value)
+        return lambda facts, now: ((get(facts) is not None) == wanted, None)
+    if op == "eq":
+        return lambda facts, now: (bool(get(facts) == value), None)
+    if op == "ne":
+        return lambda facts, now: (bool(get(facts) != value), None)
+    if op == "in":
+        return lambda facts, now: (bool(get(facts) in value), None)
+    test = _ordered(op, value)
     return lambda facts, now: (test(get(facts)), None)
 
 
@@ -153,10 +154,11 @@ def _event(cond: EventCondition) -> Assessor:
 
     def event(facts: Facts, now: datetime) -> tuple[bool, datetime | None]:
         lower = None if within is None else now - within
-        # ``since``: what happened up to the newest such event no longer counts.
-        boundary, wake = _since(facts, since, now)
-        if boundary is not None and (lower is None or boundary > lower):
-            lower = boundary
+        wake = None
+        if since is not None:  # what happened up to the newest such event no longer counts
+            boundary, wake = _since(facts, since, now)
+            if boundary is not None and (lower is None or boundary > lower):
+                lower = boundary
         count, total = 0, _ZERO
         for e in facts.named(name):
             t = e.time

@@ -225,7 +225,10 @@ class GovernanceRules(_Strict):
     _channels: Mapping[str, ChannelDef] = PrivateAttr(default_factory=dict)
 
     def channel(self, name: str) -> ChannelDef | None:
-        return in_force(self._channels).get(name)
+        # Read from pydantic's private dict: ``self._channels`` goes through its
+        # ``__getattr__``, and governance asks several times per action.
+        private = self.__pydantic_private__ or {}
+        return in_force(private.get("_channels") or {}).get(name)
 
     def with_channels(self, channels: Mapping[str, ChannelDef]) -> GovernanceRules:
         rules = self.model_copy()

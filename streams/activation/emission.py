@@ -75,8 +75,9 @@ def experiments(*states: ActivationState) -> dict[str, str]:
 
 def emission_of(before: ActivationState, after: ActivationState, out: Output, facts: Facts,
                 cause: str, now: datetime, version: str) -> Emission:
-    ids = command_identifiers(facts.identifiers)
-    variants = experiments(before, after) if out.entered or out.exited else {}
+    moved = bool(out.entered or out.exited)
+    ids = command_identifiers(facts.identifiers) if moved else {}  # for the changes only
+    variants = experiments(before, after) if moved else {}
     changes = [
         {"change_id": stable_id("audience", facts.profile_id, audience, change, cause),
          "profile_id": facts.profile_id, "audience_id": audience, "change": change,
@@ -85,9 +86,10 @@ def emission_of(before: ActivationState, after: ActivationState, out: Output, fa
         for change, audiences in (("entered", out.entered), ("exited", out.exited))
         for audience in audiences
     ]
-    enrolled = [jid for jid, enr in sorted(after.journeys.active.items())
-                if (old := before.journeys.active.get(jid)) is None
-                or old.enrollment_id != enr.enrollment_id]
+    enrolled = [] if after.journeys is before.journeys else [  # the same: none
+        jid for jid, enr in sorted(after.journeys.active.items())
+        if (old := before.journeys.active.get(jid)) is None
+        or old.enrollment_id != enr.enrollment_id]
     assignments = [{**a.model_dump(mode="json"), "definitions_version": version,
                     "assigned_at": now.isoformat()} for a in out.assignments]
     return Emission(facts.profile_id, list(out.commands), changes,

@@ -13,6 +13,7 @@ Commands are only ever what is due now: a delayed action is held in the state
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from streams.activation.model import (
     Planned,
     PlannedAction,
     SendRecord,
+    evolve,
 )
 
 
@@ -62,16 +64,18 @@ class ActivationState(BaseModel):
         return cls(profile_id=profile_id, journeys=JourneyState(profile_id=profile_id))
 
 
-class Output(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class Output:
+    """What one step decided (a dataclass: built on every event, never stored, and
+    its parts are validated where they are made)."""
 
-    commands: list[dict[str, Any]] = Field(default_factory=list)
-    decisions: list[Decision] = Field(default_factory=list)
-    entered: list[str] = Field(default_factory=list)
-    exited: list[str] = Field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    entered: list[str] = field(default_factory=list)
+    exited: list[str] = field(default_factory=list)
     wake_at: datetime | None = None
-    data: list[DataAction] = Field(default_factory=list)  # for the runtime to apply
-    assignments: list[Assignment] = Field(default_factory=list)  # experiment variants
+    data: list[DataAction] = field(default_factory=list)  # for the runtime to apply
+    assignments: list[Assignment] = field(default_factory=list)  # experiment variants
 
 
 Governed = tuple[ActivationState, list[Decision], list[dict[str, Any]]]
@@ -100,7 +104,7 @@ def govern(state: ActivationState, actions: list[PlannedAction], facts: Facts, n
             commands.append(to_command(action, decision, facts.identifiers))
         else:  # so exit does not "remove" a customer who was never added
             journeys = forget_withheld_add(journeys, action)
-    return state.model_copy(update={"sends": sends, "journeys": journeys, "held": held}), \
+    return evolve(state, sends=sends, journeys=journeys, held=held), \
         decisions, commands
 
 
@@ -112,7 +116,7 @@ def settle_held(state: ActivationState, facts: Facts, now: datetime,
                                                definitions.version, everything, exiting)
     held, sends, released, commands = release_due(
         held, sends, facts, now, definitions, lambda a: _holdout(definitions, a))
-    state = state.model_copy(update={"held": held, "sends": sends})
+    state = evolve(state, held=held, sends=sends)
     return state, cancelled + released, commands
 
 
@@ -137,8 +141,8 @@ def _finish(state: ActivationState, planned: list[Planned], facts: Facts, now: d
         state, settled, released = settle_held(state, facts, now, definitions, everything,
                                                 exiting)
         decisions, commands = decisions + settled, commands + released
-    wakes = [t for t in (*state.audience_wakes.values(), next_wake(state.journeys),
-                         next_release(state.held)) if t is not None]
+    wakes = [t for t in (min(state.audience_wakes.values(), default=None),
+                         next_wake(state.journeys), next_release(state.held)) if t is not None]
     return state, Output(commands=commands, decisions=decisions, entered=moves[0],
                          exited=moves[1], wake_at=min(wakes) if wakes else None,
                          data=[p for p in planned if isinstance(p, DataAction)],
@@ -147,13 +151,15 @@ def _finish(state: ActivationState, planned: list[Planned], facts: Facts, now: d
 
 def _audiences(state: ActivationState, facts: Facts, now: datetime, definitions: DefinitionSet,
                touched: frozenset[str] | None, fresh: bool = False
-               ) -> tuple[ActivationState, AudienceStep]:
+               ) -> tuple[dict[str, Any], AudienceStep]:
+    """The audience step, and the state's fields it changes (for the caller's one copy
+    of the state with the journeys' changes too)."""
     if state.evaluated_version != definitions.version and not fresh:
         touched = None
     step = audience_step(definitions.audiences, facts, state.memberships, state.audience_wakes,
                          now, touched, fresh)
-    return state.model_copy(update={"memberships": step.members, "audience_wakes": step.wakes,
-                                    "evaluated_version": definitions.version}), step
+    return {"memberships": step.members, "audience_wakes": step.wakes,
+            "evaluated_version": definitions.version}, step
 
 
 def on_profile_event(state: ActivationState, facts: Facts, event: HistoryEvent, now: datetime,
@@ -166,10 +172,10 @@ def on_profile_event(state: ActivationState, facts: Facts, event: HistoryEvent, 
     ``state`` is new and ``touched`` is what the event changed from an empty profile.
     """
     journeys, actions = on_event(state.journeys, facts, event, now, definitions)
-    state, step = _audiences(state, facts, now, definitions, touched, fresh)
+    moved, step = _audiences(state, facts, now, definitions, touched, fresh)
     journeys, more = on_audience_change(journeys, facts, step.entered, step.exited, now,
                                         definitions, cause=event.event_id)
-    state = state.model_copy(update={"journeys": journeys})
+    state = evolve(state, journeys=journeys, **moved)
     return _finish(state, actions + more, facts, now, definitions, (step.entered, step.exited),
                    event_name=event.name)
 
@@ -177,11 +183,11 @@ def on_profile_event(state: ActivationState, facts: Facts, event: HistoryEvent, 
 def on_profile_timer(state: ActivationState, facts: Facts, now: datetime,
                      definitions: DefinitionSet) -> tuple[ActivationState, Output]:
     """The stored wake time was reached: time-based audience moves, then journey waits."""
-    state, step = _audiences(state, facts, now, definitions, frozenset())
+    moved, step = _audiences(state, facts, now, definitions, frozenset())
     journeys, actions = on_audience_change(state.journeys, facts, step.entered, step.exited, now,
                                            definitions, cause=f"timer:{now.isoformat()}")
     journeys, more = on_timer(journeys, facts, now, definitions)
-    state = state.model_copy(update={"journeys": journeys})
+    state = evolve(state, journeys=journeys, **moved)
     return _finish(state, actions + more, facts, now, definitions, (step.entered, step.exited))
 
 
@@ -196,8 +202,8 @@ def on_profile_merged_away(state: ActivationState, facts: Facts, now: datetime,
     left = sorted(state.memberships)
     # No evaluated version: if the merge is undone, the restored profile's next event
     # evaluates every audience again instead of trusting memberships it no longer has.
-    state = state.model_copy(update={"journeys": journeys, "memberships": [],
-                                     "audience_wakes": {}, "evaluated_version": None})
+    state = evolve(state, journeys=journeys, memberships=[], audience_wakes={},
+                   evaluated_version=None)
     return _finish(state, actions, facts, now, definitions, ([], left),
                    everything=("merge", f"merged into another profile by {cause}"))
 
@@ -208,8 +214,8 @@ def on_profile_merged_in(state: ActivationState, facts: Facts, now: datetime,
     """Another profile's facts were merged into this one (by event ``cause``): every
     audience is evaluated again on the merged facts, and journeys react to the moves.
     No event is replayed: the linking event was applied (and acted on) already."""
-    state, step = _audiences(state, facts, now, definitions, None)
+    moved, step = _audiences(state, facts, now, definitions, None)
     journeys, actions = on_audience_change(state.journeys, facts, step.entered, step.exited,
                                            now, definitions, cause=cause)
-    state = state.model_copy(update={"journeys": journeys})
+    state = evolve(state, journeys=journeys, **moved)
     return _finish(state, actions, facts, now, definitions, (step.entered, step.exited))

@@ -48,12 +48,19 @@ def as_datetime(value: Any) -> datetime | None:
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=UTC)
     if isinstance(value, str) and value:
-        try:
-            return as_datetime(datetime.fromisoformat(value)) if "T" in value else \
-                as_datetime(date.fromisoformat(value))
-        except ValueError:
-            return None
+        return _parsed(value)
     return None
+
+
+@lru_cache(maxsize=8192)
+def _parsed(value: str) -> datetime | None:
+    """A date-like string's instant, parsed once: the same contract end date or start
+    date is read by several conditions on every event of a profile."""
+    try:
+        return as_datetime(datetime.fromisoformat(value)) if "T" in value else \
+            as_datetime(date.fromisoformat(value))
+    except ValueError:
+        return None
 
 
 def as_number(value: Any) -> Decimal | None:
@@ -168,17 +175,28 @@ def getter(path: str) -> Callable[[Facts], Any]:
 KNOWN_ROOTS = ("traits", "subscription", "canceled_subscription", "consent", "aggregates")
 
 
+_new = object.__new__
+
+
+def _history(entry: dict[str, Any]) -> HistoryEvent:
+    """A timeline entry as a :class:`HistoryEvent`, without the frozen dataclass's
+    ``__init__`` (a setattr per field): every event of the history, on every event."""
+    event = _new(HistoryEvent)
+    event.__dict__.update(event_id=entry["event_id"], name=entry["event_name"],
+                          time=from_micros(int(entry["time_us"])),
+                          properties=dict(entry.get("properties") or {}))
+    return event
+
+
 def facts_from_profile(profile: Profile) -> Facts:
     """The one adapter from the profile's stored format (``[value, stamp]`` pairs)."""
-    events = tuple(
-        HistoryEvent(event_id=e["event_id"], name=e["event_name"],
-                     time=from_micros(int(e["time_us"])),
-                     properties=dict(e.get("properties") or {}))
-        for e in profile.timeline
+    events = tuple([
+        _history(e) for e in profile.timeline
         if e.get("kind", "event") == "event"  # not activation's own decisions and moves
-    )
+    ])
     last = profile.last_purchase
-    return Facts(
+    facts = _new(Facts)  # every field given: the frozen dataclass's setattrs spared
+    facts.__dict__.update(
         profile_id=profile.profile_id,
         identifiers={k: list(v) for k, v in profile.identifiers.items()},
         traits={k: v[0] for k, v in profile.traits.items()},
@@ -190,3 +208,5 @@ def facts_from_profile(profile: Profile) -> Facts:
         last_purchase_at=None if last is None else from_micros(int(last[1][0])),
         events=events,
     )
+    facts.__post_init__()
+    return facts

@@ -31,12 +31,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime, time, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from streams.activation.channels import BUILTIN_CHANNELS
 from streams.activation.definitions import GovernanceRules
 from streams.activation.facts import Facts
-from streams.activation.model import Decision, Outcome, PlannedAction, SendRecord, stable_id
+from streams.activation.model import (
+    Decision,
+    Outcome,
+    PlannedAction,
+    SendRecord,
+    built,
+    stable_id,
+)
 
 GRANTED = "GRANTED"
 _BUCKETS = 10_000
@@ -51,12 +59,52 @@ def is_removal(action: PlannedAction, rules: GovernanceRules | None = None) -> b
 
 def caps(rules: GovernanceRules, channel: str) -> Iterator[tuple[int, timedelta]]:
     """(max sends, window) of every cap on ``channel``: governance.yaml's, the channel's."""
-    for cap in rules.frequency_caps:
-        if cap.channel == channel:
-            yield cap.max_sends, cap.per
-    declared = rules.channel(channel)
-    for own in declared.frequency_caps if declared is not None else ():
-        yield own.max_sends, own.per
+    return iter(_limits(rules).caps(channel))
+
+
+class _Limits:
+    """One rule set's caps by channel, and the history window each channel keeps: asked
+    for every action, and constants of the rules (cached per rules object)."""
+
+    def __init__(self, rules: GovernanceRules) -> None:
+        self.rules = rules
+        self.windows = [c.per for c in rules.frequency_caps]
+        self.suppressed_hashes = frozenset(rules.suppression.identifier_hashes)
+        self._caps: dict[str, list[tuple[int, timedelta]]] = {}
+        self._own: dict[str, list[timedelta]] = {}
+
+    def caps(self, channel: str) -> list[tuple[int, timedelta]]:
+        found = self._caps.get(channel)
+        if found is None:
+            declared = self.rules.channel(channel)
+            found = [(c.max_sends, c.per) for c in self.rules.frequency_caps
+                     if c.channel == channel]
+            found += [(own.max_sends, own.per)
+                      for own in (declared.frequency_caps if declared is not None else ())]
+            self._caps[channel] = found
+        return found
+
+    def own_windows(self, channel: str) -> list[timedelta]:
+        """The windows of the channel's own caps (none for an undeclared channel)."""
+        found = self._own.get(channel)
+        if found is None:
+            declared = self.rules.channel(channel)
+            found = [] if declared is None else [own.per for own in declared.frequency_caps]
+            self._own[channel] = found
+        return found
+
+
+_LIMITS: dict[int, _Limits] = {}
+
+
+def _limits(rules: GovernanceRules) -> _Limits:
+    """The entry holds its rules, so an id is never reused while it is cached."""
+    found = _LIMITS.get(id(rules))
+    if found is None or found.rules is not rules:
+        if len(_LIMITS) > 64:  # rules of superseded definition sets
+            _LIMITS.clear()
+        found = _LIMITS[id(rules)] = _Limits(rules)
+    return found
 
 
 def quiet_window(rules: GovernanceRules, channel: str) -> tuple[time, time] | None:
@@ -122,10 +170,10 @@ def _withheld_by(action: PlannedAction, facts: Facts, history: Sequence[SendReco
     status = facts.consent.get(key, "UNKNOWN")
     if status != GRANTED:
         return "consent", f"consent {key} is {status}, not GRANTED"
-    hashes = {h for values in facts.identifiers.values() for h in values}
     if action.profile_id in rules.suppression.profile_ids:
         return "suppression", "profile id is on the global suppression list"
-    if hashes & set(rules.suppression.identifier_hashes):
+    hashes = _limits(rules).suppressed_hashes
+    if hashes and any(h in hashes for values in facts.identifiers.values() for h in values):
         return "suppression", "an identifier hash is on the global suppression list"
     capped = _cap_reached(action, history, rules, now)
     if capped is not None:
@@ -151,7 +199,7 @@ def decide(
     elif (until := quiet_until(rules, facts, action.channel, now)) is not None:
         outcome, rule, not_before = "delayed", "quiet_hours", until
         reason = f"quiet hours in the customer's time zone until {until.isoformat()}"
-    return Decision(
+    fields: dict[str, Any] = dict(
         decision_id=stable_id("decision", action.action_id, definitions_version),
         outcome=outcome, rule=rule, reason=reason, action_id=action.action_id,
         profile_id=action.profile_id, channel=action.channel, action_type=action.action_type,
@@ -159,15 +207,18 @@ def decide(
         definitions_version=definitions_version, decided_at=now, not_before=not_before,
         variants=dict(action.variants),
     )
+    # Made of the validated action and rules: only "now" can be wrong (naive), and then
+    # validation says so as it always did.
+    return built(Decision, **fields) if now.utcoffset() is not None else Decision(**fields)
 
 
 def record_send(history: Sequence[SendRecord], decision: Decision, rules: GovernanceRules,
                 now: datetime) -> list[SendRecord]:
     """The history after ``decision``, pruned to the longest cap window (it stays small)."""
-    windows = [c.per for c in rules.frequency_caps]
-    windows += [own.per for name in {r.channel for r in history} | {decision.channel}
-                if (declared := rules.channel(name)) is not None
-                for own in declared.frequency_caps]
+    limits = _limits(rules)
+    windows = list(limits.windows)
+    for name in {r.channel for r in history} | {decision.channel}:
+        windows += limits.own_windows(name)
     keep = max(windows, default=timedelta(0))
     kept = [r for r in history if r.at > now - keep]
     if decision.outcome == "withheld" or decision.rule == "removal":

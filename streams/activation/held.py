@@ -32,7 +32,7 @@ from streams.activation.definitions import DefinitionSet
 from streams.activation.facts import Facts
 from streams.activation.governance import decide, record_send
 from streams.activation.journeys import JourneyState
-from streams.activation.model import Decision, PlannedAction, SendRecord, stable_id
+from streams.activation.model import Decision, PlannedAction, SendRecord, evolve, stable_id
 
 JOURNEY_EXIT = "journey_exit"
 RELEASED = "released"
@@ -138,11 +138,10 @@ def release_due(held: Sequence[HeldAction], sends: Sequence[SendRecord], facts: 
             decisions.append(_cancelled(item, again.rule, again.reason, now, version))
             continue
         else:
-            released = again.model_copy(update={
-                "decision_id": stable_id("decision", action.action_id, version, RELEASED),
-                "rule": RELEASED,
-                "reason": f"held until {item.not_before.isoformat()}; every rule passed "
-                          f"again at release"})
+            released = evolve(
+                again, decision_id=stable_id("decision", action.action_id, version, RELEASED),
+                rule=RELEASED, reason=f"held until {item.not_before.isoformat()}; every rule "
+                                      f"passed again at release")
             decisions.append(released)
             commands.append(to_command(action, released, facts.identifiers))
         history = record_send(history, again, rules, now)

@@ -33,7 +33,15 @@ from streams.activation.actions import plan_action, plan_data
 from streams.activation.audiences import evaluate
 from streams.activation.definitions import DefinitionSet, Journey, ReentryAfter, SendSpec, Step
 from streams.activation.facts import Facts, HistoryEvent, as_datetime
-from streams.activation.model import Assignment, Planned, PlannedAction, stable_id
+from streams.activation.model import (
+    Assignment,
+    Planned,
+    PlannedAction,
+    built,
+    evolve,
+    stable_id,
+)
+from streams.activation.plans import plan, triggers
 from streams.activation.steps import pick_variant
 
 Result = tuple["JourneyState", list[Planned]]
@@ -56,6 +64,8 @@ class Enrollment(BaseModel):
     def experiments(self) -> dict[str, str]:
         """Its variants as actions and audience changes carry them: keyed by
         ``<journey id>/<split step id>``."""
+        if not self.variants:  # most enrollments pass no split step: asked per action
+            return {}
         return {f"{self.journey_id}/{step}": v for step, v in sorted(self.variants.items())}
 
 
@@ -75,13 +85,12 @@ class JourneyState(BaseModel):
     def with_active(self, journey_id: str, enrollment: Enrollment | None, now: datetime,
                     **changes: Any) -> JourneyState:
         active = dict(self.active)
-        last_exit = dict(self.last_exit)
         if enrollment is None:
             active.pop(journey_id, None)
-            last_exit[journey_id] = now
+            changes["last_exit"] = {**self.last_exit, journey_id: now}
         else:
             active[journey_id] = enrollment
-        return self.model_copy(update={"active": active, "last_exit": last_exit, **changes})
+        return evolve(self, active=active, **changes)
 
 
 def forget_withheld_add(state: JourneyState, action: PlannedAction) -> JourneyState:
@@ -92,8 +101,8 @@ def forget_withheld_add(state: JourneyState, action: PlannedAction) -> JourneySt
             or enr.added_audiences.get(audience) != action.step_id:
         return state
     added = {k: v for k, v in enr.added_audiences.items() if k != audience}
-    active = {**state.active, enr.journey_id: enr.model_copy(update={"added_audiences": added})}
-    return state.model_copy(update={"active": active})
+    active = {**state.active, enr.journey_id: evolve(enr, added_audiences=added)}
+    return evolve(state, active=active)
 
 
 def next_wake(state: JourneyState) -> datetime | None:
@@ -143,13 +152,15 @@ def _send(enr: Enrollment, step: Step, facts: Facts, cause: str, definitions: De
                          step_id=step.id, trigger=cause,
                          purpose=definitions.purpose_of(step.send),
                          variants=enr.experiments())
+    if step.send.action_type not in ("audience_add", "audience_remove"):
+        return enr, action  # nothing to undo on exit: the enrollment stays as it is
     audience = step.send.payload.get("audience_id")
     added = dict(enr.added_audiences)
     if step.send.action_type == "audience_add":
         added[str(audience)] = step.id
-    elif step.send.action_type == "audience_remove":
+    else:
         added.pop(str(audience), None)
-    return enr.model_copy(update={"added_audiences": added}), action
+    return evolve(enr, added_audiences=added), action
 
 
 def _split(enr: Enrollment, step: Step, profile_id: str, cause: str
@@ -161,7 +172,7 @@ def _split(enr: Enrollment, step: Step, profile_id: str, cause: str
         assignment_id=stable_id("assignment", profile_id, enr.enrollment_id, step.id),
         profile_id=profile_id, journey_id=enr.journey_id, step_id=step.id,
         variant=variant.name, enrollment_id=enr.enrollment_id, caused_by=cause)
-    chosen = enr.model_copy(update={"variants": {**enr.variants, step.id: variant.name}})
+    chosen = evolve(enr, variants={**enr.variants, step.id: variant.name})
     return chosen, assignment, variant.next
 
 
@@ -181,38 +192,38 @@ def _run(enr: Enrollment, journey: Journey, start: str | None, facts: Facts, now
     """Execute steps from ``start`` until one waits (enrollment kept) or the journey ends."""
     actions: list[Planned] = []
     current = start
+    steps = plan(journey)
     # A cycle of steps without a wait would spin forever: bound the steps run per call.
     for _ in range(2 * len(journey.steps) + 1):
-        if current is None or current not in {s.id for s in journey.steps}:
+        step = None if current is None else steps.steps.get(current)
+        if step is None:
             break
-        step = journey.step(current)
-        if step.kind == "exit":
+        kind = steps.kinds[step.id]
+        if kind == "exit":
             break
-        if step.kind == "send":
+        if kind == "send":
             enr, action = _send(enr, step, facts, cause, definitions)
             actions.append(action)
         elif step.update_profile is not None:
             actions.append(plan_data(facts.profile_id, step.update_profile,
                                      journey_id=enr.journey_id, step_id=step.id,
                                      enrollment_id=enr.enrollment_id, trigger=cause))
-        elif step.kind == "branch":
-            current = _branch(step, facts, now)
+        elif kind in ("branch", "split"):
+            if kind == "branch":
+                current = _branch(step, facts, now)
+            else:
+                enr, assignment, current = _split(enr, step, facts.profile_id, cause)
+                actions.append(assignment)
             continue
-        elif step.kind == "split":
-            enr, assignment, current = _split(enr, step, facts.profile_id, cause)
-            actions.append(assignment)
-            continue
-        elif step.kind == "wait_for_event":
+        elif kind == "wait_for_event":
             assert step.wait_for_event is not None  # noqa: S101 - kind says so
-            return enr.model_copy(update={
-                "step_id": step.id, "wake_at": now + step.wait_for_event.timeout,
-                "waiting_for": step.wait_for_event.event}), actions
-        elif step.kind == "wait":
+            return evolve(enr, step_id=step.id, wake_at=now + step.wait_for_event.timeout,
+                          waiting_for=step.wait_for_event.event), actions
+        elif kind == "wait":
             wake = _wake_for(step, facts, now)
             if wake is not None and wake > now:
-                return enr.model_copy(update={
-                    "step_id": step.id, "wake_at": wake, "waiting_for": None}), actions
-        current = journey.after(step)
+                return evolve(enr, step_id=step.id, wake_at=wake, waiting_for=None), actions
+        current = steps.after[step.id]
     return None, actions + _removals(enr, facts.profile_id, cause)
 
 
@@ -220,14 +231,14 @@ COMPLETED_KEPT = 16
 
 
 def _apply(state: JourneyState, journey_id: str, ran: str, result: Ran, now: datetime,
-           actions: list[Planned]) -> JourneyState:
-    """``ran``: the enrollment id whose steps ran; no enrollment back means it completed."""
+           actions: list[Planned], **changes: Any) -> JourneyState:
+    """``ran``: the enrollment id whose steps ran; no enrollment back means it completed.
+    ``changes``: more of the state's fields, changed in the same copy."""
     enrollment, new = result
     actions.extend(new)
     if enrollment is None:
-        completed = [*(c for c in state.completed if c != ran), ran][-COMPLETED_KEPT:]
-        state = state.model_copy(update={"completed": completed})
-    return state.with_active(journey_id, enrollment, now)
+        changes["completed"] = [*(c for c in state.completed if c != ran), ran][-COMPLETED_KEPT:]
+    return state.with_active(journey_id, enrollment, now, **changes)
 
 
 def _enroll(state: JourneyState, journey: Journey, facts: Facts, now: datetime, cause: str,
@@ -235,13 +246,16 @@ def _enroll(state: JourneyState, journey: Journey, facts: Facts, now: datetime, 
     if not may_enroll(state, journey, now):
         return state
     count = state.enrollments.get(journey.id, 0) + 1
-    enr = Enrollment(journey_id=journey.id, journey_version=journey.version,
-                     enrollment_id=f"{journey.id}#{count}", trigger=cause, entered_at=now,
-                     step_id=journey.steps[0].id)
-    state = state.model_copy(update={"enrollments": {**state.enrollments, journey.id: count}})
+    fields: dict[str, Any] = dict(
+        journey_id=journey.id, journey_version=journey.version,
+        enrollment_id=f"{journey.id}#{count}", trigger=cause, entered_at=now,
+        step_id=journey.steps[0].id, wake_at=None, waiting_for=None, added_audiences={},
+        variants={})
+    # All from the validated journey but "now", which validation checks when naive.
+    enr = built(Enrollment, **fields) if now.utcoffset() is not None else Enrollment(**fields)
     return _apply(state, journey.id, enr.enrollment_id,
                   _run(enr, journey, enr.step_id, facts, now, cause, definitions),
-                  now, actions)
+                  now, actions, enrollments={**state.enrollments, journey.id: count})
 
 
 def _exit(state: JourneyState, journey_id: str, facts: Facts, now: datetime, cause: str,
@@ -267,13 +281,13 @@ def on_event(state: JourneyState, facts: Facts, event: HistoryEvent, now: dateti
         journey = definitions.journeys.get(jid)
         if journey is None or event.name in journey.exit_when.events:
             state = _exit(state, jid, facts, now, event.event_id, actions)
-        elif enr.waiting_for == event.name and enr.step_id in {s.id for s in journey.steps}:
-            step = journey.step(enr.step_id)
+        elif enr.waiting_for == event.name and enr.step_id in plan(journey).steps:
+            step = plan(journey).steps[enr.step_id]
             assert step.wait_for_event is not None  # noqa: S101 - waiting_for implies it
             result = _run(enr, journey, step.wait_for_event.on_event, facts, now, event.event_id,
                           definitions)
             state = _apply(state, jid, enr.enrollment_id, result, now, actions)
-    for journey in definitions.journeys_for_event(event.name):
+    for journey in triggers(definitions.journeys)[0].get(event.name, ()):
         state = _enroll(state, journey, facts, now, event.event_id, actions, definitions)
     return state, actions
 
@@ -289,7 +303,7 @@ def on_audience_change(state: JourneyState, facts: Facts, entered: Collection[st
                                and journey.trigger.audience in exited):
             state = _exit(state, jid, facts, now, cause, actions)
     for audience_id in sorted(entered):
-        for journey in definitions.journeys_for_audience(audience_id):
+        for journey in triggers(definitions.journeys)[1].get(audience_id, ()):
             state = _enroll(state, journey, facts, now, cause, actions, definitions)
     return state, actions
 
@@ -303,12 +317,12 @@ def on_timer(state: JourneyState, facts: Facts, now: datetime,
             continue
         cause = f"timer:{enr.wake_at.isoformat()}"  # from the stored wake: replay-stable
         journey = definitions.journeys.get(jid)
-        if journey is None or enr.step_id not in {s.id for s in journey.steps}:
+        if journey is None or enr.step_id not in plan(journey).steps:
             state = _exit(state, jid, facts, now, cause, actions)
             continue
-        step = journey.step(enr.step_id)
+        step = plan(journey).steps[enr.step_id]
         target = (step.wait_for_event.on_timeout if step.wait_for_event is not None
-                  else journey.after(step))
+                  else plan(journey).after[step.id])
         state = _apply(state, jid, enr.enrollment_id,
                        _run(enr, journey, target, facts, now, cause, definitions), now,
                        actions)

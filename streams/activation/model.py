@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -17,8 +17,40 @@ _SEP = "\x1f"  # unit separator: no field value can fake a boundary with it
 
 def stable_id(*parts: str | int | None) -> str:
     """sha256 hex of the parts; the same parts always give the same id."""
-    text = _SEP.join("" if p is None else str(p) for p in parts)
+    text = _SEP.join(["" if p is None else str(p) for p in parts])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def built(cls: type[M], **fields: Any) -> M:
+    """``cls(**fields)`` without validation, for records made on the hot path from
+    values validated already (definitions, other records): every field given, kept in
+    declaration order (the order pydantic dumps them in). A PlannedAction's validation
+    was most of the cost of planning one."""
+    new = cls.__new__(cls)
+    _set(new, "__dict__", {name: fields[name] for name in cls.model_fields})
+    _set(new, "__pydantic_fields_set__", set(fields))
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
+    return new
+
+
+def evolve(model: M, **changes: Any) -> M:
+    """``model.model_copy(update=changes)`` for activation's frozen records (no extra
+    fields, no private attributes), at a third of its cost: the state is copied with a
+    change several times per event. Like model_copy, the changes are not validated."""
+    new = model.__class__.__new__(model.__class__)
+    _set(new, "__dict__", {**model.__dict__, **changes})
+    fields_set = model.__pydantic_fields_set__  # shared when unchanged: never mutated
+    if not changes.keys() <= fields_set:
+        fields_set = fields_set | changes.keys()
+    _set(new, "__pydantic_fields_set__", fields_set)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 class _Record(BaseModel):
@@ -98,7 +130,15 @@ class Decision(_Record):
     variants: dict[str, str] = Field(default_factory=dict)  # the action's experiments
 
     def to_timeline(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """``model_dump(mode="json")``, built directly: one per decision, on the hot path."""
+        out = dict(self.__dict__)  # the fields, in their order
+        decided, later = json_time(self.decided_at), self.not_before
+        if decided is None or (later is not None and json_time(later) is None):
+            return self.model_dump(mode="json")
+        out["decided_at"] = decided
+        out["not_before"] = None if later is None else json_time(later)
+        out["variants"] = dict(self.variants)
+        return out
 
 
 class SendRecord(_Record):
@@ -107,6 +147,16 @@ class SendRecord(_Record):
     action_id: str
     channel: str
     at: AwareDatetime
+
+
+def json_time(value: datetime) -> str | None:
+    """An aware instant as pydantic writes it in JSON (``Z`` for UTC); None for an
+    offset with seconds, which pydantic writes otherwise (let it)."""
+    offset = value.utcoffset()
+    if offset is None or offset.seconds % 60 or offset.microseconds:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def aware(value: datetime) -> datetime:

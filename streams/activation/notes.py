@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+import msgspec
 import pydantic_core
 
 from streams.core.profile import micros, timeline_order
@@ -33,11 +35,17 @@ from streams.core.store import Store as Store  # the one protocol
 NOTES = b"n:"
 _DECISION_DETAIL = ("channel", "rule", "reason", "action_id", "journey_id", "step_id",
                     "definitions_version", "not_before", "variants")
+_CHANGE_DETAIL = ("audience_id", "change", "caused_by", "definitions_version")
 _ASSIGNMENT_DETAIL = ("journey_id", "step_id", "variant", "enrollment_id", "caused_by",
                       "definitions_version")
 _DELIVERY_DETAIL = ("action_id", "destination", "channel", "status", "attempt", "http_status",
                     "error", "next_attempt_at")
 
+# Compact JSON as pydantic-core's (a float from 1e16 up reads 1e16, not 1e+16), at half
+# its cost per note (its per-call setup) and in exact-size buffers (orjson's are
+# over-allocated and shrunk, which fragments the heap of a store that keeps the values:
+# several times slower); anything msgspec lacks is converted as pydantic would.
+_ENCODER = msgspec.json.Encoder(enc_hook=pydantic_core.to_jsonable_python)
 # (prefix, limit) -> up to ``limit`` (key, value) pairs whose key starts with ``prefix``
 Scanner = Callable[[bytes, int], list[tuple[bytes, bytes]]]
 
@@ -60,25 +68,33 @@ def notes_of(profile_id: str, decisions: Iterable[dict[str, Any]],
     changes and experiment assignments, on profile ``profile_id``'s timeline."""
     notes = [_assignment(a) for a in assignments]
     for d in decisions:
-        at = micros(datetime.fromisoformat(d["decided_at"]))
+        at = _iso_micros(d["decided_at"])
         summary = f"{d['channel']} {d['action_type']} {d['outcome']}: {d['rule']} ({d['reason']})"
         detail = {k: d[k] for k in _DECISION_DETAIL if d.get(k) not in (None, {})}
         notes.append(_note(d["decision_id"], f"decision.{d['outcome']}", at, summary, detail))
+    when, at = None, 0
     for c in changes:
-        detail = {k: v for k, v in c.items() if k in (
-            "audience_id", "change", "caused_by", "definitions_version")}
+        detail = {k: c[k] for k in _CHANGE_DETAIL if k in c}  # emission_of's order
         if c["profile_id"] != profile_id:  # a profile merged into this one
             detail["profile_id"] = c["profile_id"]
-        notes.append(_note(c["change_id"], f"audience.{c['change']}", micros(c["changed_at"]),
+        if c["changed_at"] is not when:  # one record's changes share their instant
+            when, at = c["changed_at"], micros(c["changed_at"])
+        notes.append(_note(c["change_id"], f"audience.{c['change']}", at,
                            f"{c['change']} audience {c['audience_id']}", detail))
     return notes
+
+
+@lru_cache(maxsize=256)
+def _iso_micros(text: str) -> int:
+    """µs of an ISO instant: one record's decisions share theirs (its "now")."""
+    return micros(datetime.fromisoformat(text))
 
 
 def _assignment(a: dict[str, Any]) -> dict[str, Any]:
     """``experiment.assigned``: which variant of which split step, and why now."""
     detail = {k: a[k] for k in _ASSIGNMENT_DETAIL if a.get(k) is not None}
     return _note(a["assignment_id"], "experiment.assigned",
-                 micros(datetime.fromisoformat(a["assigned_at"])),
+                 _iso_micros(a["assigned_at"]),
                  f"journey {a['journey_id']} step {a['step_id']}: variant {a['variant']}",
                  detail)
 
@@ -101,7 +117,7 @@ def write_notes(store: Store, profile_id: str, written: int, notes: list[dict[st
     the new count (to keep in the activation state)."""
     prefix = _prefix(profile_id)
     for note in notes[-limit:] if limit > 0 else []:
-        store[prefix + f"{written % limit:06d}".encode()] = pydantic_core.to_json(note)
+        store[prefix + b"%06d" % (written % limit)] = _ENCODER.encode(note)
         written += 1
     return written
 

@@ -23,12 +23,12 @@ uncommitted data can deduplicate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.activation import codec
 from streams.activation.definitions import DefinitionSet
 from streams.activation.emission import Emission as Emission
 from streams.activation.emission import emission_of
@@ -46,7 +46,7 @@ from streams.activation.facts import (
     canceled_subscription,
     facts_from_profile,
 )
-from streams.activation.model import DataAction
+from streams.activation.model import DataAction, evolve
 from streams.activation.notes import adopted, delivery_note, notes_of, write_notes
 from streams.activation.writes import Step, follow_writes
 from streams.core.pipeline import pkey
@@ -69,21 +69,20 @@ def timer_key(at: datetime, profile_id: str) -> bytes:
 
 def load_state(store: Store, profile_id: str) -> tuple[ActivationState, int]:
     """The profile's activation state and the position of the last event applied."""
-    raw = store.get(STATE + profile_id.encode())
+    return decode_state(store.get(STATE + profile_id.encode()), profile_id)
+
+
+def decode_state(raw: bytes | None, profile_id: str) -> tuple[ActivationState, int]:
+    """:func:`load_state` of a stored value (None: no state yet)."""
     if raw is None:
         return ActivationState.new(profile_id), -1
-    if raw.startswith(b"{"):  # written before the position led the value
-        doc = json.loads(raw)
-        return ActivationState.model_validate_json(doc["state"]), int(doc["last_offset"])
-    position, _, state = raw.partition(b" ")
-    return ActivationState.model_validate_json(state), int(position)
+    return codec.decode(raw, profile_id)
 
 
 def save_state(store: Store, state: ActivationState, last_offset: int) -> None:
-    # "<position> <state JSON>": the state is not encoded twice, as it was inside a
-    # JSON document, on every event that changes it.
-    store[STATE + state.profile_id.encode()] = b"%d %s" % (last_offset,
-                                                           state.model_dump_json().encode())
+    raw = codec.encode(state, last_offset)
+    store[STATE + state.profile_id.encode()] = raw
+    codec.remember(state.profile_id, raw, state, last_offset)
 
 
 def arm_timer(store: Store, profile_id: str, wake_at: datetime | None) -> None:
@@ -150,6 +149,8 @@ def _events(profile: Profile) -> dict[str, str]:
 def _changed(prefix: str, new: dict[str, list[Any]], old: dict[str, list[Any]]) -> set[str]:
     """Names of the ``[value, stamp]`` entries whose value differs (a stamp alone is no
     change to the facts)."""
+    if new == old:  # most events change no trait nor consent: one C-level comparison
+        return set()
     return {prefix + k for k in new.keys() | old.keys()
             if (new.get(k) or (None,))[0] != (old.get(k) or (None,))[0]}
 
@@ -178,9 +179,10 @@ def touched(before: Profile | None, after: Profile) -> frozenset[str] | None:
         names.add("aggregates.order_count")
     if after.last_purchase != before.last_purchase:
         names.add("aggregates.last_purchase_at")
-    names |= {f"aggregates.lifetime_value.{c}" for c in
-              after.lifetime_value.keys() | before.lifetime_value.keys()
-              if after.lifetime_value.get(c) != before.lifetime_value.get(c)}
+    if after.lifetime_value != before.lifetime_value:
+        names |= {f"aggregates.lifetime_value.{c}" for c in
+                  after.lifetime_value.keys() | before.lifetime_value.keys()
+                  if after.lifetime_value.get(c) != before.lifetime_value.get(c)}
     new_events, old_events = _events(after), _events(before)
     moved = {name for eid, name in new_events.items() if eid not in old_events}
     moved |= {name for eid, name in old_events.items() if eid not in new_events}
@@ -205,10 +207,11 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
     """
     if definitions is None:
         return profile, None
-    state, _ = load_state(store, profile.profile_id)
+    raw = store.get(STATE + profile.profile_id.encode())
+    state, _ = decode_state(raw, profile.profile_id)
     # A new profile with no activation state yet: only the audiences its first event
     # touched need evaluating (the others answer as for an empty profile).
-    fresh = before is None and store.get(STATE + profile.profile_id.encode()) is None
+    fresh = before is None and raw is None
     changed = touched(Profile(profile.profile_id) if fresh else before, profile)
     facts = facts_from_profile(profile)
     new, out = on_profile_event(state, facts, history_event(envelope, profile), now,
@@ -228,7 +231,7 @@ def _noted(store: Store, state: ActivationState, emission: Emission, limit: int
     if not notes:
         return state
     written = write_notes(store, state.profile_id, state.notes_written, notes, limit)
-    return state.model_copy(update={"notes_written": written})
+    return evolve(state, notes_written=written)
 
 
 def _settle(store: Store, state: ActivationState, step: Step, offset: int, limit: int
@@ -283,7 +286,7 @@ def adopt_notes(store: Store, profile_id: str, loser: str, notes: list[dict[str,
         return
     state, last = load_state(store, profile_id)
     written = write_notes(store, profile_id, state.notes_written, adopted(notes, loser), limit)
-    save_state(store, state.model_copy(update={"notes_written": written}), last)
+    save_state(store, evolve(state, notes_written=written), last)
 
 
 def note_delivery(store: Store, profile_id: str, outcome: dict[str, Any], limit: int) -> None:
@@ -292,7 +295,7 @@ def note_delivery(store: Store, profile_id: str, outcome: dict[str, Any], limit:
     state, last = load_state(store, profile_id)
     written = write_notes(store, profile_id, state.notes_written, [delivery_note(outcome)],
                           limit)
-    save_state(store, state.model_copy(update={"notes_written": written}), last)
+    save_state(store, evolve(state, notes_written=written), last)
 
 
 def activate_merged(store: Store, profile: Profile, cause: str, offset: int, now: datetime,

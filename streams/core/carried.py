@@ -23,7 +23,8 @@ from typing import Any
 
 import msgspec
 
-from streams.records import Envelope, Identifiers
+from streams.errors import EncodeError
+from streams.records import Envelope
 
 _DECIMAL, _DATE = 1, 2
 
@@ -73,7 +74,11 @@ def decode(data: bytes) -> Envelope:
     try:
         (event_id, name, event_time, received, source, cid, em, ph, anon, properties,
          payload) = _DECODER.decode(data)
-        return Envelope(event_id, name, event_time, received, source,
-                        Identifiers(cid, em, ph, anon), properties, payload)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        # Envelope.from_avro's way (its fast path: the times read back in UTC).
+        return Envelope.from_avro({
+            "event_id": event_id, "event_name": name, "event_time": event_time,
+            "received_time": received, "source": source, "properties": properties,
+            "identifiers": {"customer_id": cid, "email_sha256": em, "phone_sha256": ph,
+                            "anonymous_id": anon}, "payload": payload})
+    except (msgspec.DecodeError, EncodeError, ValueError, TypeError, KeyError) as exc:
         raise CarriedFormatError(f"unreadable carried envelope: {exc}") from exc

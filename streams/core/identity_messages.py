@@ -310,6 +310,17 @@ def _body(m: Message) -> dict[str, Any]:
     return dict(vars(m))  # the rest have flat string and int fields
 
 
+def encode_many(messages: list[Message]) -> bytes:
+    """Several messages for one slot in one record, one JSON document a line (JSON
+    escapes newlines): a record of one message is :func:`encode`'s, so either reads
+    the other's."""
+    return b"\n".join(encode(m) for m in messages)
+
+
+def decode_many(raw: bytes) -> list[Message]:
+    return [decode(line) for line in raw.split(b"\n")]
+
+
 def decode(raw: bytes) -> Message:
     try:
         doc = json.loads(raw)

@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, Protocol
 
 from streams.core.dedup import DEDUP_PREFIX, dedup_key, within_window
@@ -113,7 +114,8 @@ def plan_route(view: GraphView, event_id: str, event_time_us: int, keys: list[st
     from ``view`` only: the pure half of :func:`route_event`."""
     res = resolve(keys, view.owner)
     merges = tuple(MergeOut(event_id, event_time_us, res.profile_id, loser, res.linking_keys,
-                            tuple(view.owned(loser))) for loser in res.losers)
+                            tuple(view.owned(loser))) for loser in res.losers
+                   ) if res.losers else ()
     owned: tuple[str, ...] | None = None
     if res.links or merges:
         have = view.owned(res.profile_id)
@@ -139,7 +141,8 @@ def apply_loser(store: Store, merge: MergeOut) -> None:
 
 def apply_plan(store: Store, plan: Plan) -> None:
     """The whole plan on one store (today's layout): hints, losers, then the winner."""
-    for key, pid in plan.hints().items():
+    hints = plan.hints() if plan.merges else plan.resolution.links  # no copy without merges
+    for key, pid in hints.items():
         store[b"i:" + key.encode()] = pid.encode()
     for merge in plan.merges:
         apply_loser(store, merge)
@@ -172,7 +175,10 @@ def seen_again(store: Store, marker_key: bytes, raw: bytes, origin: str) -> Rout
 
 def is_suppressed(store: Store, keys: Iterable[str]) -> bool:
     """Only identifiers new to the graph can be suppressed: an erasure deleted their links."""
-    return any(store.get(SUPPRESSED + key.encode()) is not None for key in keys)
+    for key in keys:  # usually none (a known customer): a loop, not a generator
+        if store.get(SUPPRESSED + key.encode()) is not None:
+            return True
+    return False
 
 
 def route_event(store: Store, envelope: Envelope, now: datetime, dedup_window: timedelta,
@@ -197,6 +203,10 @@ def route_event(store: Store, envelope: Envelope, now: datetime, dedup_window: t
 
 def new_marker(seen_us: int, origin: str, profile_id: str) -> bytes:
     """A new dedup marker: first seen (wall clock, the dedup window's), record, profile."""
+    if type(seen_us) is int and type(origin) is str and type(profile_id) is str:
+        # json.dumps's very bytes, without its encoder set-up (one marker per event)
+        return (f'{{"seen_us": {seen_us!r}, "origin": {_json_str(origin)}, '
+                f'"pid": {_json_str(profile_id)}}}').encode()
     return json.dumps({"seen_us": seen_us, "origin": origin, "pid": profile_id}).encode()
 
 

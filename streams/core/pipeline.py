@@ -59,12 +59,16 @@ def load_profile(store: Store, profile_id: str) -> Profile | None:
 
 def canonical_id(store: Store, profile_id: str) -> str:
     """Follow merge redirects to the profile that now holds ``profile_id``'s history."""
+    nxt = store.get(b"r:" + profile_id.encode())
+    if nxt is None:  # most profiles were never merged away: no set to build
+        return profile_id
     seen = {profile_id}
-    while (nxt := store.get(b"r:" + profile_id.encode())) is not None:
+    while nxt is not None:
         profile_id = nxt.decode()
         if profile_id in seen:  # a cycle would be a bug; stop rather than spin
             break
         seen.add(profile_id)
+        nxt = store.get(b"r:" + profile_id.encode())
     return profile_id
 
 
@@ -86,7 +90,7 @@ def apply_resolved(store: Store, envelope: Envelope, profile_id: str, position: 
                           cfg.timeline_limit)
     if activate is not None:
         profile = activate(before, profile, envelope, position)
-    profile = profile.evolve(last_offset=position)
+    profile = profile.replaced({"last_offset": position})
     store[pkey(profile_id)] = profile.to_json()
     return profile
 

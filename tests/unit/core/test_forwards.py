@@ -41,3 +41,22 @@ def test_a_broadcast_reaches_every_partition_after_its_pending_events() -> None:
     records = forwards([item(1, first), Broadcast(TICK, b"{}")], "t", PARTITIONS)
     assert [(r.partition, COMMAND_HEADER in r.headers) for r in records] == [
         (0, True), (1, True), (2, False), (2, True)]
+
+
+def test_protocol_messages_travel_one_record_per_slot_in_order() -> None:
+    from agents.identity import coalesce
+    from streams.core.identity_messages import Release, decode, decode_many, encode
+    from streams.core.routing import IDENTITY_PROTOCOL
+    from streams.core.stages.outputs import ToIdentity
+
+    messages = [(n % 3, Release(f"t{n}", f"l/p{n}")) for n in range(10)]
+    sends = [ToIdentity(IDENTITY_PROTOCOL, "", encode(m), slot) for slot, m in messages]
+    relink = ToIdentity(b"relink", "p9", b"{}", 1)
+    records = coalesce([*sends, relink])
+    assert records[0] == relink  # anything else passes as it was
+    by_slot = {r.partition: decode_many(r.body) for r in records[1:]}
+    assert by_slot == {s: [m for slot, m in messages if slot == s] for s in range(3)}
+    small = coalesce(sends, limit=2 * len(sends[0].body) + 2)
+    assert [len(decode_many(r.body)) for r in small if r.partition == 0] == [2, 2]
+    # A record of one message is the single encoding: older workers' records read alike.
+    assert decode_many(encode(messages[0][1])) == [decode(encode(messages[0][1]))]
