@@ -130,12 +130,7 @@ def _own(tx: Tx, pid: str, keys: Iterable[str]) -> None:
 def undo_merge(tx: Tx, m: UndoMerge) -> None:
     """From the API: on to the canonical profile's slot along redirects, then to its
     profile partition (today's stage does the same in its one store)."""
-    pid, seen = m.profile_id, {m.profile_id}
-    while tx.profile_slot(pid) == tx.slot and (nxt := slots.redirect(tx.store, pid)):
-        if nxt in seen:  # a cycle would be a bug; stop rather than spin
-            break
-        pid = nxt
-        seen.add(pid)
+    pid = tx.follow_here(m.profile_id)
     if tx.profile_slot(pid) != tx.slot:
         tx.send(tx.profile_slot(pid), UndoMerge(pid, m.event_id))
         return

@@ -58,12 +58,7 @@ def _at_key(tx: Tx, m: Erase, request: Request) -> None:
 
 
 def _at_profile(tx: Tx, m: Erase, request: Request) -> None:
-    pid, seen = m.pid, {m.pid}
-    while tx.profile_slot(pid) == tx.slot and (nxt := slots.redirect(tx.store, pid)):
-        if nxt in seen:  # a cycle would be a bug; stop rather than spin
-            break
-        pid = nxt
-        seen.add(pid)
+    pid = tx.follow_here(m.pid)
     if tx.profile_slot(pid) != tx.slot:
         tx.send(tx.profile_slot(pid), Erase("profile", m.request, m.now_us, pid))
         return

@@ -238,6 +238,17 @@ class Tx:
         else:
             self.out.append(Send(slot, Release(by, resource)))
 
+    def follow_here(self, pid: str) -> str:
+        """``pid`` followed along redirects while they stay in this slot: the
+        canonical profile, or the first one another slot keeps."""
+        seen = {pid}
+        while self.profile_slot(pid) == self.slot and (nxt := redirect(self.store, pid)):
+            if nxt in seen:  # a cycle would be a bug; stop rather than spin
+                break
+            pid = nxt
+            seen.add(pid)
+        return pid
+
     def hint_written(self, key: str) -> None:
         """Tickets waiting for a newer hint of ``key`` may go on."""
         self.freed.append("i/" + key)
