@@ -33,21 +33,17 @@ from streams.core.batch import BatchItem, parse_origin
 from streams.core.deadletter import SourceRecord
 from streams.core.dedup import DEDUP_PREFIX
 from streams.core.identity import identifier_keys
-from streams.core.identity_messages import (
-    Arrival,
+from streams.core.identity_messages import Arrival, Erase, EventRef, decode_many, encode
+from streams.core.identity_outputs import (
     Decided,
     Dropped,
-    Erase,
     Erased,
-    EventRef,
     GaveUp,
     MergeOutput,
     Output,
     ProfileCommand,
     Send,
     ToProfile,
-    decode_many,
-    encode,
 )
 from streams.core.identity_protocol import Config, handle
 from streams.core.identity_stage import expired_markers

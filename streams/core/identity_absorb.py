@@ -21,16 +21,14 @@ from streams.core import identity_slots as slots
 from streams.core.identity_messages import (
     Absorb,
     Link,
-    MergeOutput,
-    ProfileCommand,
     Release,
     Relink,
-    Relinked,
     RelinkTicket,
     Repoint,
     Unabsorb,
     UndoMerge,
 )
+from streams.core.identity_outputs import MergeOutput, ProfileCommand, Relinked
 from streams.core.identity_slots import Tx
 from streams.core.identity_stage import StoreView, apply_loser
 from streams.core.routing import UNDO_MERGE

@@ -27,7 +27,8 @@ import sys
 
 from streams.core import identity_slots as slots
 from streams.core.erasure import Request, audit_of
-from streams.core.identity_messages import Erase, Erased, ProfileCommand
+from streams.core.identity_messages import Erase
+from streams.core.identity_outputs import Erased, ProfileCommand
 from streams.core.identity_slots import Tx
 from streams.core.identity_stage import StoreView
 from streams.core.profile import from_micros

@@ -1,12 +1,11 @@
-"""The partitioned identity protocol's messages and outputs, and their JSON.
+"""The partitioned identity protocol's messages and their JSON.
 
 docs/partitioned-identity.md (section 3) is the design; streams/core/identity_protocol.py
 the step functions. Messages travel between identity slots (partitions of
 ``internal.identity``) as JSON bodies with a protocol version (``"pv": 1``) and a
 ``type``; a worker that reads a version it does not know fails the record rather than
-guess (the rollout order of section 7 keeps that from happening). Outputs are what a
-step asks the wiring to do besides sending messages: forward an event or a
-``merge-out`` to the profile stage, dead-letter an event, count an outcome.
+guess (the rollout order of section 7 keeps that from happening). What a step asks
+the wiring to do besides sending messages is in streams/core/identity_outputs.py.
 
 Every field is derived from the input and the slot's store, never from a clock: the
 only wall-clock value is an arrival's ``now_us``, the dedup marker's time.
@@ -374,85 +373,3 @@ def _b64(data: bytes | None) -> str | None:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode())
-
-
-# --- outputs: what a step asks the wiring to do -----------------------------------------
-
-
-@dataclass(frozen=True)
-class Send:
-    """A message for identity slot ``slot`` (``internal.identity`` partition)."""
-
-    slot: int
-    message: Message
-
-
-@dataclass(frozen=True)
-class ToProfile:
-    """The event, resolved to ``profile_id``, for the profile stage (version-2 batch to
-    ``partition_of(profile_id)``), after whatever this step forwarded before it."""
-
-    event: EventRef
-    profile_id: str
-
-
-@dataclass(frozen=True)
-class MergeOutput:
-    """Today's ``merge-out`` for the loser's profile partition."""
-
-    merge: MergeOut
-
-
-@dataclass(frozen=True)
-class ProfileCommand:
-    """A command (streams/core/routing.py) for ``profile_id``'s profile partition."""
-
-    name: bytes
-    profile_id: str
-    body: bytes
-
-
-@dataclass(frozen=True)
-class Decided:
-    """An event's decision, made here: applied to ``profile_id`` with ``merges``. The
-    order of these across slots (commit order) is the decision order of design 4."""
-
-    event: EventRef
-    profile_id: str
-    merges: tuple[MergeOut, ...] = ()
-
-
-@dataclass(frozen=True)
-class Relinked:
-    """An undone merge's keys left ``target`` (the winner's canonical profile) here."""
-
-    ticket: RelinkTicket
-
-
-@dataclass(frozen=True)
-class Dropped:
-    """An event not applied: ``REPLAYED``, ``DUPLICATE`` or ``suppressed``."""
-
-    event_id: str
-    status: str
-
-
-@dataclass(frozen=True)
-class GaveUp:
-    """An event the protocol gave up on: a dead letter (the record in ``event``)."""
-
-    event: EventRef
-    reason: str
-
-
-@dataclass(frozen=True)
-class Erased:
-    """An erasure done: its audit record, and the keys screening must drop from now on."""
-
-    request_id: str
-    audit: str  # JSON, no personal data
-    suppressed: tuple[str, ...]
-
-
-Output = (Send | ToProfile | MergeOutput | ProfileCommand | Decided | Relinked | Dropped | GaveUp
-          | Erased)

@@ -40,7 +40,6 @@ from streams.core.identity_messages import (
     EventRef,
     Link,
     Message,
-    Output,
     Release,
     Relink,
     RelinkTicket,
@@ -51,6 +50,7 @@ from streams.core.identity_messages import (
     Unabsorb,
     UndoMerge,
 )
+from streams.core.identity_outputs import Output
 from streams.core.identity_slots import Config, Tx
 from streams.core.identity_ticket import abandon, advance, arrive, settled, start
 from streams.core.pipeline import Store

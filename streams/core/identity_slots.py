@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from streams.core.identity_messages import Message, Output, Release, Send
+from streams.core.identity_messages import Message, Release
+from streams.core.identity_outputs import Output, Send
 from streams.core.pipeline import Store
 from streams.core.routing import key_slot, profile_slot
 

@@ -24,19 +24,16 @@ from streams.core.identity_messages import (
     Abandon,
     Absorb,
     Arrival,
-    Decided,
-    Dropped,
     EventRef,
-    GaveUp,
     Held,
     Hint,
     Link,
     Resolve,
     Settled,
     Ticket,
-    ToProfile,
     hopped,
 )
+from streams.core.identity_outputs import Decided, Dropped, GaveUp, ToProfile
 from streams.core.identity_slots import Tx
 from streams.core.identity_stage import (
     SUPPRESSED_EVENT,

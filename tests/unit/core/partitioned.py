@@ -22,23 +22,25 @@ from datetime import datetime, timedelta
 from streams.core.identity import identifier_keys
 from streams.core.identity_messages import (
     Arrival,
-    Decided,
-    Dropped,
     EventRef,
-    GaveUp,
-    MergeOutput,
     Message,
-    Output,
-    ProfileCommand,
     Relink,
-    Relinked,
     RelinkTicket,
     Resolve,
-    Send,
     Ticket,
-    ToProfile,
     decode,
     encode,
+)
+from streams.core.identity_outputs import (
+    Decided,
+    Dropped,
+    GaveUp,
+    MergeOutput,
+    Output,
+    ProfileCommand,
+    Relinked,
+    Send,
+    ToProfile,
 )
 from streams.core.identity_protocol import Config, handle
 from streams.core.identity_stage import Routed, relink, route_event

@@ -13,7 +13,8 @@ import pytest
 
 from streams.core.erasure import Request, erase_identity
 from streams.core.identity import new_profile_id
-from streams.core.identity_messages import Erase, Erased, ProfileCommand
+from streams.core.identity_messages import Erase
+from streams.core.identity_outputs import Erased, ProfileCommand
 from streams.core.profile import micros
 from streams.core.routing import ERASE, key_slot
 from tests.unit.core.partitioned import SCREENING, Partitioned, dump

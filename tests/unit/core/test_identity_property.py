@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streams.core.identity_messages import Decided, MergeOutput, Relinked, ToProfile
+from streams.core.identity_outputs import Decided, MergeOutput, Relinked, ToProfile
 from streams.core.identity_stage import route_event
 from streams.core.pipeline import APPLIED
 from streams.core.routing import key_slot, profile_slot
