@@ -90,7 +90,8 @@ async def test_a_slow_destination_does_not_slow_another(
     ex.accept([command_record(f"c{i}", i) for i in range(20)])
     await settled(lambda: len(quick.got) == 20, timeout=3.0)
     assert len(slow.got) <= 2  # one at a time, two seconds each
-    assert staged.offsets[("actions.crm", 0)] == 0  # the slow ones hold the commit back
+    # The slow ones hold the commit back (nothing staged at all is fine too).
+    assert staged.offsets.get(("actions.crm", 0), 0) == 0
     await ex.close()
 
 
@@ -153,9 +154,10 @@ async def test_a_registry_outage_holds_the_offset_and_retries(
     ex._codec = Flaky()
     ex.accept([command_record("a1", 0), command_record("b1", 1), command_record("c1", 2)])
     await settled(lambda: set(rec.got) == {"a1", "c1"})
-    assert staged.offsets[("actions.crm", 0)] <= 1  # never past the one waiting
+    # Never past the one waiting (answers are staged in batches: maybe none yet).
+    assert staged.offsets.get(("actions.crm", 0), 0) <= 1
     await settled(lambda: "b1" in rec.got, timeout=5)
-    await settled(lambda: staged.offsets[("actions.crm", 0)] == 3)
+    await settled(lambda: staged.offsets.get(("actions.crm", 0)) == 3)
     await ex.close()
 
 
@@ -165,7 +167,7 @@ async def test_a_bad_header_dead_letters_the_command_and_the_stream_goes_on(
     ex, staged = make_executor(fast(settings_factory), definitions(destination("crm", rec.url)))
     ex.accept([command_record("x1", 0, {"x-activation-redrive-count": b"many"}),
                command_record("x2", 1)])
-    await settled(lambda: rec.got == ["x2"] and staged.offsets[("actions.crm", 0)] == 2)
+    await settled(lambda: rec.got == ["x2"] and staged.offsets.get(("actions.crm", 0)) == 2)
     assert [d["reason_code"] for d in staged.on("dead")] == ["processing_error"]
     await ex.close()
 
@@ -262,7 +264,7 @@ async def test_a_settlement_that_fails_leaves_the_others_of_its_pass_recorded(
     ex.accept([command_record(f"f{i}", i) for i in range(8)])
     await settled(lambda: len(staged.on("outcomes")) == 7)
     assert "f3" not in {o["action_id"] for o in staged.on("outcomes")}
-    assert staged.offsets[("actions.crm", 0)] <= 3  # held at the unsettled one
+    assert staged.offsets.get(("actions.crm", 0), 0) <= 3  # held at the unsettled one
     await ex.close()
 
 
