@@ -63,6 +63,12 @@ log = logging.getLogger(__name__)
 MAX_PROTOCOL_RECORD = 900_000
 SWEEP_INTERVAL_S = 5.0
 SWEEP_CHUNK = 2000
+# What a slot holds open between the hops of a ticket (streams/core/keys.py), counted
+# for activation_identity_protocol_pending; each family is counted up to PENDING_CAP
+# (a scan of the store, so bounded; at the cap something is badly stuck anyway).
+PENDING = {"locks": b"l:", "home_guards": b"g:", "claims": b"c:", "waiters": b"w:"}
+PENDING_CAP = 10_000
+PENDING_INTERVAL_S = 15.0
 
 
 class IdentityWiring:
@@ -78,6 +84,14 @@ class IdentityWiring:
     def install(self) -> None:
         self.w.app.timer(interval=1.0)(self.owned.watch)
         self.w.app.agent(self.w.identity_topic, name="identity")(self.agent)
+        if self.w.slots > 1:
+            self.w.app.timer(interval=PENDING_INTERVAL_S)(self.count_pending)
+
+    async def count_pending(self) -> None:
+        """The protocol's open locks, guards, claims and waiters in the slots this
+        worker owns (read-only, between records: the agents run on this same loop)."""
+        for kind, count in pending_counts(self.w.identity_states).items():
+            self.w.metrics.protocol_pending.labels(kind).set(count)
 
     async def agent(self, stream: Any) -> None:
         await self.owned.consume(stream, self.work)
@@ -159,6 +173,17 @@ class IdentityWiring:
                                       o.event.value), o.reason, now)
             else:  # Relinked: an undo done
                 log.info("identity: %s", o)
+
+
+def pending_counts(stores: list[StateStore]) -> dict[str, int]:
+    """Per family of :data:`PENDING`, its keys in the claimed stores (each store's
+    count capped at :data:`PENDING_CAP`)."""
+    totals = dict.fromkeys(PENDING, 0)
+    for store in stores:
+        if store.claimed:
+            for kind, prefix in PENDING.items():
+                totals[kind] += len(store.scan(prefix, PENDING_CAP))
+    return totals
 
 
 def coalesce(sends: list[ToIdentity], limit: int = MAX_PROTOCOL_RECORD) -> list[ToIdentity]:

@@ -43,6 +43,12 @@ class StreamMetrics:
             "activation_identity_protocol_messages", "Messages the partitioned identity "
             "stage sent between its slots (ACTIVATION_IDENTITY_PARTITIONS > 1), by kind: "
             "tickets travelling, locks released, undo steps.", ["kind"], registry=registry)
+        self.protocol_pending = Gauge(
+            "activation_identity_protocol_pending", "What the partitioned identity stage "
+            "holds open in this worker's slots, read every 15 s: locks (profiles locked by "
+            "a ticket), home_guards (events undecided: tickets in flight), claims "
+            "(unknown keys reserved), waiters (parked behind one of those). Steadily "
+            "non-zero means a ticket is stuck.", ["kind"], registry=registry)
         for stage in STAGES:  # declared with a value, so a quiet stage still shows
             self.retries.labels(stage)
             self.commits.labels(stage)
