@@ -33,7 +33,15 @@ from streams.core.batch import BatchItem, parse_origin
 from streams.core.deadletter import SourceRecord
 from streams.core.dedup import DEDUP_PREFIX
 from streams.core.identity import identifier_keys
-from streams.core.identity_messages import Arrival, Erase, EventRef, decode_many, encode
+from streams.core.identity_messages import (
+    Arrival,
+    Erase,
+    EventRef,
+    ProtocolError,
+    Tick,
+    decode_many,
+    encode,
+)
 from streams.core.identity_outputs import (
     Decided,
     Dropped,
@@ -43,6 +51,7 @@ from streams.core.identity_outputs import (
     Output,
     ProfileCommand,
     Send,
+    TickDone,
     ToProfile,
 )
 from streams.core.identity_protocol import Config, handle
@@ -105,8 +114,8 @@ class IdentityWiring:
                 self.apply(handle(store, message.partition, step, self.cfg), out, now)
                 if n % YIELD_EVERY == YIELD_EVERY - 1:
                     await asyncio.sleep(0)  # let heartbeats and the API run
-        elif self.w.slots > 1 and name == TICK:  # ticks skip the slots; an old one: on
-            out.sends.append(Broadcast(TICK, message.value or b""))
+        elif self.w.slots > 1 and name == TICK:  # through the barrier (identity_tick.py)
+            self.tick(message, store, out, now)
         elif self.w.slots > 1 and name == ERASE:  # any slot: its first step goes home
             first = Erase("key", (message.value or b"").decode(), micros(now))
             self.apply(handle(store, message.partition, first, self.cfg), out, now)
@@ -117,6 +126,13 @@ class IdentityWiring:
             identity.command(store, store.scan, name, message.value or b"", now, out)
         out.identity[:] = coalesce(out.identity)
         self.sweeper.maybe_sweep(store)
+
+    def tick(self, message: Any, store: StateStore, out: Outputs, now: datetime) -> None:
+        start = Tick("start", (message.value or b"").decode(errors="replace"))
+        try:
+            self.apply(handle(store, message.partition, start, self.cfg), out, now)
+        except ProtocolError as exc:  # as the profile stage does with a malformed command
+            log.warning("identity slot %d: ignored a tick: %s", message.partition, exc)
 
     async def events(self, message: Any, store: StateStore, items: list[BatchItem],
                      now: datetime, out: Outputs) -> None:
@@ -167,6 +183,8 @@ class IdentityWiring:
                 out.statuses[o.status] += 1
             elif isinstance(o, Erased):
                 erased(o, out)
+            elif isinstance(o, TickDone):
+                out.sends.append(Broadcast(TICK, o.body))
             elif isinstance(o, GaveUp):
                 topic, partition, offset = parse_origin(o.event.origin)
                 out.park(SourceRecord(topic, partition, offset, o.event.record_key,

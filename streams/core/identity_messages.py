@@ -284,8 +284,20 @@ class Erase:
     key: str = ""
 
 
+@dataclass(frozen=True)
+class Tick:
+    """A timer tick through the barrier (streams/core/identity_tick.py). ``phase``:
+    ``start`` where the tick record landed, ``hold`` at every slot (waits out the events
+    undecided there), ``ready`` at the coordinator (from ``from_slot``)."""
+
+    KIND: ClassVar[str] = "tick"
+    phase: str
+    body: str  # the tick record's value as the leader sent it: {"now": <instant>}
+    from_slot: int = -1
+
+
 Message = (Arrival | Resolve | Absorb | Link | Repoint | Release | Settled | Abandon | Relink
-           | Unabsorb | UndoMerge | Erase)
+           | Unabsorb | UndoMerge | Erase | Tick)
 
 
 def encode(message: Message) -> bytes:
@@ -360,6 +372,8 @@ def _decoded(kind: str, d: dict[str, Any]) -> Message:
     if kind == Erase.KIND:
         return Erase(str(d["step"]), str(d["request"]), int(d["now_us"]), str(d["pid"]),
                      str(d["key"]))
+    if kind == Tick.KIND:
+        return Tick(str(d["phase"]), str(d["body"]), int(d["from_slot"]))
     raise ProtocolError(f"unknown identity message type {kind!r}")
 
 

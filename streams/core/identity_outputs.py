@@ -88,5 +88,13 @@ class Erased:
     suppressed: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TickDone:
+    """Every slot has waited out the events it held undecided when a tick reached it:
+    the tick (``body``, as the leader sent it) goes on to every profile partition."""
+
+    body: bytes
+
+
 Output = (Send | ToProfile | MergeOutput | ProfileCommand | Decided | Relinked | Dropped | GaveUp
-          | Erased)
+          | Erased | TickDone)

@@ -11,8 +11,8 @@ same transaction, and so are the waiters its writes release. Nothing here knows 
 or reads a clock: the harness of the unit tests (tests/unit/core/partitioned.py) and
 the worker run the very same steps.
 
-Not here (open question 4, the simpler option): ticks go from the leader straight to
-every profile partition, without a barrier in the identity slots.
+Ticks pass a barrier in the slots (streams/core/identity_tick.py): a tick reaches the
+profile partitions only after the events the slots held undecided when it came.
 """
 
 from __future__ import annotations
@@ -46,12 +46,15 @@ from streams.core.identity_messages import (
     Repoint,
     Resolve,
     Settled,
+    Tick,
     Ticket,
     Unabsorb,
     UndoMerge,
 )
 from streams.core.identity_outputs import Output
 from streams.core.identity_slots import Config, Tx
+from streams.core.identity_tick import resume as resume_tick
+from streams.core.identity_tick import tick
 from streams.core.identity_ticket import abandon, advance, arrive, settled, start
 from streams.core.pipeline import Store
 
@@ -60,7 +63,7 @@ __all__ = ["Config", "handle"]
 _STEPS: dict[type, Callable[[Tx, Any], None]] = {
     Arrival: arrive, Resolve: lambda tx, m: advance(tx, m.ticket), Absorb: absorb,
     Link: link, Repoint: repoint, Release: release, Settled: settled, Abandon: abandon,
-    Relink: relink, Unabsorb: unabsorb, UndoMerge: undo_merge, Erase: erase,
+    Relink: relink, Unabsorb: unabsorb, UndoMerge: undo_merge, Erase: erase, Tick: tick,
 }
 _RESUME: dict[str, Callable[[Tx, dict[str, Any]], None]] = {
     "ticket": lambda tx, body: advance(tx, Ticket.from_dict(body)),
@@ -68,6 +71,7 @@ _RESUME: dict[str, Callable[[Tx, dict[str, Any]], None]] = {
     "relink": lambda tx, body: advance_relink(tx, RelinkTicket.from_dict(body)),
     "erase": lambda tx, body: erase(tx, Erase(body["step"], body["request"], body["now_us"],
                                               body["pid"])),
+    "tick": resume_tick,
 }
 
 

@@ -29,6 +29,8 @@ IDENTITY: dict[bytes, str] = {
     b"w:": "a parked waiter on a resource (slots)",
     b"wq:": "a resource's waiter queue bounds (slots)",
     b"e:": "an erasure's keys still to forget (slots: identity_erasure.py)",
+    b"tk:": "tick barrier: instants waiting for every slot, the last sent (slots: "
+            "identity_tick.py)",
 }
 
 # Profile stage stores (streams/core/pipeline.py, unmerge.py, erasure.py and

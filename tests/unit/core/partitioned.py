@@ -47,6 +47,7 @@ from streams.core.identity_stage import Routed, relink, route_event
 from streams.core.pipeline import canonical_id
 from streams.core.profile import micros
 from streams.core.routing import MergeOut, key_slot, profile_slot
+from streams.core.store import DictStore
 from streams.records import Envelope
 
 SCREENING = -1  # the sender of arrivals (screening, in ingestion order)
@@ -83,7 +84,7 @@ class Partitioned:
     merges_out: int = 0
 
     def __post_init__(self) -> None:
-        self.stores = [{} for _ in range(self.slots)]
+        self.stores = [DictStore() for _ in range(self.slots)]
         self.cfg = Config(self.slots, self.window, self.max_restarts, self.max_hops,
                           self.max_waiters)
 
