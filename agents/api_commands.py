@@ -22,6 +22,7 @@ from streams.core.identity_messages import UndoMerge as UndoMessage
 from streams.core.identity_messages import encode
 from streams.core.pipeline import load_profile, merge_history
 from streams.core.routing import COMMAND_HEADER, ERASE, IDENTITY_PROTOCOL, UNDO_MERGE, profile_slot
+from streams.core.unmerge import undo_refusal
 from streams.records import Identifiers
 
 
@@ -75,13 +76,12 @@ class UndoMerge(View):
         except NotServedHere as exc:
             return await self.reader.forwarded(self, request, exc,
                                                f"/merges/{quote(event_id)}/undo")
-        if not any(m.event_id == event_id for m in merge_history(store, pid)):
-            return error_answer(self, 404, "merge_not_found",
-                          f"no merge by event {event_id} on profile {pid}")
+        refusal = undo_refusal(merge_history(store, pid), pid, event_id)
+        if refusal is not None:
+            return error_answer(self, *refusal)
         await self.request_undo(pid, event_id)
         return self.json({"status": "accepted", "profile_id": pid, "event_id": event_id},
                          status=202)
-
 
     async def request_undo(self, pid: str, event_id: str) -> None:
         """Today's ``undo-merge`` command to the one identity partition, or the

@@ -70,6 +70,29 @@ def unmerge_profiles(current: Profile, record: MergeRecord) -> tuple[Profile, Pr
     return winner, loser
 
 
+def undo_refusal(history: list[MergeRecord], holder: str, event_id: str
+                 ) -> tuple[int, str, str] | None:
+    """Why the merge ``event_id`` cannot be undone on ``holder`` (an HTTP status, an
+    error code and a message that says what to do), or None if it can.
+
+    A merge into a profile that a later merge took into ``holder`` is in ``holder``'s
+    history (carried along with the rest of the loser's), but its winner's state is
+    inside ``holder`` now: undoing it here would take apart the wrong profile. The later
+    merge is undone first; the earlier one is then undone on its own winner."""
+    records = [m for m in history if m.event_id == event_id]
+    if not records:
+        return 404, "merge_not_found", f"no merge by event {event_id} on profile {holder}"
+    if any(m.winner == holder for m in records):
+        return None
+    winner = records[0].winner
+    later = [m.event_id for m in history if m.loser == winner and m.winner == holder]
+    via = f"by event {later[0]} " if later else ""
+    return 409, "merge_carried", (
+        f"merge {event_id} went into profile {winner}, which was merged into {holder} "
+        f"{via}later: undo {later[0] if later else 'that merge'} on {holder} first, then "
+        f"{event_id} on {winner}")
+
+
 def undo_merge(store: Store, winner_id: str, event_id: str
                ) -> tuple[MergeRecord, Profile] | None:
     """On the winner's partition: undo the merge ``event_id`` recorded on ``winner_id``.
