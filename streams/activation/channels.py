@@ -81,6 +81,8 @@ class ActionTypeSpec(_Strict):
     def is_removal(self, payload: Mapping[str, Any]) -> bool:
         if self.removal:
             return True
+        if not self.removal_when:  # most types: asked for every action decided
+            return False
         return any(payload.get(name) in values
                    for name, values in (self.removal_when or {}).items())
 

@@ -124,6 +124,9 @@ def _ordered(op: str, expected: Any) -> Callable[[Any], bool]:
     compare, number, instant = _COMPARE[op], as_number(expected), as_datetime(expected)
 
     def test(actual: Any) -> bool:
+        if actual.__class__ is int and number is not None:
+            # an int compares with a Decimal exactly, as Decimal(str(actual)) would
+            return compare(actual, number)
         left = as_number(actual)
         if left is not None and number is not None:
             return compare(left, number)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import sha256
 from typing import Any
 
 from streams.activation.actions import command_identifiers
 from streams.activation.engine import ActivationState, Output
 from streams.activation.facts import Facts
-from streams.activation.model import stable_id
+from streams.activation.model import SEP as _SEP
+from streams.activation.model import Decision, json_time
 
 _TIMES = ("created_at", "not_before", "changed_at")  # datetime fields of emitted records
 
@@ -69,8 +71,12 @@ def _parse_times(item: dict[str, Any]) -> dict[str, Any]:
 def experiments(*states: ActivationState) -> dict[str, str]:
     """The variants of every enrollment active in any of ``states`` (before and after a
     step: a change that ends a journey still counts for its experiment)."""
-    return {key: variant for state in states for enr in state.journeys.active.values()
-            for key, variant in enr.experiments().items()}
+    found: dict[str, str] = {}
+    for state in states:
+        for enr in state.journeys.active.values():
+            if enr.variants:  # most enrollments passed no split step
+                found.update(enr.experiments())
+    return found
 
 
 def emission_of(before: ActivationState, after: ActivationState, out: Output, facts: Facts,
@@ -78,9 +84,12 @@ def emission_of(before: ActivationState, after: ActivationState, out: Output, fa
     moved = bool(out.entered or out.exited)
     ids = command_identifiers(facts.identifiers) if moved else {}  # for the changes only
     variants = experiments(before, after) if moved else {}
+    pid = facts.profile_id
+    # stable_id("audience", pid, audience, change, cause), its constant parts joined once
+    head, tail = f"audience{_SEP}{pid}{_SEP}", f"{_SEP}{cause}"
     changes = [
-        {"change_id": stable_id("audience", facts.profile_id, audience, change, cause),
-         "profile_id": facts.profile_id, "audience_id": audience, "change": change,
+        {"change_id": sha256(f"{head}{audience}{_SEP}{change}{tail}".encode()).hexdigest(),
+         "profile_id": pid, "audience_id": audience, "change": change,
          "identifiers": ids, "caused_by": cause, "definitions_version": version,
          "changed_at": now, "variants": variants}
         for change, audiences in (("entered", out.entered), ("exited", out.exited))
@@ -93,4 +102,12 @@ def emission_of(before: ActivationState, after: ActivationState, out: Output, fa
     assignments = [{**a.model_dump(mode="json"), "definitions_version": version,
                     "assigned_at": now.isoformat()} for a in out.assignments]
     return Emission(facts.profile_id, list(out.commands), changes,
-                    [d.to_timeline() for d in out.decisions], enrolled, assignments)
+                    _timeline(out.decisions, now), enrolled, assignments)
+
+
+def _timeline(decisions: list[Decision], now: datetime) -> list[dict[str, Any]]:
+    """The decisions' timeline dicts; those decided now share one formatted instant."""
+    if not decisions:
+        return []
+    stamp = json_time(now)
+    return [d.to_timeline(now, stamp) for d in decisions]

@@ -142,7 +142,8 @@ def _finish(state: ActivationState, planned: list[Planned], facts: Facts, now: d
                                                 exiting)
         decisions, commands = decisions + settled, commands + released
     wakes = [t for t in (min(state.audience_wakes.values(), default=None),
-                         next_wake(state.journeys), next_release(state.held)) if t is not None]
+                         next_wake(state.journeys),
+                         next_release(state.held) if state.held else None) if t is not None]
     return state, Output(commands=commands, decisions=decisions, entered=moves[0],
                          exited=moves[1], wake_at=min(wakes) if wakes else None,
                          data=[p for p in planned if isinstance(p, DataAction)],

@@ -72,6 +72,7 @@ class _Limits:
         self.suppressed_hashes = frozenset(rules.suppression.identifier_hashes)
         self._caps: dict[str, list[tuple[int, timedelta]]] = {}
         self._own: dict[str, list[timedelta]] = {}
+        self._keep: dict[frozenset[str], timedelta] = {}
 
     def caps(self, channel: str) -> list[tuple[int, timedelta]]:
         found = self._caps.get(channel)
@@ -91,6 +92,17 @@ class _Limits:
             declared = self.rules.channel(channel)
             found = [] if declared is None else [own.per for own in declared.frequency_caps]
             self._own[channel] = found
+        return found
+
+    def keep(self, channels: frozenset[str]) -> timedelta:
+        """How long a history with sends on ``channels`` must be kept: the longest window
+        of governance's caps and of those channels' own."""
+        found = self._keep.get(channels)
+        if found is None:
+            windows = list(self.windows)
+            for name in channels:
+                windows += self.own_windows(name)
+            found = self._keep[channels] = max(windows, default=timedelta(0))
         return found
 
 
@@ -158,7 +170,8 @@ def _cap_reached(action: PlannedAction, history: Sequence[SendRecord],
                  rules: GovernanceRules, now: datetime) -> str | None:
     for max_sends, per in caps(rules, action.channel):
         # Delayed sends are stored at their not_before (maybe future): they count already.
-        sent = sum(1 for r in history if r.channel == action.channel and r.at > now - per)
+        since = now - per
+        sent = sum(1 for r in history if r.channel == action.channel and r.at > since)
         if sent >= max_sends:
             return f"{sent} {action.channel} sends in the last {per}, cap is {max_sends}"
     return None
@@ -215,12 +228,9 @@ def decide(
 def record_send(history: Sequence[SendRecord], decision: Decision, rules: GovernanceRules,
                 now: datetime) -> list[SendRecord]:
     """The history after ``decision``, pruned to the longest cap window (it stays small)."""
-    limits = _limits(rules)
-    windows = list(limits.windows)
-    for name in {r.channel for r in history} | {decision.channel}:
-        windows += limits.own_windows(name)
-    keep = max(windows, default=timedelta(0))
-    kept = [r for r in history if r.at > now - keep]
+    since = now - _limits(rules).keep(frozenset({r.channel for r in history}
+                                                | {decision.channel}))
+    kept = [r for r in history if r.at > since]
     if decision.outcome == "withheld" or decision.rule == "removal":
         return kept
     at = decision.not_before or now

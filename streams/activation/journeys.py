@@ -150,7 +150,8 @@ def _send(enr: Enrollment, step: Step, facts: Facts, cause: str, definitions: De
     action = plan_action(facts.profile_id, step.send, journey_id=enr.journey_id,
                          journey_version=enr.journey_version, enrollment_id=enr.enrollment_id,
                          step_id=step.id, trigger=cause,
-                         purpose=definitions.purpose_of(step.send),
+                         # a send's own purpose wins: the channel's is not looked up
+                         purpose=None if step.send.purpose else definitions.purpose_of(step.send),
                          variants=enr.experiments())
     if step.send.action_type not in ("audience_add", "audience_remove"):
         return enr, action  # nothing to undo on exit: the enrollment stays as it is

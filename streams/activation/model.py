@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
+from hashlib import sha256
 from typing import Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -12,13 +12,14 @@ from streams.activation.definitions import Scalar
 from streams.activation.steps import DataOp
 
 Outcome = Literal["sent", "withheld", "delayed", "cancelled"]
-_SEP = "\x1f"  # unit separator: no field value can fake a boundary with it
+SEP = _SEP = "\x1f"  # unit separator: no field value can fake a boundary with it
 
 
 def stable_id(*parts: str | int | None) -> str:
     """sha256 hex of the parts; the same parts always give the same id."""
-    text = _SEP.join(["" if p is None else str(p) for p in parts])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    text = _SEP.join(["" if p is None else p if p.__class__ is str else str(p)
+                      for p in parts])
+    return sha256(text.encode()).hexdigest()
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,7 +32,8 @@ def built(cls: type[M], **fields: Any) -> M:
     declaration order (the order pydantic dumps them in). A PlannedAction's validation
     was most of the cost of planning one."""
     new = cls.__new__(cls)
-    _set(new, "__dict__", {name: fields[name] for name in cls.model_fields})
+    # __pydantic_fields__: the class's plain dict (``model_fields`` is a descriptor)
+    _set(new, "__dict__", {name: fields[name] for name in cls.__pydantic_fields__})
     _set(new, "__pydantic_fields_set__", set(fields))
     _set(new, "__pydantic_extra__", None)
     _set(new, "__pydantic_private__", None)
@@ -129,10 +131,15 @@ class Decision(_Record):
     not_before: AwareDatetime | None = None
     variants: dict[str, str] = Field(default_factory=dict)  # the action's experiments
 
-    def to_timeline(self) -> dict[str, Any]:
-        """``model_dump(mode="json")``, built directly: one per decision, on the hot path."""
+    def to_timeline(self, at: datetime | None = None, stamp: str | None = None
+                    ) -> dict[str, Any]:
+        """``model_dump(mode="json")``, built directly: one per decision, on the hot path.
+        ``stamp``: ``json_time(at)``, for the decisions of one record, decided at its
+        "now"."""
         out = dict(self.__dict__)  # the fields, in their order
-        decided, later = json_time(self.decided_at), self.not_before
+        decided = stamp if stamp is not None and self.decided_at is at \
+            else json_time(self.decided_at)
+        later = self.not_before
         if decided is None or (later is not None and json_time(later) is None):
             return self.model_dump(mode="json")
         out["decided_at"] = decided

@@ -68,19 +68,36 @@ def notes_of(profile_id: str, decisions: Iterable[dict[str, Any]],
     changes and experiment assignments, on profile ``profile_id``'s timeline."""
     notes = [_assignment(a) for a in assignments]
     for d in decisions:
-        at = _iso_micros(d["decided_at"])
-        summary = f"{d['channel']} {d['action_type']} {d['outcome']}: {d['rule']} ({d['reason']})"
-        detail = {k: d[k] for k in _DECISION_DETAIL if d.get(k) not in (None, {})}
-        notes.append(_note(d["decision_id"], f"decision.{d['outcome']}", at, summary, detail))
+        outcome = d["outcome"]
+        summary = f"{d['channel']} {d['action_type']} {outcome}: {d['rule']} ({d['reason']})"
+        notes.append({"event_id": d["decision_id"], "event_name": "decision." + outcome,
+                      "time_us": _iso_micros(d["decided_at"]), "summary": summary[:120],
+                      "late": False, "kind": "decision",
+                      "detail": {k: d[k] for k in _DECISION_DETAIL
+                                 if d.get(k) not in (None, {})}})
+    notes.extend(_change_notes(profile_id, changes))
+    return notes
+
+
+def _change_notes(profile_id: str, changes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``audience.entered`` / ``audience.exited``: several per record, built as
+    :func:`_note` would (the dict literal spares its calls)."""
+    notes = []
     when, at = None, 0
     for c in changes:
-        detail = {k: c[k] for k in _CHANGE_DETAIL if k in c}  # emission_of's order
+        change, audience = c["change"], c["audience_id"]
+        if "caused_by" in c and "definitions_version" in c:  # as emission_of makes them
+            detail = {"audience_id": audience, "change": change, "caused_by": c["caused_by"],
+                      "definitions_version": c["definitions_version"]}
+        else:
+            detail = {k: c[k] for k in _CHANGE_DETAIL if k in c}  # emission_of's order
         if c["profile_id"] != profile_id:  # a profile merged into this one
             detail["profile_id"] = c["profile_id"]
         if c["changed_at"] is not when:  # one record's changes share their instant
             when, at = c["changed_at"], micros(c["changed_at"])
-        notes.append(_note(c["change_id"], f"audience.{c['change']}", at,
-                           f"{c['change']} audience {c['audience_id']}", detail))
+        notes.append({"event_id": c["change_id"], "event_name": "audience." + change,
+                      "time_us": at, "summary": f"{change} audience {audience}"[:120],
+                      "late": False, "kind": "audience", "detail": detail})
     return notes
 
 

@@ -183,14 +183,31 @@ def touched(before: Profile | None, after: Profile) -> frozenset[str] | None:
         names |= {f"aggregates.lifetime_value.{c}" for c in
                   after.lifetime_value.keys() | before.lifetime_value.keys()
                   if after.lifetime_value.get(c) != before.lifetime_value.get(c)}
+    return frozenset(names | {f"event:{name}" for name in _moved(after, before)})
+
+
+def _moved(after: Profile, before: Profile) -> set[str]:
+    """Names of the events that entered or left the history."""
+    new, old = after.timeline, before.timeline
+    # Most events go in front of the timeline, which keeps the rest (the same entries):
+    # only the first entry can be new, and it is unless its id was there already.
+    if len(new) == len(old) + 1 and new[1:] == old:
+        first = new[0]
+        if first.get("kind", "event") != "event" \
+                or first["event_id"] in _events(before):
+            return set()
+        return {first["event_name"]}
     new_events, old_events = _events(after), _events(before)
     moved = {name for eid, name in new_events.items() if eid not in old_events}
     moved |= {name for eid, name in old_events.items() if eid not in new_events}
-    return frozenset(names | {f"event:{name}" for name in moved})
+    return moved
 
 
 def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
-    entry = next((e for e in profile.timeline if e["event_id"] == envelope.event_id), None)
+    timeline = profile.timeline
+    # the event just applied is the newest entry, unless it came late
+    entry = timeline[0] if timeline and timeline[0]["event_id"] == envelope.event_id else \
+        next((e for e in timeline if e["event_id"] == envelope.event_id), None)
     props = dict(entry.get("properties") or {}) if entry else dict(envelope.properties)
     return HistoryEvent(envelope.event_id, envelope.event_name, envelope.event_time, props)
 
@@ -239,7 +256,8 @@ def _settle(store: Store, state: ActivationState, step: Step, offset: int, limit
     """Store an activation step's outcome: notes, state (when changed) and timer; the
     profile (with the data actions' writes) is the caller's to store."""
     new = _noted(store, step.state, step.emission, limit)
-    if new != state:
+    # A note written changes the state: no need to compare the rest of it (deeply).
+    if new.notes_written != state.notes_written or new != state:
         save_state(store, new, offset)
     arm_timer(store, step.profile.profile_id, step.out.wake_at)
     return step.profile, (None if step.emission.is_empty() else step.emission)
