@@ -18,6 +18,8 @@ metrics registry from the settings it is given, and installs each stage on the a
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry
 
 from agents import api, lag, screening
@@ -33,6 +35,8 @@ from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings
 from tables.state import declare_stores
 
+log = logging.getLogger(__name__)
+
 
 def build(settings: Settings, keys: KeyCheck | None = None) -> ActivationApp:
     """A worker's app with every stage installed (``keys``: see ``create_app``)."""
@@ -46,7 +50,12 @@ def wire(settings: Settings, app: ActivationApp) -> Worker:
                       SchemaCatalog.load(settings.schemas_dir))
     w = Worker(settings, app, CollectorRegistry(), serde, identity_states, profile_states)
     activation, decoder = Activation(w), Decoder(w)
-    screening.install(w)
+    if settings.screening:
+        screening.install(w)
+    else:  # the internal topics drain (before an identity migration); said loudly, since
+        # events.ingest is not read at all until it is on again
+        log.warning("ACTIVATION_SCREENING is off: events.ingest is not screened; the "
+                    "internal topics drain (docs/partitioned-identity.md, 7.1)")
     IdentityWiring(w, activation, decoder).install()
     ProfileWiring(w, activation, decoder).install()
     activation.install()

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         "slots with the ticket protocol of docs/partitioned-identity.md, shared by the "
         "workers. Chosen when a deployment is created: fixed once the topic exists.",
     )
+    screening: bool = Field(
+        True, description="Whether the worker screens events.ingest onto the identity "
+        "stage (on/off). Off drains the internal topics while producers keep writing to "
+        "events.ingest: before an identity layout migration (docs/partitioned-identity.md, "
+        "7.1); screening resumes from its committed offsets when turned on again.",
+    )
     profile_partitions: int = Field(
         4, ge=1, le=256,
         description="Partitions of internal.profiles: profiles are spread over them by "

@@ -234,7 +234,8 @@ def ensure_topics(
                     "configured (ACTIVATION_PROFILE_PARTITIONS for internal.profiles, "
                     "ACTIVATION_IDENTITY_PARTITIONS for internal.identity): state is "
                     "placed by that count, so set it back to the topic's, or migrate "
-                    "deliberately"
+                    "deliberately (internal.identity: scripts/identity migrate --to N, "
+                    "docs/partitioned-identity.md, 7.1)"
                 )
     if not missing:
         return []
