@@ -108,16 +108,19 @@ def merge_out(store: Store, merge: MergeOut, loser: Profile) -> MergeIn:
 def merge_in(store: Store, incoming: MergeIn, cfg: StageConfig) -> Profile:
     """On the winner's partition: the loser's state joins the winner's, and the merge is
     recorded (which event, when, which identifiers; both sides' snapshots, for undo).
-    Returns the merged profile, for the caller to store."""
+    Returns the merged profile, for the caller to store. A late merge (``into`` set:
+    streams/core/late_merge.py) joins the survivor ``into`` and is recorded with its own
+    winner, as if it had come before that winner was merged away."""
     merge = incoming.merge
-    winner = load_profile(store, merge.winner) or Profile(merge.winner)
+    target = incoming.into or merge.winner
+    winner = load_profile(store, target) or Profile(target)
     loser = Profile.from_json(incoming.loser_profile.encode())
     record = MergeRecord(merge.event_id, merge.merged_at_us, merge.winner, merge.loser,
                          merge.linking_keys, merge.moved_keys, incoming.loser_profile,
-                         winner.to_json().decode())
-    history = [*_history_dicts(store, merge.winner), record.to_dict(), *incoming.loser_history]
+                         incoming.winner_snapshot or winner.to_json().decode())
+    history = [*_history_dicts(store, target), record.to_dict(), *incoming.loser_history]
     unique = {(h["event_id"], h["winner"], h["loser"]): h for h in history}
-    store[b"h:" + merge.winner.encode()] = json.dumps(list(unique.values())).encode()
+    store[b"h:" + target.encode()] = json.dumps(list(unique.values())).encode()
     merged = merge_profiles(winner, loser, cfg.timeline_limit)
     # Positions are per partition: the loser's say nothing here.
     return merged.evolve(last_offset=winner.last_offset)

@@ -108,14 +108,21 @@ class MergeIn:
     loser_profile: str
     loser_history: list[dict[str, Any]]
     loser_notes: list[dict[str, Any]] = field(default_factory=list)
+    # A merge that reached its winner after the winner was merged away
+    # (streams/core/late_merge.py): the survivor it is folded into, and the winner as it
+    # was when merged away (the record's winner snapshot). Empty otherwise.
+    into: str = ""
+    winner_snapshot: str = ""
 
     def to_json(self) -> bytes:
+        late = {"into": self.into, "winner_snapshot": self.winner_snapshot} if self.into else {}
         return json.dumps({"merge": asdict(self.merge), "loser_profile": self.loser_profile,
                            "loser_history": self.loser_history,
-                           "loser_notes": self.loser_notes}).encode()
+                           "loser_notes": self.loser_notes, **late}).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> MergeIn:
         data = json.loads(raw)
         return cls(MergeOut.from_dict(data["merge"]), str(data["loser_profile"]),
-                   list(data["loser_history"]), list(data.get("loser_notes") or []))
+                   list(data["loser_history"]), list(data.get("loser_notes") or []),
+                   str(data.get("into") or ""), str(data.get("winner_snapshot") or ""))

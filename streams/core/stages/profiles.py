@@ -40,6 +40,7 @@ from streams.core.batch import BatchItem
 from streams.core.contract import ContractViolation
 from streams.core.erasure import erase_profile, erasure_commands
 from streams.core.identity_messages import Relink, RelinkTicket, encode
+from streams.core.late_merge import carried_along, follow
 from streams.core.pipeline import (
     APPLIED,
     StageConfig,
@@ -226,16 +227,19 @@ class ProfileStage:
 
     def merge_in(self, m: Message, out: Outputs) -> None:
         """The winner's side: fold the loser in, record the merge, evaluate again. If
-        the winner was itself merged away meanwhile, the merge goes on to its survivor."""
+        the winner was itself merged away meanwhile, the merge goes on to its survivor
+        (streams/core/late_merge.py)."""
         incoming, store = MergeIn.from_json(m.body), m.store
-        target = canonical_id(store, incoming.merge.winner)
-        if target != incoming.merge.winner:
-            incoming = replace(incoming, merge=replace(incoming.merge, winner=target))
-        if partition_of(target, self.partitions) != m.partition:
+        limit = self.config.timeline_limit
+        incoming, target, wait = follow(
+            store, incoming, lambda pid: partition_of(pid, self.partitions) == m.partition,
+            limit)
+        if wait or partition_of(target, self.partitions) != m.partition:
             out.sends.append(Command(MERGE_IN, target, incoming.to_json()))
             return
-        limit = self.config.timeline_limit
         merged = merge_in(store, incoming, self.config)
+        if incoming.into:
+            carried_along(store, target, incoming, limit)
         adopt_notes(store, target, incoming.merge.loser, incoming.loser_notes, limit)
         merged, emission = activate_merged(
             store, merged, incoming.merge.event_id, m.at, self.now(store, m.wall),

@@ -3,8 +3,10 @@ off in any interleaving the workers could produce, ends with the same profiles a
 merge histories as one partition (hypothesis). Merges cross partitions in two steps
 (merge-out on the loser's, merge-in on the winner's), so this is the protocol's test.
 
-(The identity stage is one partition today; the same property over identity partitions
-is docs/partitioned-identity.md's plan.)"""
+When the identity stage runs ahead of the profile partitions, a merge-in can reach a
+winner that a later merge took away (streams/core/late_merge.py): the properties also
+hold then, and after undoing merges. The same property over identity slots is
+tests/unit/core/test_identity_property.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,16 +72,6 @@ def test_any_partitioning_and_interleaving_gives_the_one_partition_answer(
     assert outcome(spread, evs) == outcome(reference, evs)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "a known defect, found by this test: when the identity stage runs ahead of the "
-    "profile partitions and their queues interleave freely, a merge-in can reach a "
-    "winner that a later merge has already merged away; it is then folded into the "
-    "survivor and recorded with the survivor as its winner, where one partition records "
-    "the winner the identity stage chose. Profiles (identifiers, traits, timelines) "
-    "agree; only that field of the merge history differs (every one of 396 failing cases "
-    "out of 1,800 tried on 2026-11-30). What it breaks: undoing the later merge gives "
-    "the restored profile back its identifiers but not the late merge's data. "
-    "docs/stream-workers.md, 'Known limitation: a merge that reaches its winner late'"))
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), partitions=st.integers(2, 5),
        batch=st.integers(2, 8), order=st.randoms(use_true_random=False))
@@ -96,3 +87,35 @@ def test_queues_filled_ahead_and_worked_off_in_any_order_agree(
         spread.send(envelope, NOW, drain=(i % batch == batch - 1))
     spread.drain()
     assert outcome(spread, evs) == outcome(reference, evs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), partitions=st.integers(2, 5),
+       batch=st.integers(2, 8), order=st.randoms(use_true_random=False))
+def test_undoing_a_merge_after_any_interleaving_gives_the_one_partition_answer(
+        seed: int, partitions: int, batch: int, order: random.Random) -> None:
+    """As above, then each surviving profile's newest merge undone in both: the
+    restored profiles carry what their merges brought, whichever order the profile
+    partitions carried the merges out in (streams/core/late_merge.py)."""
+    evs = events(random.Random(seed), 60)
+    reference = Sandbox(CFG, partitions=1)
+    spread = Sandbox(CFG, partitions=partitions, pick=order.choice)
+    for i, envelope in enumerate(evs):
+        reference.send(envelope, NOW)
+        spread.send(envelope, NOW, drain=(i % batch == batch - 1))
+    spread.drain()
+    for pid, event_id in newest_merges(reference, evs):
+        reference.undo(pid, event_id)
+        spread.undo(pid, event_id)
+    assert outcome(spread, evs) == outcome(reference, evs)
+
+
+def newest_merges(sandbox: Sandbox, evs: list[Envelope]) -> list[tuple[str, str]]:
+    """Each surviving profile's newest merge recorded on itself (by event number)."""
+    found = {}
+    for customer in sorted({e.identifiers.customer_id for e in evs} - {None}):
+        store, pid = sandbox.locate(sandbox.identity[f"i:cid:{customer}".encode()].decode())
+        own = [m.event_id for m in merge_history(store, pid) if m.winner == pid]
+        if own:
+            found[pid] = max(own, key=lambda e: int(e.removeprefix("e")))
+    return sorted(found.items())
