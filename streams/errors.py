@@ -18,6 +18,8 @@ the original cause stays on ``__cause__`` while callers only need our names::
     ├── IngestError                  gateway answers (ingest/errors.py): InvalidEvent,
     │                                PayloadTooLarge, AuthError > ForbiddenScope,
     │                                RateLimited, Unavailable
+    ├── MigrationError               the identity state cannot move to another layout as it is
+    │   └── NotDrainedError          (streams/core/identity_migrate.py); still in flight: drain
     ├── RegistryError                the schema registry is unreachable or answered unexpectedly
     ├── SerializationError           bytes <-> records in the Confluent wire format
     │   ├── EncodeError              a record does not fit its schema
