@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -49,13 +47,19 @@ from streams.core.identity_migrate import (
 )
 from streams.errors import BrokerError, DecodeError
 from streams.follower import partitions_of, read_to_end, reader
+from streams.identity_drain import (
+    TIMEOUT_S,
+    commit_input_ends,
+    drain_problems,
+    partition_count,
+    require_stopped,
+)
 from streams.records import Envelope
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings
 from streams.topics import (
     IDENTITY_INPUT,
-    PROFILES,
     STAGE_MAX_BYTES,
     TopicSpec,
     admin_client,
@@ -65,7 +69,6 @@ from streams.topics import (
 from tables.state import declare_stores
 
 TXN_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms: one big write
-TIMEOUT_S = 30.0
 Slots = list[dict[bytes, bytes]]
 
 
@@ -74,14 +77,6 @@ def changelog_of(settings: Settings, slots: int) -> str:
     store is ``identity``, the partitioned one's ``ident``: tables/state.py)."""
     layout = settings.model_copy(update={"identity_partitions": slots})
     return declare_stores(layout)[0][0].topic
-
-
-def partition_count(admin: AdminClient, topic: str) -> int | None:
-    try:
-        meta = admin.list_topics(timeout=TIMEOUT_S).topics.get(topic)
-    except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka to describe {topic}: {exc}") from exc
-    return None if meta is None or meta.error is not None else len(meta.partitions)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -172,71 +167,6 @@ def _home(serde: AvroSerde, value: bytes | None) -> str | None:
     except (DecodeError, ValueError, KeyError, TypeError):
         return None  # not an envelope we can read: the marker goes to every slot
     return keys[0] if keys else None
-
-
-# --- checks on the live deployment -------------------------------------------------------------
-
-
-def require_stopped(settings: Settings) -> None:
-    """The workers' groups (Faust's and screening's) have no members."""
-    admin = admin_client(settings)
-    groups = [settings.app_id, settings.screen_group]
-    for group, future in admin.describe_consumer_groups(groups).items():
-        try:
-            members = future.result(TIMEOUT_S).members
-        except KafkaException as exc:
-            raise BrokerError(f"cannot describe consumer group {group}: {exc}") from exc
-        if members:
-            raise MigrationError(
-                f"consumer group {group} has {len(members)} live member(s): stop every "
-                "worker of this deployment before migrating (a worker killed without a "
-                "clean stop leaves after ACTIVATION_WORKER_SESSION_TIMEOUT)")
-
-
-def drain_problems(settings: Settings) -> list[str]:
-    """What the workers' group has not committed yet on the internal topics (nothing
-    but transaction markers may lie past a committed offset)."""
-    problems: list[str] = []
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": settings.app_id,
-                         "enable.auto.commit": False, "log_level": 3,
-                         "isolation.level": "read_committed"})
-    try:
-        for name in (IDENTITY_INPUT, PROFILES):
-            topic = settings.topic(name)
-            if partition_count(admin_client(settings), topic) is None:
-                continue
-            parts = [TP(topic, p) for p in partitions_of(consumer, topic)]
-            for tp in consumer.committed(parts, timeout=TIMEOUT_S):
-                _, high = consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S)
-                done = max(tp.offset, 0)
-                if done < high and _records_past(settings, tp.topic, tp.partition, done):
-                    problems.append(f"{tp.topic}[{tp.partition}]: committed {done}, "
-                                    f"end {high}")
-    except KafkaException as exc:
-        raise BrokerError(f"cannot read the workers' committed offsets: {exc}") from exc
-    finally:
-        consumer.close()
-    return problems
-
-
-def _records_past(settings: Settings, topic: str, partition: int, offset: int) -> bool:
-    """Whether a committed record lies at or past ``offset`` (the first one answers)."""
-    probe = reader(settings, "identity-migrate-probe")
-    try:
-        probe.assign([TP(topic, partition, offset)])
-        while True:
-            msg = probe.poll(TIMEOUT_S)
-            if msg is None:
-                raise BrokerError(f"no answer reading {topic}[{partition}] within "
-                                  f"{TIMEOUT_S} s")
-            err = msg.error()
-            if err is None:
-                return True
-            if err.code() == KafkaError._PARTITION_EOF:
-                return False
-            raise BrokerError(f"reading {topic}[{partition}] failed: {err}")
-    finally:
-        probe.close()
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -334,22 +264,6 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes | None,
             return
         except BufferError:  # the local queue is full: let librdkafka send some first
             producer.poll(0.5)
-
-
-def commit_input_ends(settings: Settings, topic: str) -> None:
-    """The workers' group committed at the end of each partition of ``topic``: a new
-    partition starts at 0, a drained one stays where it was, and an offset left over
-    from an earlier topic of that name cannot skip new records."""
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": settings.app_id,
-                         "enable.auto.commit": False, "log_level": 3})
-    try:
-        ends = [TP(topic, p, consumer.get_watermark_offsets(TP(topic, p), TIMEOUT_S)[1])
-                for p in partitions_of(consumer, topic)]
-        consumer.commit(offsets=ends, asynchronous=False)
-    except KafkaException as exc:
-        raise BrokerError(f"cannot commit the workers' offsets on {topic}: {exc}") from exc
-    finally:
-        consumer.close()
 
 
 # --- the steps -------------------------------------------------------------------------------

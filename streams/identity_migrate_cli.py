@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 from streams.core.identity_migrate import MigrationError
 from streams.errors import ActivationError
-from streams.identity_migrate import check, drain_problems, migrate
+from streams.identity_drain import drain_problems
+from streams.identity_migrate import check, migrate
 from streams.settings import Settings, load_settings
 
 

@@ -21,7 +21,8 @@ from confluent_kafka.admin import AdminClient
 
 from streams.core.identity_migrate import MigrationError
 from streams.core.pipeline import StageConfig
-from streams.identity_migrate import check, drain_problems, migrate
+from streams.identity_drain import drain_problems
+from streams.identity_migrate import check, migrate
 from streams.records import Envelope, Identifiers
 from streams.serde import AvroSerde
 from streams.settings import Settings
