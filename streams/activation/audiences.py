@@ -147,7 +147,8 @@ def audience_step(
     holding: set[str] = set()
     new_wakes = {aid: t for aid, t in wakes.items() if aid not in ids and aid in defined}
     assessors = known.assessors
-    for aid in ids:
+    for aid in sorted(ids):  # a set's order varies with the process's hash seed, and
+        # the wakes' order is stored: sorted, the state's bytes are the same everywhere
         holds, wake = assessors[aid](facts, now)
         if holds:
             holding.add(aid)
