@@ -79,13 +79,7 @@ def test_queues_filled_ahead_and_worked_off_in_any_order_agree(
         seed: int, partitions: int, batch: int, order: random.Random) -> None:
     """The identity stage runs ahead by up to ``batch`` events before the profile
     partitions catch up, in any order among them."""
-    evs = events(random.Random(seed), 60)
-    reference = Sandbox(CFG, partitions=1)
-    spread = Sandbox(CFG, partitions=partitions, pick=order.choice)
-    for i, envelope in enumerate(evs):
-        reference.send(envelope, NOW)
-        spread.send(envelope, NOW, drain=(i % batch == batch - 1))
-    spread.drain()
+    evs, reference, spread = run_ahead(seed, partitions, batch, order)
     assert outcome(spread, evs) == outcome(reference, evs)
 
 
@@ -97,6 +91,17 @@ def test_undoing_a_merge_after_any_interleaving_gives_the_one_partition_answer(
     """As above, then each surviving profile's newest merge undone in both: the
     restored profiles carry what their merges brought, whichever order the profile
     partitions carried the merges out in (streams/core/late_merge.py)."""
+    evs, reference, spread = run_ahead(seed, partitions, batch, order)
+    for pid, event_id in newest_merges(reference, evs):
+        reference.undo(pid, event_id)
+        spread.undo(pid, event_id)
+    assert outcome(spread, evs) == outcome(reference, evs)
+
+
+def run_ahead(seed: int, partitions: int, batch: int, order: random.Random
+              ) -> tuple[list[Envelope], Sandbox, Sandbox]:
+    """The events, one partition working each off before the next, and ``partitions``
+    worked off every ``batch`` events in ``order``."""
     evs = events(random.Random(seed), 60)
     reference = Sandbox(CFG, partitions=1)
     spread = Sandbox(CFG, partitions=partitions, pick=order.choice)
@@ -104,10 +109,7 @@ def test_undoing_a_merge_after_any_interleaving_gives_the_one_partition_answer(
         reference.send(envelope, NOW)
         spread.send(envelope, NOW, drain=(i % batch == batch - 1))
     spread.drain()
-    for pid, event_id in newest_merges(reference, evs):
-        reference.undo(pid, event_id)
-        spread.undo(pid, event_id)
-    assert outcome(spread, evs) == outcome(reference, evs)
+    return evs, reference, spread
 
 
 def newest_merges(sandbox: Sandbox, evs: list[Envelope]) -> list[tuple[str, str]]:
