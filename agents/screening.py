@@ -50,10 +50,6 @@ ORIGIN_HEADER = "x-activation-origin"
 REDRIVE_HEADER = "x-activation-redrive-count"  # set by scripts/deadletters
 
 
-def origin_of(source: SourceRecord) -> bytes:
-    return f"{source.topic}:{source.partition}:{source.offset}".encode()
-
-
 def _redrive_count(headers: Sequence[tuple[str, bytes]]) -> int:
     """How often scripts/deadletters re-drove this record already (0 if never)."""
     raw = next((v for k, v in reversed(headers) if k == REDRIVE_HEADER), None)
@@ -83,21 +79,25 @@ def screen_records(w: Worker, records: Sequence[Message], now: datetime,
     """
     forwards: list[tuple[int, BatchItem]] = []
     letters: list[tuple[bytes | None, bytes]] = []
+    slots, decode = w.slots, w.serde.decode
     for rec in records:
-        raw: Any = rec.headers() or ()
-        headers = [(str(k), bytes(v or b"")) for k, v in raw]
+        raw: Any = rec.headers()
+        headers = [(str(k), bytes(v or b"")) for k, v in raw] if raw else []
         source = SourceRecord(rec.topic() or "", rec.partition() or 0, rec.offset() or 0,
                               rec.key(), rec.value(), tuple(headers))
-        result = screen(source, w.serde.decode, now, STAGE, _redrive_count(headers))
-        if result.envelope is not None and suppressions is not None \
-                and suppressions.hits(result.envelope.identifiers):
+        result = screen(source, decode, now, STAGE, _redrive_count(headers) if raw else 0)
+        envelope = result.envelope
+        if envelope is not None and suppressions is not None \
+                and suppressions.hits(envelope.identifiers):
             w.metrics.events.labels(STAGE, "suppressed").inc()
             continue
-        if result.envelope is not None:
-            home = identifier_keys(result.envelope.identifiers)[0]
-            forwards.append((key_slot(home, w.slots), BatchItem(  # the one decode, carried on
-                origin_of(source).decode(), source.key, source.value or b"",
-                envelope=result.envelope)))
+        if envelope is not None:
+            # The one decode, carried on; the slot of the event's home key (its
+            # strongest identifier), 0 in the single layout.
+            slot = key_slot(identifier_keys(envelope.identifiers)[0], slots) if slots > 1 else 0
+            forwards.append((slot, BatchItem(
+                f"{source.topic}:{source.partition}:{source.offset}", source.key,
+                source.value or b"", envelope=envelope)))
             continue
         assert result.dead_letter is not None  # noqa: S101 - screen() gives one or the other
         letters.append((source.key, w.dead_letter_encoder()(result.dead_letter)))

@@ -1,7 +1,7 @@
 """Sustained events/s of the stream worker, with and without activation, vs two peers.
 
     .venv/bin/python -m bench.stream [--events 20000] [--customers 2000] [--no-quix]
-                                     [--identity-partitions 1]
+                                     [--identity-partitions 1] [--core-only]
 
 Four workers run one after the other in the same run, over the same workload (the
 integration tests' mixed workload, rebased to the year before now by
@@ -309,6 +309,14 @@ def measure(bench: Bench, records: int, quix: Path | None, guarantee: str) -> Ru
     return Runs(plain, peer, alone, with_act)
 
 
+def measure_core(bench: Bench, records: int) -> Run:
+    """The core worker alone (``--core-only``)."""
+    worker = [sys.executable, "-m", "streams.app", "worker", "-l", "info"]
+    core = bench.core
+    return run_worker(worker, _env(core), core.worker_web_port, records,
+                      bench.root / "core.log")
+
+
 def _split(text: str, name: str, label: str) -> str:
     by = counters(text, name, label)
     parts = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(by.items()))
@@ -352,7 +360,7 @@ def report(runs: Runs) -> None:
           + _split(text, "activation_actions_total", "outcome"))
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--customers", type=int, default=2_000)
@@ -362,19 +370,34 @@ def main() -> None:
                         choices=["at-least-once", "exactly-once"],
                         help="the Quix peer's processing guarantee (the Faust agent's is "
                         "at-least-once)")
+    parser.add_argument("--core-only", action="store_true",
+                        help="run only the core worker (no peers, no activation run, no "
+                        "per-stage report): quicker before/after comparisons")
     parser.add_argument("--identity-partitions", type=int, default=1,
                         help="partitions of the identity stage: 1 is the single layout, "
                         "more runs the partitioned one (docs/partitioned-identity.md)")
-    args = parser.parse_args()
-    quix = None if args.no_quix else quix_peer.ensure_venv()  # before anything is timed
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    # Before anything is timed.
+    quix = None if args.no_quix or args.core_only else quix_peer.ensure_venv()
     bench = new_bench(args.identity_partitions)
     try:
         records, unique = prepare(bench, args.events, args.customers)
-        runs = measure(bench, records, quix, args.quix_guarantee)
+        if args.core_only:
+            core = measure_core(bench, records)
+        else:
+            runs = measure(bench, records, quix, args.quix_guarantee)
     finally:
         deleted = cleanup(bench)
     print(f"events: {records} ({unique} unique), customers: {args.customers}, "
           f"identity partitions: {args.identity_partitions}")
+    if args.core_only:
+        print(f"core alone: {core.rate:,.0f} events/s, {core.cpu_us:,.0f} CPU-us/event "
+              f"over {core.seconds:.2f} s")
+        return
     report(runs)
     print(f"cleaned up: {len(deleted)} topics and {bench.root}")
     print()

@@ -10,6 +10,7 @@ docs/faust.md), and the API-key gate in front of every route of the web server
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import faust
@@ -129,7 +130,23 @@ def main() -> None:
     from agents.worker import build  # agents import this module: not at its top
 
     limit_heap_arenas()  # before librdkafka's, RocksDB's and the restores' threads
-    build(load_settings()).main()
+    settings = load_settings()
+    app = build(settings)
+    tune_gc(settings.worker_gc_threshold)
+    app.main()
+
+
+def tune_gc(threshold: int) -> None:
+    """Python's cyclic collector, tuned for a worker. Once the worker is built, the
+    objects it keeps (modules, classes, the app, its stages) go to the permanent
+    generation (a full collection no longer walks them), and a young collection runs
+    every ``threshold`` allocations (ACTIVATION_WORKER_GC_THRESHOLD) instead of 700:
+    an event's objects are freed by reference counting, not by the collector, which
+    took about a tenth of a loaded worker's CPU (almost a thousand collections for
+    40,000 events; 30 after)."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(threshold, older, oldest)
 
 
 if __name__ == "__main__":

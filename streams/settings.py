@@ -99,6 +99,17 @@ class Settings(BaseSettings):
         timedelta(seconds=10),
         description="Consumer-group session timeout: how soon a dead worker's partitions move.",
     )
+    state_cache_bytes: int = Field(
+        16 * 1024 * 1024, ge=0, le=4 * 1024 * 1024 * 1024,
+        description="Committed values (and absent keys) each claimed store keeps in memory "
+        "(tables/cache.py), per store: most of an event's reads then skip RocksDB. 0: off.",
+    )
+    worker_gc_threshold: int = Field(
+        10_000, ge=100, le=1_000_000,
+        description="Allocations between two young collections of Python's cyclic "
+        "collector in a worker (Python's default: 700; an event's objects are freed by "
+        "reference counting, and the collector cost about a tenth of a loaded worker's CPU).",
+    )
 
     profile_timeline_limit: int = Field(200, ge=10, le=10_000)
     identity_partitions: int = Field(

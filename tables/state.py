@@ -19,14 +19,20 @@ worker could still write. Here:
   and fences that owner for good (its next commit fails: :class:`StateFencedError`),
   then reads the changelog partition (read_committed) up to its end into the local
   database.
-- **Exactness.** Writes reach RocksDB at once (reads see them) and the changelog inside
-  the record's transaction (each key's last value, logged at commit), along with the
-  records the stage emits and the input offset it applied
-  (:meth:`StateStore.mark_applied`), committed before Faust commits the input offset: a
-  redelivered record is recognised and skipped. A ``dirty`` mark is kept in the
-  database while a transaction is open: a claim that finds it (after a
-  crash, or a fencing mid-record) rebuilds the database from the changelog, so the local
-  state is always exactly the committed one, and the record is then processed again.
+- **Exactness.** A record's writes are held in memory while its transaction is open
+  (reads see them) and reach the changelog inside the transaction (each key's last
+  value, logged at commit), along with the records the stage emits and the input
+  offset it applied (:meth:`StateStore.mark_applied`), committed before Faust commits
+  the input offset: a redelivered record is recognised and skipped. Only once the
+  broker committed them do they reach RocksDB, in one atomic write batch with the
+  changelog offset they bring it to. So the local database only ever holds a committed
+  prefix of the changelog, and knows which: a failed or fenced transaction leaves it
+  untouched, and a claim after a crash reads on from that offset (a database of an
+  older version with its ``dirty`` mark is rebuilt). RocksDB's write-ahead log is
+  therefore off (it cost more per write than the rest of a write): a crash loses at
+  most the writes not yet flushed, whose changelog records the next claim reads again.
+- **Cache.** A claimed store keeps its hottest committed values, and absent keys, in
+  memory (tables/cache.py): most of an event's reads never reach RocksDB.
 
 Changelogs (``<app id>-<name>-changelog``, compacted) use Faust's record format.
 """
@@ -46,7 +52,9 @@ from streams.errors import BrokerError, StateFencedError
 from streams.follower import read_to_end
 from streams.settings import Settings
 from streams.topics import STAGE_MAX_BYTES, TopicSpec, admin_client, ensure_topics
-from tables.memory import give_back_heap, restoring, store_options
+from tables.cache import MISSING, ReadCache, overlay
+from tables.memory import give_back_heap, restoring, store_options, write_options
+from tables.restore import RestoreWriter, watermarks
 
 log = logging.getLogger(__name__)
 META_OFFSET = b"\x00meta:changelog-offset"  # below every key family (letters) in scans
@@ -56,10 +64,10 @@ META_DIRTY = b"\x00meta:dirty"
 # one after a seek (agents/owned.py); trimmed to a floor below which all count as done.
 APPLIED = b"\x00applied:"
 APPLIED_FLOOR = b"\x00meta:applied-floor"
-RESTORE_BATCH_BYTES = 8 * 1024 * 1024  # a RocksDB write batch during a restore
-PROGRESS_EVERY = 1_000_000
 TXN_TIMEOUT_S = 60.0
 ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
+# Per store (ACTIVATION_STATE_CACHE_BYTES): a few thousand active customers' profiles.
+CACHE_BYTES = 16 * 1024 * 1024
 
 
 def changelog_topic(settings: Settings, name: str) -> str:
@@ -79,7 +87,7 @@ class StateStore:
     """
 
     def __init__(self, settings: Settings, name: str, partition: int = 0,
-                 partitions: int = 1) -> None:
+                 partitions: int = 1, cache_bytes: int = CACHE_BYTES) -> None:
         self._settings = settings
         self.name, self.partition, self.partitions = name, partition, partitions
         self.label = f"{name}[{partition}]"
@@ -90,8 +98,12 @@ class StateStore:
         self._opening = threading.Lock()
         self._producer: Any = None
         self._in_txn = False
-        # This record's writes, logged at commit (:meth:`_log_changes`); None: a delete.
+        # This record's writes, logged at commit (:meth:`_log_changes`) and then written
+        # to RocksDB (:meth:`_settle`); None: a delete.
         self._changes: dict[bytes, bytes | None] = {}
+        # Used while claimed only: then nothing but this store's own commits writes the
+        # database (a claim or catch-up runs unclaimed, and clears it).
+        self._cache = ReadCache(cache_bytes)
         self._last_offset = -1
         self.claimed = False
 
@@ -103,23 +115,35 @@ class StateStore:
         with self._opening:  # the API's reads and a claim's thread may race to open it
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = Rdict(str(self.path), store_options())
+                handle = Rdict(str(self.path), store_options())
+                handle.set_write_options(write_options())
+                self._handle = handle
             return self._handle
 
     # --- reads and writes ----------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
+        """The open transaction's write of ``key``, else its committed value."""
+        changes = self._changes
+        if key in changes:
+            return changes[key]
+        if not self.claimed:  # a standby's copy (the API): no cache to keep
+            value: bytes | None = self._db.get(key)  # raw mode: bytes
+            return value
+        cached = self._cache.find(key)
+        if cached is not MISSING:
+            return cached
         value = self._db.get(key)
-        return None if value is None else bytes(value)
+        self._cache.put(key, value)
+        return value
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._require_txn()
-        self._db.put(key, value)
+        if not self._in_txn:
+            self._require_txn()
         self._changes[key] = value
 
     def __delitem__(self, key: bytes) -> None:
         self._require_txn()
-        self._db.delete(key)
         self._changes[key] = None
 
     def scan(self, from_key: bytes, limit: int, prefix: bytes | None = None
@@ -128,13 +152,20 @@ class StateStore:
         ``prefix`` (by default ``from_key``: a scan never wanders into, and copies,
         other key families). The ``Store`` protocol of streams/core/store.py."""
         prefix = from_key if prefix is None else prefix
+        changes = self._changes
+        # The open transaction's writes in range: its deletes may drop stored pairs.
+        extra = sum(1 for key in changes if key >= from_key and key.startswith(prefix))
         out: list[tuple[bytes, bytes]] = []
         items: Any = self._db.items(from_key=from_key)  # raw mode: bytes, whatever stubs say
+        complete = True
         for key, value in items:
-            if not key.startswith(prefix) or len(out) >= limit:
+            if not key.startswith(prefix):
                 break
-            out.append((bytes(key), bytes(value)))
-        return out
+            if len(out) >= limit + extra:
+                complete = False
+                break
+            out.append((key, value))
+        return overlay(out, complete, changes, from_key, prefix, limit) if extra else out
 
     def produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1,
                 headers: dict[str, bytes] | None = None) -> None:
@@ -148,10 +179,10 @@ class StateStore:
     def is_applied(self, offset: int) -> bool:
         """Whether the input record at ``offset`` committed its effects here already (a
         redelivery, to be skipped whole)."""
-        floor = self._db.get(APPLIED_FLOOR)
+        floor = self.get(APPLIED_FLOOR)
         if floor is not None and offset <= int(floor):
             return True
-        return self._db.get(APPLIED + b"%020d" % offset) is not None
+        return self.get(APPLIED + b"%020d" % offset) is not None
 
     def mark_applied(self, offset: int) -> None:
         """Within a record's transaction (so on the changelog too: a rebuild knows it)."""
@@ -174,15 +205,18 @@ class StateStore:
         changelog is compacted, and no other key's order matters within one
         transaction), and one delivery report, for the last, whose offset is the
         highest (a Python callback per record cost more than the write itself)."""
-        changes, self._changes = self._changes, {}
-        last = len(changes) - 1
-        for index, (key, value) in enumerate(changes.items()):
-            if index == last:
-                self._wrap(self._producer.produce, self.topic, key=key, value=value,
-                           partition=self.partition, on_delivery=self._delivered)
-            else:
-                self._wrap(self._producer.produce, self.topic, key=key, value=value,
-                           partition=self.partition)
+        changes = self._changes  # kept for :meth:`_settle`
+        if changes:
+            *rest, (last_key, last_value) = changes.items()
+            self._wrap(self._produce_all, rest)
+            self._wrap(self._producer.produce, self.topic, key=last_key, value=last_value,
+                       partition=self.partition, on_delivery=self._delivered)
+
+    def _produce_all(self, changes: list[tuple[bytes, bytes | None]]) -> None:
+        """One produce call per change, in one loop (about two per event)."""
+        produce, topic, partition = self._producer.produce, self.topic, self.partition
+        for key, value in changes:
+            produce(topic, value, key, partition)
 
     def _require_txn(self) -> None:
         if not self._in_txn:
@@ -197,21 +231,42 @@ class StateStore:
     def begin(self) -> None:
         if not self.claimed:
             raise RuntimeError("the profile state is not claimed")
-        self._db.put(META_DIRTY, b"1")  # before any write of the record
         self._wrap(self._producer.begin_transaction)
         self._in_txn, self._last_offset, self._changes = True, -1, {}
 
     def commit(self) -> None:
-        """Commit the record's writes and emissions (blocks until the broker confirmed)."""
+        """Commit the record's writes and emissions (blocks until the broker confirmed),
+        then write them to the local database."""
+        # Held here: a shutdown may abandon the transaction on the event loop while this
+        # thread is still committing it, and what committed must reach the database
+        # whole with its offset, or not at all.
+        changes = self._changes
         self._log_changes()
         self._wrap(self._producer.commit_transaction, TXN_TIMEOUT_S)
-        self._in_txn = False
+        self._settle(changes)
+
+    def _settle(self, changes: dict[bytes, bytes | None]) -> None:
+        """The committed writes into RocksDB, atomically with the changelog offset they
+        reach, then into the cache, and only then out of the pending writes: a read
+        meanwhile (the API, on the event loop, while this runs in a thread) finds each
+        key in one of them."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in changes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
         if self._last_offset >= 0:
-            self._db.put(META_OFFSET, str(self._last_offset).encode())
-        self._db.delete(META_DIRTY)
+            batch.put(META_OFFSET, str(self._last_offset).encode())
+        self._db.write(batch)
+        self._cache.update(changes.items())
+        if self._changes is changes:  # not abandoned meanwhile
+            self._in_txn, self._changes = False, {}
 
     def abandon(self) -> None:
-        """After a failed record: the next record claims again (and rebuilds)."""
+        """After a failed record: its writes are dropped (the database never had them),
+        and the next record claims again (a new producer; reading what the changelog
+        has beyond the database, in case the commit did succeed)."""
         was_open, self._in_txn, self.claimed = self._in_txn, False, False
         self._changes = {}
         if not was_open or self._producer is None:
@@ -255,11 +310,12 @@ class StateStore:
             self._producer.init_transactions(TXN_TIMEOUT_S)
         except KafkaException as exc:
             raise BrokerError(f"cannot claim state {self.label}: {exc}") from exc
-        if self._db.get(META_DIRTY) is not None:
+        if self._db.get(META_DIRTY) is not None:  # written by versions before write-back
             log.warning("state %s has unconfirmed writes (a crash or a fencing): "
                         "rebuilding it from %s", self.label, self.topic)
             self._wipe()
         read = self._restore()
+        self._cache.clear()  # before it is used again: what it held may be stale now
         self.claimed = True
         log.info("state %s claimed: %d changelog records read in %.1f s", self.label, read,
                  time.monotonic() - started)
@@ -314,8 +370,7 @@ class StateStore:
     def _start_offset(self, consumer: Consumer) -> int:
         stored = self._db.get(META_OFFSET)
         start = int(stored) + 1 if stored is not None else 0
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(self.topic, self.partition), timeout=30)
+        low, high = watermarks(consumer, TopicPartition(self.topic, self.partition))
         if start > high or (start < low and start > 0):
             log.warning("local state %s does not match %s (offset %d, log %d..%d): "
                         "rebuilding it", self.label, self.topic, start, low, high)
@@ -324,7 +379,7 @@ class StateStore:
         return max(start, low)
 
     def _read_to_end(self, consumer: Consumer) -> int:
-        writer = _RestoreWriter(self._db, self.label)
+        writer = RestoreWriter(self._db, self.label, META_OFFSET)
         read = read_to_end(consumer, writer.add, None, self.topic)
         writer.flush()
         return read
@@ -338,47 +393,13 @@ class StateStore:
                 self._handle = None
 
 
-class _RestoreWriter:
-    """Changelog records into RocksDB in write batches bounded by bytes, not records: a
-    profile store's values are kilobytes (50,000 of them held 150 MB per batch, and the
-    heap kept it). The changelog offset is written with each batch."""
-
-    def __init__(self, db: Rdict, label: str) -> None:
-        self._db, self._label = db, label
-        self._batch, self._pending, self._last = WriteBatch(raw_mode=True), 0, -1
-        self._read, self._logged = 0, 0
-
-    def add(self, messages: list[Any]) -> None:
-        for msg in messages:
-            key, value = msg.key() or b"", msg.value()
-            if value is None:
-                self._batch.delete(key)
-            else:
-                self._batch.put(key, value)
-            self._last = msg.offset() or 0
-            self._pending += len(key) + len(value or b"")
-        self._read += len(messages)
-        if self._pending >= RESTORE_BATCH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        self._batch.put(META_OFFSET, str(self._last).encode())
-        self._db.write(self._batch)
-        self._batch, self._pending = WriteBatch(raw_mode=True), 0
-        if self._read - self._logged >= PROGRESS_EVERY:
-            self._logged = self._read
-            log.info("state %s restore: %d records read", self._label, self._read)
-
-
 def declare_stores(settings: Settings) -> tuple[list[StateStore], list[StateStore]]:
     """A worker's stores (opened on first use, claimed by the stage that owns their
     partition): the identity stage's, one per slot (``identity`` when there is one,
     ``ident`` per slot of the partitioned layout: another changelog, since its
     partition count differs), and one per partition of the profile stage."""
-    slots = settings.identity_partitions
-    identity = [StateStore(settings, "identity")] if slots == 1 else [
-        StateStore(settings, "ident", p, slots) for p in range(slots)]
-    return (identity, [StateStore(settings, "profiles", p, settings.profile_partitions)
+    slots, cache = settings.identity_partitions, settings.state_cache_bytes
+    identity = [StateStore(settings, "identity", cache_bytes=cache)] if slots == 1 else [
+        StateStore(settings, "ident", p, slots, cache) for p in range(slots)]
+    return (identity, [StateStore(settings, "profiles", p, settings.profile_partitions, cache)
                        for p in range(settings.profile_partitions)])

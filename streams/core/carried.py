@@ -17,16 +17,17 @@ types 1 and 2, so a payload reads back with the very Python types Avro gave.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from streams.errors import EncodeError
-from streams.records import Envelope
+from streams.records import Envelope, Identifiers
 
 _DECIMAL, _DATE = 1, 2
+_CARRIED = "_carried"  # an envelope's attribute (not a field): the bytes it was read from
 
 
 def _typed(value: Any) -> Any:
@@ -61,6 +62,11 @@ class CarriedFormatError(ValueError):
 
 
 def encode(envelope: Envelope) -> bytes:
+    """The envelope's carried form; the very bytes it was read from when it was
+    (:func:`decode`): the identity stage passes events on without encoding them again."""
+    known = envelope.__dict__.get(_CARRIED)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
     ids = envelope.identifiers
     payload = None if envelope.payload is None else _typed(envelope.payload)
     return _ENCODER.encode((
@@ -74,11 +80,25 @@ def decode(data: bytes) -> Envelope:
     try:
         (event_id, name, event_time, received, source, cid, em, ph, anon, properties,
          payload) = _DECODER.decode(data)
-        # Envelope.from_avro's way (its fast path: the times read back in UTC).
-        return Envelope.from_avro({
-            "event_id": event_id, "event_name": name, "event_time": event_time,
-            "received_time": received, "source": source, "properties": properties,
-            "identifiers": {"customer_id": cid, "email_sha256": em, "phone_sha256": ph,
-                            "anonymous_id": anon}, "payload": payload})
-    except (msgspec.DecodeError, EncodeError, ValueError, TypeError, KeyError) as exc:
+        if (event_time.tzinfo is not UTC or received.tzinfo is not UTC
+                or not (cid or em or ph or anon) or type(properties) is not dict):
+            # Not what screening writes: Envelope.from_avro's checks (and its errors).
+            return Envelope.from_avro({
+                "event_id": event_id, "event_name": name, "event_time": event_time,
+                "received_time": received, "source": source, "properties": properties,
+                "identifiers": {"customer_id": cid, "email_sha256": em, "phone_sha256": ph,
+                                "anonymous_id": anon}, "payload": payload})
+    except (msgspec.DecodeError, EncodeError, ValueError, TypeError, KeyError,
+            AttributeError) as exc:
         raise CarriedFormatError(f"unreadable carried envelope: {exc}") from exc
+    # What the frozen constructors do, without their checks (made above) and per-field
+    # set-up: twice per event (identity and profile stages). The bytes are kept on the
+    # envelope (not a field: equality and hashing ignore them) for :func:`encode`.
+    ids = object.__new__(Identifiers)
+    ids.__dict__.update(customer_id=cid, email_sha256=em, phone_sha256=ph, anonymous_id=anon)
+    envelope = object.__new__(Envelope)
+    envelope.__dict__.update(
+        event_id=event_id, event_name=name, event_time=event_time, received_time=received,
+        source=source, identifiers=ids, properties=properties, payload=payload)
+    envelope.__dict__[_CARRIED] = data
+    return envelope

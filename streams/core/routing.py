@@ -31,6 +31,7 @@ And one command travels back to the identity stage (``internal.identity``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -51,11 +52,15 @@ ERASE = b"erase"
 # A message of the partitioned identity protocol, from slot to slot of internal.identity
 # (streams/core/identity_messages.py: its JSON body names the message type).
 IDENTITY_PROTOCOL = b"identity-protocol"
+# Profile ids whose partition is remembered (each about 200 bytes with its entry).
+PARTITION_MEMO = 65_536
 
 
+@functools.lru_cache(maxsize=PARTITION_MEMO)
 def partition_of(profile_id: str, partitions: int) -> int:
     """The profile stage partition that owns ``profile_id`` (stable across restarts and
-    Python versions: a digest, not ``hash()``)."""
+    Python versions: a digest, not ``hash()``). Memoised: called for every event sent
+    on (and again for its batch), mostly for the same active profiles."""
     digest = hashlib.blake2b(profile_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % partitions
 
@@ -67,10 +72,13 @@ def profile_slot(profile_id: str, slots: int) -> int:
     return partition_of(profile_id, slots)
 
 
+@functools.lru_cache(maxsize=PARTITION_MEMO)
 def key_slot(key: str, slots: int) -> int:
     """The identity slot that keeps identifier ``key``'s hint, claim and home guard: the
     slot of the profile the key would create, so that a profile created from ``key``
     has its directory next to the key's hint and its events resolve in one hop."""
+    if slots == 1:  # the single layout: no digests to compute per event
+        return 0
     return partition_of(new_profile_id(key), slots)
 
 

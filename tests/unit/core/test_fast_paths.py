@@ -7,6 +7,7 @@ and dedup markers are spelled out. Each is checked here against the general form
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -15,10 +16,12 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pydantic_core
 import pytest
 
-from streams.core.identity import _KINDS, identifier_keys
+from streams.core import carried
+from streams.core.identity import _KINDS, identifier_keys, new_profile_id
 from streams.core.identity_stage import new_marker
 from streams.core.pipeline import canonical_id
 from streams.core.profile import (
@@ -28,6 +31,7 @@ from streams.core.profile import (
     timeline_order,
     timeline_properties,
 )
+from streams.core.routing import key_slot, partition_of
 from streams.core.sandbox import DictStore
 from streams.errors import EncodeError
 from streams.records import Envelope, Identifiers
@@ -212,3 +216,33 @@ def test_timeline_properties_keep_what_they_kept(event: Callable[..., Envelope])
 
     expected = {k: as_before(v) for k, v in sorted(props.items())[:16]}
     assert timeline_properties(env) == {k: v for k, v in expected.items() if v != "skip"}
+
+
+def test_carried_decode_builds_what_from_avro_builds_and_keeps_its_bytes() -> None:
+    """carried.decode's direct construction against Envelope.from_avro (the general
+    path), and the bytes it read, given back by encode without encoding again."""
+    at = datetime(2026, 11, 30, 9, 1, 0, 123456, tzinfo=UTC)
+    made = Envelope("e-1", "purchase_completed", at, at, "billing",
+                    Identifiers(customer_id="c1", anonymous_id="a1"), {"plan": "pro", "n": 3},
+                    {"order_value": Decimal("1.50"), "contract_end": date(2027, 1, 31)})
+    data = carried.encode(made)
+    back = carried.decode(data)
+    assert back == made and vars(back.identifiers) == vars(made.identifiers)
+    assert back == Envelope.from_avro({**made.to_avro(), "payload": made.payload})
+    assert carried.encode(back) is data
+    assert carried.encode(made) == data  # an envelope made elsewhere: encoded afresh
+    no_ids = msgspec.msgpack.encode(("e-2", "x", at, at, "s", None, None, None, None, {}, None))
+    with pytest.raises(carried.CarriedFormatError):  # refused, as by from_avro
+        carried.decode(no_ids)
+    # Not what screening writes (no properties map): the general path, as from_avro.
+    other = msgspec.msgpack.encode(("e-3", "x", at, at, "s", "c3", None, None, None, None,
+                                    None))
+    assert carried.decode(other).properties == {}
+
+
+def test_partitions_and_slots_are_the_digests_memoised() -> None:
+    for pid in ("p-1", "p-2", "p-" + "x" * 40):
+        digest = int.from_bytes(hashlib.blake2b(pid.encode(), digest_size=8).digest(), "big")
+        assert partition_of(pid, 7) == digest % 7 == partition_of(pid, 7)
+    assert key_slot("cid:c1", 1) == 0
+    assert key_slot("cid:c1", 4) == partition_of(new_profile_id("cid:c1"), 4)
