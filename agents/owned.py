@@ -223,23 +223,15 @@ class OwnedState:
         """One input record in one transaction: its state writes, what it emits and its
         offset commit together, before Faust commits the offset. A record whose offset
         is already applied (a redelivery) is skipped; offsets applied long ago are
-        trimmed now and then. A failed transaction is abandoned
-        (the next claim rebuilds the state from the changelog) and the record done again."""
+        trimmed now and then. A failed transaction is abandoned (its writes never reached
+        the local database; the next claim reads on from the changelog) and the record
+        done again."""
         store, attempt = self.stores[message.partition], 0
         while True:
             out = Outputs(self.stage)
             try:
-                async with self.lock(message.partition):  # no claim or catch-up meanwhile
-                    if not store.claimed:
-                        await asyncio.to_thread(store.claim)
-                    if store.is_applied(message.offset):
-                        return
-                    store.begin()
-                    await work(message, store, out)
-                    store.mark_applied(message.offset)
-                    self._maybe_trim(store, message.offset)
-                    await self._send(out, store)
-                    await asyncio.to_thread(store.commit)
+                if not await self._transact(message, store, work, out):
+                    return  # applied already: a redelivery
             except StateFencedError as exc:
                 log.warning("%s", exc)
                 store.abandon()
@@ -264,6 +256,22 @@ class OwnedState:
                 continue
             self._count(out)
             return
+
+    async def _transact(self, message: Any, store: StateStore, work: Work, out: Outputs
+                        ) -> bool:
+        """The record's one transaction; False if its offset was applied already."""
+        async with self.lock(message.partition):  # no claim or catch-up meanwhile
+            if not store.claimed:
+                await asyncio.to_thread(store.claim)
+            if store.is_applied(message.offset):
+                return False
+            store.begin()
+            await work(message, store, out)
+            store.mark_applied(message.offset)
+            self._maybe_trim(store, message.offset)
+            await self._send(out, store)
+            await asyncio.to_thread(store.commit)
+        return True
 
     async def _send(self, out: Outputs, store: StateStore) -> None:
         w = self.w
