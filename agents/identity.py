@@ -1,5 +1,5 @@
 """Identity stage wiring: ``internal.identity`` (batches from screening, and commands)
-to the stage's store, one transaction per record (agents/owned.py): the graph's
+to the stage's store, in transactions of a few records each (agents/owned.py): the graph's
 writes, the events forwarded in batches to the profile partition of their canonical
 profile, each merge's ``merge-out`` to the loser's partition, and the input offset
 commit together.
@@ -86,7 +86,8 @@ class IdentityWiring:
     def __init__(self, w: Worker, activation: Activation, decoder: Decoder) -> None:
         self.w, self.decoder = w, decoder
         self.owned = OwnedState(w, activation, identity.STAGE,
-                                w.identity_topic.get_topic_name(), w.identity_states)
+                                w.identity_topic.get_topic_name(), w.identity_states,
+                                finish=coalesce_outputs)
         self.sweeper = MarkerSweeper(w)
         self.cfg = Config(w.slots, w.settings.dedup_window)
 
@@ -124,7 +125,6 @@ class IdentityWiring:
                       "ACTIVATION_IDENTITY_PARTITIONS > 1; ignored", message.partition, name)
         else:
             identity.command(store, store.scan, name, message.value or b"", now, out)
-        out.identity[:] = coalesce(out.identity)
         self.sweeper.maybe_sweep(store)
 
     def tick(self, message: Any, store: StateStore, out: Outputs, now: datetime) -> None:
@@ -202,6 +202,11 @@ def pending_counts(stores: list[StateStore]) -> dict[str, int]:
             for kind, prefix in PENDING.items():
                 totals[kind] += len(store.scan(prefix, PENDING_CAP))
     return totals
+
+
+def coalesce_outputs(out: Outputs) -> None:
+    """A transaction's protocol messages coalesced (:func:`coalesce`) before they go."""
+    out.identity[:] = coalesce(out.identity)
 
 
 def coalesce(sends: list[ToIdentity], limit: int = MAX_PROTOCOL_RECORD) -> list[ToIdentity]:

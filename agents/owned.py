@@ -1,9 +1,10 @@
 """Owned state for a stage: claim the stores of the partitions this worker is assigned,
-and process each input record in one transaction of its partition's store.
+and process its input records in transactions of their partition's store (a record's
+effects in exactly one transaction, often shared with the records next to it).
 
 Shared by the identity stage (agents/identity.py, one store per slot) and the profile
 stage (agents/profiles.py, one store per partition). tables/state.py explains the
-claim, the fencing and why a transaction per record makes effects exact. Everything
+claim, the fencing and why transactions make effects exact. Everything
 comes from the :class:`agents.context.Worker` it is given: nothing here at import.
 """
 
@@ -152,6 +153,22 @@ async def _still_ours(w: Worker, message: Any) -> bool:
 Work = Callable[[Any, StateStore, Outputs], Awaitable[None]]
 
 
+def runs(messages: list[Any], limit: int) -> list[list[Any]]:
+    """Consecutive runs of ``messages`` of at most ``limit`` value bytes each (a larger
+    record alone): one transaction each. A transaction's cost (a commit's round trip,
+    the changelog writes) is mostly per transaction, not per record."""
+    out: list[list[Any]] = []
+    size = 0
+    for message in messages:
+        length = len(message.value or b"")
+        if not out or size + length > limit:
+            out.append([])
+            size = 0
+        out[-1].append(message)
+        size += length
+    return out
+
+
 class OwnedState:
     """A stage's stores, one per partition of its input ``topic_name``.
 
@@ -162,9 +179,11 @@ class OwnedState:
     """
 
     def __init__(self, w: Worker, activation: Activation, stage: str, topic_name: str,
-                 stores: list[StateStore]) -> None:
+                 stores: list[StateStore], finish: Callable[[Outputs], None] | None = None
+                 ) -> None:
         self.w, self.activation = w, activation
         self.stage, self.topic_name, self.stores = stage, topic_name, stores
+        self.finish = finish  # what a stage does to a transaction's outputs before sending
         self._locks: dict[int, asyncio.Lock] = {}
         self._trim_due: dict[int, float] = {}
         self.next_catch_up = 0.0
@@ -215,63 +234,80 @@ class OwnedState:
             store.trim_applied(offset - APPLIED_KEPT)
 
     async def consume(self, stream: Any, work: Work) -> None:
-        """The stage's agent loop: each record of ``stream`` through :meth:`process`."""
-        async for event in stream.events():
-            await self.process(event.message, work)
+        """The stage's agent loop: the records Faust has fetched, up to
+        ``ACTIVATION_WORKER_TAKE_RECORDS`` at a time; each partition's in offset order
+        through :meth:`process`, a few transactions' worth (:func:`runs`), and the
+        partitions concurrently: while one partition's transaction commits (a broker
+        round trip, in a thread) the others work. Faust acks the records, and so
+        commits their offsets, only once all of them are done."""
+        settings = self.w.settings
+        wait = settings.worker_take_wait.total_seconds()
+        async for events in stream.take_events(settings.worker_take_records, wait):
+            by_partition: dict[int, list[Any]] = {}
+            for event in events:
+                by_partition.setdefault(event.message.partition, []).append(event.message)
+            await asyncio.gather(*(self._partition(messages, work)
+                                   for messages in by_partition.values()))
 
-    async def process(self, message: Any, work: Work) -> None:
-        """One input record in one transaction: its state writes, what it emits and its
-        offset commit together, before Faust commits the offset. A record whose offset
-        is already applied (a redelivery) is skipped; offsets applied long ago are
-        trimmed now and then. A failed transaction is abandoned (its writes never reached
-        the local database; the next claim reads on from the changelog) and the record
-        done again."""
-        store, attempt = self.stores[message.partition], 0
+    async def _partition(self, messages: list[Any], work: Work) -> None:
+        for run in runs(messages, self.w.settings.worker_transaction_bytes):
+            await self.process(run, work)
+
+    async def process(self, messages: list[Any], work: Work) -> None:
+        """Records of one partition, in offset order, in one transaction: their state
+        writes, what they emit and their offset commits together, before Faust commits
+        the offsets. A record whose offset is already applied (a redelivery) is
+        skipped; offsets applied long ago are trimmed now and then. A failed
+        transaction is abandoned (its writes never reached the local database; the
+        next claim reads on from the changelog) and its records done again."""
+        store, attempt = self.stores[messages[0].partition], 0
         while True:
             out = Outputs(self.stage)
             try:
-                if not await self._transact(message, store, work, out):
-                    return  # applied already: a redelivery
+                await self._transact(messages, store, work, out)
             except StateFencedError as exc:
                 log.warning("%s", exc)
                 store.abandon()
-                if not await _still_ours(self.w, message):
-                    log.warning("partition %s moved to another worker; record %d left to it",
-                                message.tp, message.offset)
+                if not await _still_ours(self.w, messages[0]):
+                    log.warning("partition %s moved to another worker; records from %d "
+                                "left to it", messages[0].tp, messages[0].offset)
                     return
                 continue
             except BrokerError as exc:
-                log.warning("%s transaction failed, retrying the record: %s", self.stage, exc)
+                log.warning("%s transaction failed, retrying its records: %s", self.stage, exc)
                 store.abandon()
                 attempt = await self.w.retrying(self.stage, attempt)
                 continue
             except asyncio.CancelledError:  # shutting down: leave no transaction open
                 store.abandon()
                 raise
-            except Exception:  # e.g. the local database: never drop the record, retry it
-                log.exception("%s failed on record %s:%d; retrying it", self.stage,
-                              message.tp, message.offset)
+            except Exception:  # e.g. the local database: never drop a record, retry them
+                log.exception("%s failed on records %s:%d..%d; retrying them", self.stage,
+                              messages[0].tp, messages[0].offset, messages[-1].offset)
                 store.abandon()
                 attempt = await self.w.retrying(self.stage, attempt)
                 continue
             self._count(out)
             return
 
-    async def _transact(self, message: Any, store: StateStore, work: Work, out: Outputs
-                        ) -> bool:
-        """The record's one transaction; False if its offset was applied already."""
-        async with self.lock(message.partition):  # no claim or catch-up meanwhile
+    async def _transact(self, messages: list[Any], store: StateStore, work: Work,
+                        out: Outputs) -> None:
+        """The records' one transaction (none if every one was applied already)."""
+        async with self.lock(store.partition):  # no claim or catch-up meanwhile
             if not store.claimed:
                 await asyncio.to_thread(store.claim)
-            if store.is_applied(message.offset):
-                return False
+            todo = [m for m in messages if not store.is_applied(m.offset)]
+            if not todo:
+                return  # redeliveries only
             store.begin()
-            await work(message, store, out)
-            store.mark_applied(message.offset)
-            self._maybe_trim(store, message.offset)
+            for message in todo:
+                await work(message, store, out)
+                store.mark_applied(message.offset)
+            self._maybe_trim(store, todo[-1].offset)
+            if self.finish is not None:
+                self.finish(out)
             await self._send(out, store)
             await asyncio.to_thread(store.commit)
-        return True
 
     async def _send(self, out: Outputs, store: StateStore) -> None:
         w = self.w

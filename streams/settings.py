@@ -111,6 +111,21 @@ class Settings(BaseSettings):
         "reference counting, and the collector cost about a tenth of a loaded worker's CPU).",
     )
 
+    worker_take_records: int = Field(
+        500, ge=1, le=10_000,
+        description="Input records a stage takes from Faust at once (agents/owned.py): "
+        "each partition's share is done in few transactions, the partitions concurrently.")
+    worker_take_wait: timedelta = Field(
+        timedelta(milliseconds=2),
+        description="How long a stage waits for more input records before it works on "
+        "those it has (each hop of an event pays it once; records arriving while a "
+        "transaction commits are taken at once).")
+    worker_transaction_bytes: int = Field(
+        1_000_000, ge=1, le=64 * 1024 * 1024,
+        description="Input bytes of one partition done in one transaction: many small "
+        "records (the partitioned identity protocol's) share a commit; a full batch "
+        "record of screening (up to 1 MB) still gets one of its own.")
+
     profile_timeline_limit: int = Field(200, ge=10, le=10_000)
     identity_partitions: int = Field(
         1, ge=1, le=256,

@@ -1,5 +1,6 @@
 """The stages' state: a local RocksDB (rocksdict) per owned partition, with a Kafka
-changelog, whose writes for one input record form one Kafka transaction.
+changelog; the writes of a few consecutive input records of one partition form one
+Kafka transaction (agents/owned.py chooses the records).
 
 Two kinds (tables/state.py declares both): the identity stage's one store (dedup
 markers and the identity graph, key layout in streams/core/identity_stage.py), and one
