@@ -52,36 +52,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import quix_peer, stages
 from bench.activation_defs import recent, write_definitions
+from bench.workers import Run, counters, run_worker
 from streams.activation.distribution import publish
 from streams.bootstrap import bootstrap
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
 from streams.topics import ENVELOPE, INGEST, admin_client
-from tests.integration.core.harness import AUTH, free_port, produce, settings_env
+from tests.integration.core.harness import free_port, produce, settings_env
 from tests.integration.core.workload import workload
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_OVERHEAD = 0.30
-WORKER_DEADLINE_S = 1800
 SHORT_WINDOW_S = 2.0  # a rate measured over less is flagged in the report
-_LABELS = re.compile(r'(\w+)="([^"]*)"')
 
 
 def create_plain_app() -> Any:
@@ -113,96 +107,6 @@ def create_plain_app() -> Any:
 
     _ = faust
     return app
-
-
-# --- reading a worker's /metrics ---------------------------------------------------------
-
-def _scrape(port: int) -> str:
-    try:
-        # An admin key, as every worker endpoint but the probes (the bootstrap key).
-        response = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=AUTH, timeout=2)
-        return response.text if response.status_code == 200 else ""
-    except httpx.HTTPError:
-        return ""
-
-
-def counters(text: str, name: str, label: str | None = None) -> dict[str, float]:
-    """Sums of the samples of counter ``name`` by the value of ``label`` ("" if None)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith((name + "{", name + " ")):
-            continue
-        labels = dict(_LABELS.findall(line.partition("}")[0]))
-        key = labels.get(label, "") if label else ""
-        out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
-def processed(text: str) -> float:
-    """Events done with, whatever the outcome: applied by the profile stage (or counted
-    by the plain agent), or stopped by the identity stage (duplicates, replays)."""
-    name, total = "activation_stream_events_total", 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        labels = dict(_LABELS.findall(line.partition("}")[0]))
-        stage, outcome = labels.get("stage"), labels.get("outcome")
-        if stage in ("stream.profile", "plain", "quix") or (
-                stage == "stream.identity" and outcome != "applied"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-@dataclass(frozen=True)
-class Run:
-    rate: float  # events/s
-    cpu_us: float  # the worker process's CPU-us per event (all its threads)
-    text: str  # its last /metrics
-    seconds: float  # the measured window
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a live process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _window(readings: list[tuple[float, float, float]], expected: int, text: str) -> Run:
-    """From the first reading with events processed to the last one before all were
-    (the final interval may end idle); the final reading if there is none between."""
-    first = readings[0]
-    before = [r for r in readings[1:] if r[1] < expected]
-    last = before[-1] if before else readings[-1]
-    events, seconds = last[1] - first[1], last[0] - first[0]
-    if events <= 0 or seconds <= 0:
-        raise SystemExit(f"too fast to measure ({len(readings)} readings of /metrics with "
-                         "events processed): raise --events")
-    return Run(events / seconds, (last[2] - first[2]) * 1e6 / events, text, seconds)
-
-
-def run_worker(cmd: list[str], env: dict[str, str], port: int, expected: int,
-               log_path: Path) -> Run:
-    """Start a worker; its events/s and CPU per event while it processes, its metrics."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + WORKER_DEADLINE_S
-        readings: list[tuple[float, float, float]] = []  # (time, processed, CPU seconds)
-        last_n = 0.0
-        while time.monotonic() < deadline and proc.poll() is None:
-            text = _scrape(port)
-            n = processed(text)
-            if n > 0:
-                readings.append((time.monotonic(), n, _cpu_seconds(proc.pid)))
-            if n >= expected:
-                return _window(readings, expected, text)
-            last_n = n
-            time.sleep(0.1)
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise SystemExit(f"worker stopped or timed out at {last_n:.0f} events; log:\n{tail}")
-    finally:
-        proc.terminate()
-        proc.wait(60)
 
 
 # --- preparing the runs --------------------------------------------------------------------
