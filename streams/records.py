@@ -153,11 +153,18 @@ class Envelope:
         ids = record.get("identifiers") or {}
         # Read in the order the keyword arguments were (so a bad record fails as before).
         event_id, event_name = record["event_id"], record["event_name"]
-        event_time = _aware(record["event_time"])
-        received_time = _aware(record["received_time"])
+        event_time = record["event_time"]
+        if type(event_time) is not datetime or event_time.tzinfo is not UTC:
+            event_time = _aware(event_time)  # fastavro's UTC datetimes need nothing
+        received_time = record["received_time"]
+        if type(received_time) is not datetime or received_time.tzinfo is not UTC:
+            received_time = _aware(received_time)
         source = record["source"]
-        identifiers = Identifiers(ids.get("customer_id"), ids.get("email_sha256"),
-                                  ids.get("phone_sha256"), ids.get("anonymous_id"))
+        # Identifiers' frozen __init__ without its per-field setattr (it checks nothing).
+        identifiers = object.__new__(Identifiers)
+        identifiers.__dict__.update(
+            customer_id=ids.get("customer_id"), email_sha256=ids.get("email_sha256"),
+            phone_sha256=ids.get("phone_sha256"), anonymous_id=ids.get("anonymous_id"))
         properties = dict(record.get("properties") or {})
         payload = record.get("payload")
         if event_time.tzinfo is not UTC or received_time.tzinfo is not UTC:
@@ -169,18 +176,11 @@ class Envelope:
         # What the frozen __init__ does, in field order, without its keyword handling
         # and __post_init__'s time-zone checks (decoded times are UTC): once per event.
         envelope = object.__new__(cls)
-        _set(envelope, "event_id", event_id)
-        _set(envelope, "event_name", event_name)
-        _set(envelope, "event_time", event_time)
-        _set(envelope, "received_time", received_time)
-        _set(envelope, "source", source)
-        _set(envelope, "identifiers", identifiers)
-        _set(envelope, "properties", properties)
-        _set(envelope, "payload", payload)
+        envelope.__dict__.update(
+            event_id=event_id, event_name=event_name, event_time=event_time,
+            received_time=received_time, source=source, identifiers=identifiers,
+            properties=properties, payload=payload)
         return envelope
-
-
-_set = object.__setattr__
 
 
 def _aware(value: datetime | int) -> datetime:

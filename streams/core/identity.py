@@ -65,20 +65,39 @@ def resolve(keys: list[str], lookup: Callable[[str], str | None]) -> Resolution:
         raise ValueError("an event needs at least one identifier")
     # Loops, not comprehensions (each a function object on 3.11): once per event.
     known: dict[str, str] = {}
+    first: str | None = None  # the first owner found; ``several`` once another differs
+    several = False
     for key in keys:
         pid = lookup(key)
         if pid is not None:
             known[key] = pid
-    if not known:
+            if first is None:
+                first = pid
+            elif pid != first:
+                several = True
+    if first is None:
         pid = new_profile_id(keys[0])
-        return Resolution(pid, True, dict.fromkeys(keys, pid))
-    owners = sorted(set(known.values()))
-    winner, losers = owners[0], tuple(owners[1:])
+        return _resolution(pid, True, dict.fromkeys(keys, pid), (), ())
+    winner: str = first
+    losers: tuple[str, ...] = ()
+    if several:  # a merge (rare): no set and sort for the one owner of most events
+        owners = sorted(set(known.values()))
+        winner, losers = owners[0], tuple(owners[1:])
     links: dict[str, str] = {}
     for key in keys:
         if known.get(key) != winner:
             links[key] = winner
-    return Resolution(winner, False, links, losers, tuple(sorted(known)) if losers else ())
+    return _resolution(winner, False, links, losers, tuple(sorted(known)) if losers else ())
+
+
+def _resolution(profile_id: str, created: bool, links: dict[str, str], losers: tuple[str, ...],
+                linking_keys: tuple[str, ...]) -> Resolution:
+    """``Resolution(...)`` with every field given, without the frozen ``__init__``'s
+    per-field setattr (it checks nothing, and there is no ``__post_init__``)."""
+    new = object.__new__(Resolution)
+    new.__dict__.update(profile_id=profile_id, created=created, links=links, losers=losers,
+                        linking_keys=linking_keys)
+    return new
 
 
 @dataclass(frozen=True)

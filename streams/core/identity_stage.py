@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, Protocol
 
-from streams.core.dedup import DEDUP_PREFIX, dedup_key, within_window
+from streams.core.dedup import DEDUP_PREFIX, within_window
 from streams.core.identity import Resolution, identifier_keys, resolve
 from streams.core.pipeline import APPLIED, DUPLICATE, REPLAYED, Store, canonical_id
 from streams.core.profile import from_micros, micros
@@ -78,8 +78,13 @@ class StoreView:
     store: Store
 
     def owner(self, key: str) -> str | None:
-        raw = self.store.get(b"i:" + key.encode())
-        return None if raw is None else canonical_id(self.store, raw.decode())
+        store = self.store
+        raw = store.get(b"i:" + key.encode())
+        if raw is None:
+            return None
+        pid = raw.decode()
+        # canonical_id's first step, inlined: most profiles were never merged away.
+        return pid if store.get(b"r:" + pid.encode()) is None else canonical_id(store, pid)
 
     def owned(self, profile_id: str) -> list[str]:
         return _owned(self.store, profile_id)
@@ -112,7 +117,11 @@ class Plan:
 def plan_route(view: GraphView, event_id: str, event_time_us: int, keys: list[str]) -> Plan:
     """Today's decision for an event with identifier ``keys`` (strongest first), read
     from ``view`` only: the pure half of :func:`route_event`."""
-    res = resolve(keys, view.owner)
+    return _plan(view, resolve(keys, view.owner), event_id, event_time_us)
+
+
+def _plan(view: GraphView, res: Resolution, event_id: str, event_time_us: int) -> Plan:
+    """:func:`plan_route` once ``res`` is known (``event_time_us`` is read by merges only)."""
     merges = tuple(MergeOut(event_id, event_time_us, res.profile_id, loser, res.linking_keys,
                             tuple(view.owned(loser))) for loser in res.losers
                    ) if res.losers else ()
@@ -122,13 +131,24 @@ def plan_route(view: GraphView, event_id: str, event_time_us: int, keys: list[st
         gained = [*res.links, *(k for m in merges for k in m.moved_keys)]
         if not set(gained) <= set(have):
             owned = tuple(sorted({*have, *gained}))
-    return Plan(res, merges, owned)
+    plan = object.__new__(Plan)  # Plan(res, merges, owned), without the frozen __init__
+    plan.__dict__.update(resolution=res, merges=merges, owned=owned)
+    return plan
 
 
 def apply_winner(store: Store, plan: Plan) -> None:
     """The winner's directory: its keys with what it gained (where ``k:`` lives)."""
     if plan.owned is not None:
-        store[b"k:" + plan.profile_id.encode()] = json.dumps(list(plan.owned)).encode()
+        store[b"k:" + plan.profile_id.encode()] = _json_strs(plan.owned)
+
+
+def _json_strs(values: tuple[str, ...]) -> bytes:
+    """``json.dumps(list(values)).encode()``: a new customer's keys, once per new customer;
+    spelled out for strings (json.dumps's own encoder set-up cost more than the rest)."""
+    for value in values:
+        if type(value) is not str:
+            return json.dumps(list(values)).encode()
+    return ("[" + ", ".join(map(_json_str, values)) + "]").encode()
 
 
 def apply_loser(store: Store, merge: MergeOut) -> None:
@@ -188,17 +208,51 @@ def route_event(store: Store, envelope: Envelope, now: datetime, dedup_window: t
     ``origin`` names the ingestion record (topic:partition:offset) the event came
     from: the same record delivered again is a replay, not a producer's duplicate.
     """
-    marker_key = dedup_key(envelope.event_id)
+    marker_key = DEDUP_PREFIX + envelope.event_id.encode()  # dedup_key's, inlined
     raw = store.get(marker_key)
     if raw is not None and within_window(from_micros(marker_seen_us(raw)), now, dedup_window):
         return seen_again(store, marker_key, raw, origin)
-    plan = plan_route(StoreView(store), envelope.event_id, micros(envelope.event_time),
-                      identifier_keys(envelope.identifiers))
-    if is_suppressed(store, plan.resolution.links):
+    view = _store_view(store)
+    res = resolve(identifier_keys(envelope.identifiers), view.owner)
+    # plan_route, with the event time in micros only for a merge (which records it)
+    plan = _plan(view, res, envelope.event_id, micros(envelope.event_time) if res.losers else 0)
+    links = plan.resolution.links
+    if links and is_suppressed(store, links):  # only new identifiers can be suppressed
         return Routed(SUPPRESSED_EVENT, "")
-    store[marker_key] = new_marker(micros(now), origin, plan.profile_id)
+    store[marker_key] = new_marker(_now_us(now), origin, plan.profile_id)
     apply_plan(store, plan)
-    return Routed(APPLIED, plan.profile_id, plan.merges)
+    return _routed(APPLIED, plan.profile_id, plan.merges)
+
+
+# The frozen dataclasses' __init__ without its per-field setattr, every field given
+# (they check nothing, have no __post_init__): a few per event.
+
+def _routed(status: str, profile_id: str, merges: tuple[MergeOut, ...]) -> Routed:
+    new = object.__new__(Routed)
+    new.__dict__.update(status=status, profile_id=profile_id, merges=merges)
+    return new
+
+
+def _store_view(store: Store) -> StoreView:
+    new = object.__new__(StoreView)
+    new.__dict__["store"] = store
+    return new
+
+
+# The last wall-clock time turned into micros, with its micros: a stage's batch of events
+# shares one ``now``. One tuple (the time kept alive in it, so ``is`` is exact), so a
+# thread never reads one time with another's micros.
+_last_now: tuple[datetime | None, int] = (None, 0)
+
+
+def _now_us(now: datetime) -> int:
+    global _last_now
+    last = _last_now
+    if last[0] is now:
+        return last[1]
+    us = micros(now)
+    _last_now = (now, us)
+    return us
 
 
 def new_marker(seen_us: int, origin: str, profile_id: str) -> bytes:

@@ -85,13 +85,15 @@ def _history_dicts(store: Store, profile_id: str) -> list[dict[str, Any]]:
 def apply_resolved(store: Store, envelope: Envelope, profile_id: str, position: int,
                    cfg: StageConfig, activate: Activate | None = None) -> Profile:
     """Apply one deduplicated event the identity stage resolved to ``profile_id``."""
-    before = load_profile(store, profile_id)
+    key = pkey(profile_id)  # load_profile's, built once for the read and the write
+    raw = store.get(key)
+    before = None if raw is None else Profile.from_json(raw)
     profile = apply_event(before or Profile(profile_id), envelope, cfg.ordering_window,
                           cfg.timeline_limit)
     if activate is not None:
         profile = activate(before, profile, envelope, position)
     profile = profile.replaced({"last_offset": position})
-    store[pkey(profile_id)] = profile.to_json()
+    store[key] = profile.to_json()
     return profile
 
 

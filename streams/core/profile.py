@@ -161,10 +161,15 @@ def _merge_ids(have: dict[str, list[str]], envelope: Envelope) -> dict[str, list
     """``have`` with the event's identifiers added; ``have`` itself when it knows them all
     (most events), as profiles are never changed in place."""
     ids = envelope.identifiers
+    cid, em, ph, anon = ids.customer_id, ids.email_sha256, ids.phone_sha256, ids.anonymous_id
+    if ((not cid or cid in have.get("customer_id", ())) and (not em or em in have.get(
+            "email_sha256", ())) and (not ph or ph in have.get("phone_sha256", ()))
+            and (not anon or anon in have.get("anonymous_id", ()))):
+        return have  # most events: every identifier known, without the loop below
     out: dict[str, list[str]] | None = None
     # ID_KINDS' order, spelled out: getattr by name cost more than the rest of this.
-    for kind, value in (("customer_id", ids.customer_id), ("email_sha256", ids.email_sha256),
-                        ("phone_sha256", ids.phone_sha256), ("anonymous_id", ids.anonymous_id)):
+    for kind, value in (("customer_id", cid), ("email_sha256", em), ("phone_sha256", ph),
+                        ("anonymous_id", anon)):
         if value and value not in (have if out is None else out).get(kind, ()):
             if out is None:
                 out = {k: list(v) for k, v in have.items()}
