@@ -142,11 +142,9 @@ def audience_step(
             found = index.get(name)
             if found is not None:
                 ids.update(found)
-    kept = known.empty_members if fresh else frozenset(members)
-    before = set(members)
-    holding: set[str] = set()
     new_wakes = {aid: t for aid, t in wakes.items() if aid not in ids and aid in defined}
     assessors = known.assessors
+    holding: set[str] = set()
     for aid in sorted(ids):  # a set's order varies with the process's hash seed, and
         # the wakes' order is stored: sorted, the state's bytes are the same everywhere
         holds, wake = assessors[aid](facts, now)
@@ -154,8 +152,20 @@ def audience_step(
             holding.add(aid)
         if wake is not None:
             new_wakes[aid] = wake
-    after = ((kept & defined) - ids) | holding
-    return AudienceStep(sorted(after - before), sorted(before - after), sorted(after), new_wakes)
+    return _moves(known.empty_members if fresh else members, members, defined, ids,
+                  holding, new_wakes)
+
+
+def _moves(kept: Collection[str], members: Collection[str], defined: frozenset[str],
+           evaluated: set[str], holding: set[str], wakes: dict[str, datetime]
+           ) -> AudienceStep:
+    """The step from the audiences evaluated (``holding``: those that hold) and the
+    others' ``kept`` answers."""
+    before = set(members)
+    after = (defined.intersection(kept) - evaluated) | holding
+    if after == before:  # most events move no audience
+        return AudienceStep([], [], sorted(after), wakes)
+    return AudienceStep(sorted(after - before), sorted(before - after), sorted(after), wakes)
 
 
 def _earliest(instants: Iterable[datetime | None]) -> datetime | None:

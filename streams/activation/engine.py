@@ -90,6 +90,8 @@ def govern(state: ActivationState, actions: list[PlannedAction], facts: Facts, n
            definitions: DefinitionSet) -> Governed:
     """Every planned action through :func:`decide`: commands for the allowed ones, the
     delayed ones held."""
+    if not actions:  # most events plan none: the state as it is, not an equal copy
+        return state, [], []
     sends, journeys, held = list(state.sends), state.journeys, list(state.held)
     decisions: list[Decision] = []
     commands: list[dict[str, Any]] = []

@@ -176,6 +176,20 @@ KNOWN_ROOTS = ("traits", "subscription", "canceled_subscription", "consent", "ag
 
 
 _new = object.__new__
+# A timeline entry's stamp -> its instant: a profile's whole history is read again on
+# each of its events, and an instant (immutable) is shared as well as made again.
+_INSTANTS: dict[Any, datetime] = {}
+_INSTANTS_KEPT = 1 << 16  # about the histories of the last few thousand events
+
+
+def _instant(stamp: Any) -> datetime:
+    """``from_micros(int(stamp))``, inlined and remembered."""
+    found = _INSTANTS.get(stamp)
+    if found is None:
+        if len(_INSTANTS) >= _INSTANTS_KEPT:
+            _INSTANTS.clear()
+        found = _INSTANTS[stamp] = datetime.fromtimestamp(int(stamp) / 1_000_000, tz=UTC)
+    return found
 
 
 def _history(entry: dict[str, Any]) -> HistoryEvent:
@@ -183,10 +197,10 @@ def _history(entry: dict[str, Any]) -> HistoryEvent:
     ``__init__`` (a setattr per field): every event of the history, on every event."""
     event = _new(HistoryEvent)
     props = entry.get("properties")
+    stamp = entry["time_us"]
+    when = _INSTANTS.get(stamp)  # _instant's lookup, inlined: no call when remembered
     event.__dict__.update(event_id=entry["event_id"], name=entry["event_name"],
-                          # from_micros, inlined: a call less per event of the history
-                          time=datetime.fromtimestamp(int(entry["time_us"]) / 1_000_000,
-                                                      tz=UTC),
+                          time=_instant(stamp) if when is None else when,
                           properties=dict(props) if props else {})
     return event
 

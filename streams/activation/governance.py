@@ -42,6 +42,7 @@ from streams.activation.model import (
     Outcome,
     PlannedAction,
     SendRecord,
+    adopt,
     built,
     stable_id,
 )
@@ -222,16 +223,23 @@ def decide(
     )
     # Made of the validated action and rules: only "now" can be wrong (naive), and then
     # validation says so as it always did.
-    return built(Decision, **fields) if now.utcoffset() is not None else Decision(**fields)
+    return adopt(Decision, fields) if now.utcoffset() is not None else Decision(**fields)
 
 
 def record_send(history: Sequence[SendRecord], decision: Decision, rules: GovernanceRules,
                 now: datetime) -> list[SendRecord]:
     """The history after ``decision``, pruned to the longest cap window (it stays small)."""
+    if not history and (decision.outcome == "withheld" or decision.rule == "removal"):
+        return []  # nothing to prune, nothing to count: most decisions (consent)
     since = now - _limits(rules).keep(frozenset({r.channel for r in history}
                                                 | {decision.channel}))
     kept = [r for r in history if r.at > since]
     if decision.outcome == "withheld" or decision.rule == "removal":
         return kept
     at = decision.not_before or now
-    return [*kept, SendRecord(action_id=decision.action_id, channel=decision.channel, at=at)]
+    # Built unvalidated from the validated decision: only an instant without a zone
+    # would fail validation, and then it still does.
+    record = built(SendRecord, action_id=decision.action_id, channel=decision.channel,
+                   at=at) if at.utcoffset() is not None else \
+        SendRecord(action_id=decision.action_id, channel=decision.channel, at=at)
+    return [*kept, record]

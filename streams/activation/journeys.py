@@ -37,7 +37,7 @@ from streams.activation.model import (
     Assignment,
     Planned,
     PlannedAction,
-    built,
+    adopt,
     evolve,
     stable_id,
 )
@@ -253,7 +253,7 @@ def _enroll(state: JourneyState, journey: Journey, facts: Facts, now: datetime, 
         step_id=journey.steps[0].id, wake_at=None, waiting_for=None, added_audiences={},
         variants={})
     # All from the validated journey but "now", which validation checks when naive.
-    enr = built(Enrollment, **fields) if now.utcoffset() is not None else Enrollment(**fields)
+    enr = adopt(Enrollment, fields) if now.utcoffset() is not None else Enrollment(**fields)
     return _apply(state, journey.id, enr.enrollment_id,
                   _run(enr, journey, enr.step_id, facts, now, cause, definitions),
                   now, actions, enrollments={**state.enrollments, journey.id: count})

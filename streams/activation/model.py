@@ -24,6 +24,7 @@ def stable_id(*parts: str | int | None) -> str:
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+_ORDER: dict[type[BaseModel], tuple[str, ...]] = {}  # a model's field names, in order
 
 
 def built(cls: type[M], **fields: Any) -> M:
@@ -31,9 +32,19 @@ def built(cls: type[M], **fields: Any) -> M:
     values validated already (definitions, other records): every field given, kept in
     declaration order (the order pydantic dumps them in). A PlannedAction's validation
     was most of the cost of planning one."""
+    return adopt(cls, fields)
+
+
+def adopt(cls: type[M], fields: dict[str, Any]) -> M:
+    """:func:`built` of a dict the caller made for it and hands over: given in the
+    fields' order (as the hot path's callers give them), it becomes the instance's own
+    ``__dict__``, without the copy in order (any other order is copied in order)."""
     new = cls.__new__(cls)
-    # __pydantic_fields__: the class's plain dict (``model_fields`` is a descriptor)
-    _set(new, "__dict__", {name: fields[name] for name in cls.__pydantic_fields__})
+    names = _ORDER.get(cls)
+    if names is None:  # __pydantic_fields__: the class's plain dict (not a descriptor)
+        names = _ORDER[cls] = tuple(cls.__pydantic_fields__)
+    _set(new, "__dict__", fields if tuple(fields) == names
+         else {name: fields[name] for name in names})
     _set(new, "__pydantic_fields_set__", set(fields))
     _set(new, "__pydantic_extra__", None)
     _set(new, "__pydantic_private__", None)
