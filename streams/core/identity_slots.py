@@ -20,11 +20,12 @@ a worker's store needs only get, put and delete.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+import orjson
 
 from streams.core.identity_messages import Message, Release
 from streams.core.identity_outputs import Output, Send
@@ -176,11 +177,13 @@ def wait(tx: Tx, resource: str, kind: str, body: dict[str, Any]) -> bool:
 
 
 def waiter(kind: str, body: dict[str, Any]) -> bytes:
-    return json.dumps({"kind": kind, "body": body}).encode()
+    """A parked step (an event's whole record, often): orjson, several times faster
+    than json here; a waiter lives only until it resumes, and both spellings read."""
+    return orjson.dumps({"kind": kind, "body": body})
 
 
 def waiter_of(item: bytes) -> tuple[str, dict[str, Any]]:
-    doc = json.loads(item)
+    doc = orjson.loads(item)
     return str(doc["kind"]), dict(doc["body"])
 
 

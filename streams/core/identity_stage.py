@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, Protocol
 
+import orjson
+
 from streams.core.dedup import DEDUP_PREFIX, within_window
 from streams.core.identity import Resolution, identifier_keys, resolve
 from streams.core.pipeline import APPLIED, DUPLICATE, REPLAYED, Store, canonical_id
@@ -53,7 +55,7 @@ class Routed:
 
 def _owned(store: Store, profile_id: str) -> list[str]:
     raw = store.get(b"k:" + profile_id.encode())
-    return [] if raw is None else [str(k) for k in json.loads(raw)]
+    return [] if raw is None else [str(k) for k in orjson.loads(raw)]
 
 
 def _own(store: Store, profile_id: str, keys: Iterable[str]) -> None:
@@ -181,7 +183,7 @@ def _noted_duplicate(marker: dict[str, Any], origin: str) -> bytes | None:
 def seen_again(store: Store, marker_key: bytes, raw: bytes, origin: str) -> Routed:
     """An event id already marked (``raw``): a replay of its record or a duplicate,
     noted in the marker."""
-    marker = json.loads(raw)
+    marker = orjson.loads(raw)
     pid = canonical_id(store, str(marker["pid"]))
     if origin and origin == marker.get("origin"):
         return Routed(REPLAYED, pid)  # the same record again (redelivery): not a duplicate
@@ -276,7 +278,7 @@ def relink(store: Store, winner: str, loser: str, moved: Iterable[str]) -> None:
 
 
 def marker_seen_us(raw: bytes) -> int:
-    return int(json.loads(raw)["seen_us"])
+    return int(orjson.loads(raw)["seen_us"])
 
 
 def expired_markers(
