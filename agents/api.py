@@ -48,6 +48,8 @@ def install(w: Worker, activation: Activation) -> None:
     """The profile API's routes and ``/metrics`` on the worker's web server."""
     reader = ProfileReader(w)
     _install_reads(w, reader)
+    _install_timeline(w, reader)
+    _install_profile_views(w, reader)
     w.app.page("/v1/profiles/{profile_id}/decide")(
         type("DecideView", (Decide,), {"worker": w, "reader": reader,
                                        "activation": activation}))
@@ -88,6 +90,7 @@ def ownership_of(w: Worker) -> dict[str, Any]:
 
 
 def _install_reads(w: Worker, reader: ProfileReader) -> None:
+    """A profile found by one of its identifiers, or by its id."""
     page = w.app.page
 
     @page("/v1/profiles")
@@ -111,7 +114,11 @@ def _install_reads(w: Worker, reader: ProfileReader) -> None:
 
         return await reader.guarded(web, request, fetch)
 
-    @page("/v1/profiles/{profile_id}/timeline")
+
+def _install_timeline(w: Worker, reader: ProfileReader) -> None:
+    """A page of a profile's timeline, with activation's notes on it."""
+
+    @w.app.page("/v1/profiles/{profile_id}/timeline")
     async def profile_timeline(web: Any, request: Any, profile_id: str) -> Any:
         offset = int_param(request.query.get("offset"), 0, 1_000_000)
         limit = int_param(request.query.get("limit"), 50, MAX_PAGE) or 1
@@ -126,8 +133,6 @@ def _install_reads(w: Worker, reader: ProfileReader) -> None:
             return web.json(timeline_page(profile, offset, limit, notes))
 
         return await reader.guarded(web, request, fetch, "/timeline")
-
-    _install_profile_views(w, reader)
 
 
 def _install_profile_views(w: Worker, reader: ProfileReader) -> None:

@@ -49,7 +49,12 @@ class StreamMetrics:
             "a ticket), home_guards (events undecided: tickets in flight), claims "
             "(unknown keys reserved), waiters (parked behind one of those). Steadily "
             "non-zero means a ticket is stuck.", ["kind"], registry=registry)
-        for stage in STAGES:  # declared with a value, so a quiet stage still shows
+        self._declare_stages()
+
+    def _declare_stages(self) -> None:
+        """Each stage's retries, commits and lag declared with a value (0), so a quiet
+        stage still shows."""
+        for stage in STAGES:
             self.retries.labels(stage)
             self.commits.labels(stage)
             self.lag.labels(stage)

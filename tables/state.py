@@ -19,7 +19,8 @@ worker could still write. Here:
   id (``<app id>-<name>-<partition>``), which aborts whatever a previous owner left open
   and fences that owner for good (its next commit fails: :class:`StateFencedError`),
   then reads the changelog partition (read_committed) up to its end into the local
-  database.
+  database. The Kafka clients and the changelog topic of a claim are made in
+  tables/claim.py.
 - **Exactness.** A record's writes are held in memory while its transaction is open
   (reads see them) and reach the changelog inside the transaction (each key's last
   value, logged at commit), along with the records the stage emits and the input
@@ -46,14 +47,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import Rdict, WriteBatch
 
 from streams.errors import BrokerError, StateFencedError
 from streams.follower import read_to_end
 from streams.settings import Settings
-from streams.topics import STAGE_MAX_BYTES, TopicSpec, admin_client, ensure_topics
 from tables.cache import MISSING, ReadCache, overlay
+from tables.claim import (
+    TXN_TIMEOUT_S,
+    ensure_changelog,
+    fence,
+    restore_consumer,
+    transactional_producer,
+)
 from tables.memory import give_back_heap, restoring, store_options, write_options
 from tables.restore import RestoreWriter, watermarks
 
@@ -65,7 +72,6 @@ META_DIRTY = b"\x00meta:dirty"
 # one after a seek (agents/owned.py); trimmed to a floor below which all count as done.
 APPLIED = b"\x00applied:"
 APPLIED_FLOOR = b"\x00meta:applied-floor"
-TXN_TIMEOUT_S = 60.0
 ABORT_TIMEOUT_S = 5.0  # also on shutdown: the next claim aborts whatever is left
 # Per store (ACTIVATION_STATE_CACHE_BYTES): a few thousand active customers' profiles.
 CACHE_BYTES = 16 * 1024 * 1024
@@ -296,21 +302,11 @@ class StateStore:
         """Fence earlier owners, then catch up with the changelog (run in a thread).
         Returns the number of changelog records read."""
         started = time.monotonic()
-        ensure_topics(admin_client(self._settings), [TopicSpec(
-            self.topic, self.partitions, None, "NONE",
-            {"cleanup.policy": "compact", "max.message.bytes": str(STAGE_MAX_BYTES)})],
-            self._settings.kafka_replication_factor)
+        ensure_changelog(self._settings, self.topic, self.partitions)
         # A previous producer (fenced, or of an abandoned claim) has nothing worth
         # flushing: its writes are committed or never will be.
-        self._producer = Producer({
-            **self._settings.kafka_client_config(), "log_level": 3,
-            "transactional.id": self.transactional_id,
-            "transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000), "linger.ms": 5,
-            "message.max.bytes": STAGE_MAX_BYTES + 65_536})
-        try:
-            self._producer.init_transactions(TXN_TIMEOUT_S)
-        except KafkaException as exc:
-            raise BrokerError(f"cannot claim state {self.label}: {exc}") from exc
+        self._producer = transactional_producer(self._settings, self.transactional_id)
+        fence(self._producer, self.label)
         if self._db.get(META_DIRTY) is not None:  # written by versions before write-back
             log.warning("state %s has unconfirmed writes (a crash or a fencing): "
                         "rebuilding it from %s", self.label, self.topic)
@@ -349,18 +345,7 @@ class StateStore:
         return read
 
     def _restore_now(self) -> int:
-        consumer = Consumer({
-            **self._settings.kafka_client_config(), "log_level": 3,
-            "group.id": f"{self._settings.app_id}-{self.name}-restore",
-            "enable.auto.commit": False, "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            # librdkafka prefetches up to 64 MB per consumer by default; a takeover
-            # restores several stores at once (one consumer each): two fetches' worth,
-            # so the next fetch overlaps the writing of the last.
-            "fetch.max.bytes": self._settings.worker_fetch_max_bytes,
-            "max.partition.fetch.bytes": self._settings.worker_fetch_max_bytes,
-            "queued.max.messages.kbytes": max(1024, 2 * self._settings.worker_fetch_max_bytes
-                                              // 1024)})
+        consumer = restore_consumer(self._settings, self.name)
         try:
             start = self._start_offset(consumer)
             consumer.assign([TopicPartition(self.topic, self.partition, start)])

@@ -15,10 +15,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
-import msgspec
-import orjson
-import pydantic_core
-
+from streams.core.profile_codec import decode, encode
 from streams.records import Envelope
 
 Stamp = tuple[int, str]  # (event time in µs since epoch, event id): a total order
@@ -77,30 +74,12 @@ class Profile:
         return new
 
     def to_json(self) -> bytes:
-        """pydantic-core's JSON of the fields, in order. orjson writes the same bytes twice
-        as fast, but for NaN and infinities (null, not NaN), integers beyond 64 bits,
-        dates and subclasses: those raise or leave a ``null`` no None accounts for, and
-        pydantic-core writes them, as it always did."""
-        try:
-            raw = orjson.dumps(self.__dict__, default=_not_plain, option=_ORJSON_OPTIONS)
-        except TypeError:
-            return pydantic_core.to_json(self.__dict__)
-        if raw.count(b"null") != _nones(self):
-            return pydantic_core.to_json(self.__dict__)
-        return raw
+        """The stored JSON (streams/core/profile_codec.py writes it)."""
+        return encode(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Profile:
-        # msgspec reads plain JSON (any integer too) as pydantic-core does, a third faster;
-        # what it refuses (NaN, Infinity: pydantic-core writes them) pydantic-core reads.
-        try:
-            data = _DECODE(raw)
-        except msgspec.MsgspecError:
-            data = pydantic_core.from_json(raw)
-        for attrs in (data["traits"], data["consent"], *data["subscriptions"].values()):
-            _restamp(attrs)
-        if data["last_purchase"] is not None:
-            data["last_purchase"] = _stamped(data["last_purchase"])
+        data = decode(raw)
         if list(data) != _FIELD_ORDER:  # older or unusual state: let __init__ check it
             return cls(**data)
         # Every field, in order: skip the frozen __init__'s per-field setattr.
@@ -111,43 +90,6 @@ class Profile:
 
 _FIELD_ORDER = [f.name for f in fields(Profile)]
 _FIELDS = frozenset(_FIELD_ORDER)
-_DECODE = msgspec.json.Decoder().decode
-# What orjson would write differently from pydantic-core goes to ``default``, and fails.
-_ORJSON_OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
-
-
-def _not_plain(value: Any) -> Any:
-    raise TypeError(f"not a plain JSON value: {type(value).__name__}")
-
-
-def _nones(profile: Profile) -> int:
-    """The ``null``s a profile's JSON has where a None is expected: the attributes'
-    values and the last purchase. Anything else writing ``null`` (a NaN, a None in a
-    timeline entry) or the word inside a string makes the count differ."""
-    last = profile.last_purchase
-    count = 1 if last is None or last[0] is None else 0
-    for attrs in (profile.traits, profile.consent, *profile.subscriptions.values()):
-        for pair in attrs.values():
-            if pair[0] is None:
-                count += 1
-    return count
-
-
-def _stamped(pair: list[Any]) -> list[Any]:
-    """JSON turns the stamp tuple into a list; restore it so comparisons keep working."""
-    stamp = pair[1]
-    return [pair[0], (int(stamp[0]), str(stamp[1]))]
-
-
-def _restamp(attrs: dict[str, list[Any]]) -> None:
-    """``_stamped`` on each [value, stamp] of freshly decoded ``attrs``, in place (they
-    are nobody else's yet): no new lists and dicts for every profile read."""
-    for pair in attrs.values():
-        stamp = pair[1]
-        pair[1] = (int(stamp[0]), str(stamp[1]))
-        if len(pair) > 2:
-            del pair[2:]
 
 
 def _lww(current: list[Any] | None, value: Any, stamp: Stamp) -> list[Any] | None:
