@@ -1,7 +1,7 @@
 """Sustained events/s of the stream worker, with and without activation, vs two peers.
 
     .venv/bin/python -m bench.stream [--events 20000] [--customers 2000] [--no-quix]
-                                     [--identity-partitions 1] [--core-only]
+                                     [--identity-partitions 4] [--core-only]
 
 Four workers run one after the other in the same run, over the same workload (the
 integration tests' mixed workload, rebased to the year before now by
@@ -277,9 +277,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--core-only", action="store_true",
                         help="run only the core worker (no peers, no activation run, no "
                         "per-stage report): quicker before/after comparisons")
-    parser.add_argument("--identity-partitions", type=int, default=1,
-                        help="partitions of the identity stage: 1 is the single layout, "
-                        "more runs the partitioned one (docs/partitioned-identity.md)")
+    parser.add_argument("--identity-partitions", type=int,
+                        default=Settings.model_fields["identity_partitions"].default,
+                        help="partitions of the identity stage (default: the settings' "
+                        "default); 1 is the single layout (docs/partitioned-identity.md)")
     return parser.parse_args()
 
 

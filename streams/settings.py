@@ -128,11 +128,13 @@ class Settings(BaseSettings):
 
     profile_timeline_limit: int = Field(200, ge=10, le=10_000)
     identity_partitions: int = Field(
-        1, ge=1, le=256,
-        description="Partitions of internal.identity: 1 keeps dedup and identity "
-        "resolution on one partition (one owner); more spreads them over that many "
-        "slots with the ticket protocol of docs/partitioned-identity.md, shared by the "
-        "workers. Chosen when a deployment is created: fixed once the topic exists.",
+        4, ge=1, le=256,
+        description="Partitions (slots) of internal.identity: dedup and identity "
+        "resolution spread over that many slots with the ticket protocol of "
+        "docs/partitioned-identity.md, shared by the workers like the profile partitions "
+        "(no stage on one partition by default). 1 keeps them on one partition, one "
+        "owner: cheaper per event on one worker, but it caps the stage. Chosen when a "
+        "deployment is created: fixed once the topic exists (scripts/identity migrate).",
     )
     screening: bool = Field(
         True, description="Whether the worker screens events.ingest onto the identity "

@@ -18,6 +18,8 @@ from tests.integration.core.harness import Worker, free_port
 
 # Both identity layouts: one partition (one owner), and three slots (the protocol).
 LAYOUTS = pytest.mark.parametrize("core", [1, 3], indirect=True, ids=["single", "slots3"])
+# A test of the single layout only (e.g. a rolling upgrade of a deployment created then).
+SINGLE = pytest.mark.parametrize("core", [1], indirect=True, ids=["single"])
 
 
 @dataclass
@@ -35,8 +37,8 @@ def core(
 ) -> CoreStack:
     """Topics and schemas of a fresh deployment (unique prefix), as the schema workflow
     would have registered them. Parametrized indirectly, its parameter is the identity
-    stage's partition count (1 by default: the single layout)."""
-    slots = getattr(request, "param", 1)
+    stage's partition count (by default the settings' default: the partitioned layout)."""
+    slots = getattr(request, "param", Settings.model_fields["identity_partitions"].default)
     settings = stack_settings(worker_web_port=free_port(), ordering_window=timedelta(seconds=5),
                               identity_partitions=slots)
     specs = {s.name: s for s in declared_topics(settings)}

@@ -17,7 +17,7 @@ from streams.core.batch import BATCH_HEADER as BATCH
 from streams.core.batch import BatchItem, encode_batch
 from streams.serde import AvroSerde
 from streams.topics import IDENTITY_INPUT
-from tests.integration.core.conftest import CoreStack
+from tests.integration.core.conftest import SINGLE, CoreStack
 from tests.integration.core.events import purchase
 from tests.integration.core.harness import (
     REPO,
@@ -100,6 +100,7 @@ def test_cli_lists_and_redrives_dead_letters(
     assert worker.metric("activation_stream_dead_letters_total") == 2
 
 
+@SINGLE  # an older worker's forwards: from before the slots
 def test_profile_topic_reads_batches_old_single_records_and_parks_unreadable_ones(
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde
 ) -> None:

@@ -27,7 +27,7 @@ from streams.records import Envelope, Identifiers
 from streams.serde import AvroSerde
 from streams.settings import Settings
 from streams.topics import IDENTITY_INPUT, PROFILES
-from tests.integration.core.conftest import CoreStack
+from tests.integration.core.conftest import SINGLE, CoreStack
 from tests.integration.core.harness import REPO, Worker, produce, settings_env, wait_for
 from tests.integration.core.workload import (
     expected_profiles,
@@ -138,6 +138,7 @@ class Scenario:
         return last
 
 
+@SINGLE
 def test_single_to_three_slots_goes_on_with_the_same_profiles(
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
