@@ -169,6 +169,19 @@ def runs(messages: list[Any], limit: int) -> list[list[Any]]:
     return out
 
 
+def unapplied(messages: list[Any], is_applied: Callable[[int], bool]) -> list[Any]:
+    """The records still to do, in order: not applied in an earlier transaction, and
+    each offset once (Faust can deliver a record again after a seek, within one group
+    too, and the marks of this transaction are not written yet)."""
+    seen: set[int] = set()
+    todo = []
+    for message in messages:
+        if message.offset not in seen and not is_applied(message.offset):
+            seen.add(message.offset)
+            todo.append(message)
+    return todo
+
+
 class OwnedState:
     """A stage's stores, one per partition of its input ``topic_name``.
 
@@ -264,7 +277,8 @@ class OwnedState:
         while True:
             out = Outputs(self.stage)
             try:
-                await self._transact(messages, store, work, out)
+                if not await self._transact(messages, store, work, out):
+                    return  # redeliveries only: no transaction, nothing to count
             except StateFencedError as exc:
                 log.warning("%s", exc)
                 store.abandon()
@@ -291,14 +305,14 @@ class OwnedState:
             return
 
     async def _transact(self, messages: list[Any], store: StateStore, work: Work,
-                        out: Outputs) -> None:
-        """The records' one transaction (none if every one was applied already)."""
+                        out: Outputs) -> bool:
+        """The records' one transaction; False (none) if every one was applied already."""
         async with self.lock(store.partition):  # no claim or catch-up meanwhile
             if not store.claimed:
                 await asyncio.to_thread(store.claim)
-            todo = [m for m in messages if not store.is_applied(m.offset)]
+            todo = unapplied(messages, store.is_applied)
             if not todo:
-                return  # redeliveries only
+                return False
             store.begin()
             for message in todo:
                 await work(message, store, out)
@@ -308,6 +322,7 @@ class OwnedState:
                 self.finish(out)
             await self._send(out, store)
             await asyncio.to_thread(store.commit)
+        return True
 
     async def _send(self, out: Outputs, store: StateStore) -> None:
         w = self.w

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.owned import runs
+from agents.owned import runs, unapplied
 
 
 def records(sizes: list[int]) -> list[Any]:
@@ -35,3 +35,10 @@ def test_every_record_once_in_order_and_runs_within_the_limit(sizes: list[int],
         assert run
         total = sum(len(m.value or b"") for m in run)
         assert total <= limit or len(run) == 1
+
+
+def test_a_record_delivered_twice_in_one_group_is_done_once() -> None:
+    group = records([1, 1, 1, 1])
+    group.insert(2, group[0])  # offset 0 again, after a seek
+    todo = unapplied(group, lambda offset: offset == 3)  # 3 applied earlier
+    assert [m.offset for m in todo] == [0, 1, 2]
