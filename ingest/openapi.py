@@ -114,13 +114,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     }
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
-    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
-            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,128}$"},
-            "description": "Resending within the idempotency TTL returns the first answer"}
-    batch_doc = ("Validation is all-or-nothing (400, nothing written); writing is per event. "
-                 "If any event could not be persisted the answer is 503 with per-event results; "
-                 "resending the same batch is safe (events are deduplicated by event_id).")
+def _probe_paths() -> dict[str, Any]:
+    """The unauthenticated liveness and readiness probes."""
     health = {"get": {"summary": "Liveness", "security": [],
                       "responses": {"200": {"description": "The process answers"}}}}
     ready = {"get": {"summary": "Readiness: broker, registry and key store reachable",
@@ -128,10 +123,43 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                          "200": {"description": "Ready"},
                          "503": {"description": "Not ready",
                                  "headers": {"Retry-After": {"schema": {"type": "integer"}}}}}}}
+    return {"/healthz": health, "/readyz": ready}
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The authenticated GET endpoints: metrics and this document."""
     authed_get = {"responses": {"200": {"description": "OK"},
                                 "401": _error("Missing or unknown API key"),
                                 "403": _error("Missing scope"),
                                 "503": _error("Key store loading", retry_after=True)}}
+    return {
+        "/metrics": {"get": {"summary": "Prometheus metrics (admin scope)", **authed_get}},
+        "/openapi.json": {"get": {"summary": "This document", **authed_get}},
+    }
+
+
+def _ingest_paths() -> dict[str, Any]:
+    """The ingestion endpoints: native and Segment-compatible."""
+    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
+            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,128}$"},
+            "description": "Resending within the idempotency TTL returns the first answer"}
+    batch_doc = ("Validation is all-or-nothing (400, nothing written); writing is per event. "
+                 "If any event could not be persisted the answer is 503 with per-event results; "
+                 "resending the same batch is safe (events are deduplicated by event_id).")
+    return {
+        "/v1/events": _post("Send one event", "Event", "Persisted in Kafka", "Accepted",
+                            [idem]),
+        "/v1/events/batch": _post("Send a batch of events", "Batch",
+                                  "Every event persisted", "BatchResult",
+                                  description=batch_doc),
+        "/v1/track": _post("Segment track", "SegmentCall", "Persisted", "Accepted"),
+        "/v1/identify": _post("Segment identify", "SegmentCall", "Persisted", "Accepted"),
+        "/v1/batch": _post("Segment batch", "SegmentBatch", "Every call persisted",
+                           "BatchResult", description=batch_doc),
+    }
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "Activation ingestion gateway", "version": "1.0.0"},
@@ -141,19 +169,5 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "schemas": _schemas(settings),
         },
         "security": [{"bearer": []}, {"basic": []}],
-        "paths": {
-            "/healthz": health,
-            "/readyz": ready,
-            "/metrics": {"get": {"summary": "Prometheus metrics (admin scope)", **authed_get}},
-            "/openapi.json": {"get": {"summary": "This document", **authed_get}},
-            "/v1/events": _post("Send one event", "Event", "Persisted in Kafka", "Accepted",
-                                [idem]),
-            "/v1/events/batch": _post("Send a batch of events", "Batch",
-                                      "Every event persisted", "BatchResult",
-                                      description=batch_doc),
-            "/v1/track": _post("Segment track", "SegmentCall", "Persisted", "Accepted"),
-            "/v1/identify": _post("Segment identify", "SegmentCall", "Persisted", "Accepted"),
-            "/v1/batch": _post("Segment batch", "SegmentBatch", "Every call persisted",
-                               "BatchResult", description=batch_doc),
-        },
+        "paths": {**_probe_paths(), **_admin_paths(), **_ingest_paths()},
     }

@@ -112,6 +112,13 @@ def declared_topics(settings: Settings, action_topics: Iterable[str] | None = No
     ``action_topics``: the channels' topics (logical names): bootstrap and the schema
     workflow pass those the definitions declare (streams/activation/channels.py); by
     default the built-in channels'."""
+    return [*ingestion_topics(settings), *action_topic_specs(settings, action_topics),
+            audience_changes_topic(settings), *ops_topics(settings),
+            *internal_topics(settings), *erasure_topics(settings), *delivery_topics(settings)]
+
+
+def ingestion_topics(settings: Settings) -> list[TopicSpec]:
+    """The ingestion topic and its dead letters."""
     ingest = TopicSpec(
         settings.topic(INGEST),
         settings.ingest_partitions,
@@ -126,7 +133,23 @@ def declared_topics(settings: Settings, action_topics: Iterable[str] | None = No
         "BACKWARD",
         {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
     )
-    actions = action_topic_specs(settings, action_topics)
+    return [ingest, dead_letter]
+
+
+def audience_changes_topic(settings: Settings) -> TopicSpec:
+    """Audience entries and exits."""
+    # Read by services we do not deploy, like the action topics: FULL_TRANSITIVE.
+    return TopicSpec(
+        settings.topic(AUDIENCE_CHANGES),
+        settings.action_partitions,
+        AUDIENCE_CHANGE_RECORD,
+        "FULL_TRANSITIVE",
+        {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+    )
+
+
+def ops_topics(settings: Settings) -> list[TopicSpec]:
+    """The compacted API keys and published definitions."""
     # API keys (hashed) shared by every gateway instance: compacted, read fully
     # at start and tailed, so a revocation reaches all instances within seconds.
     api_keys = TopicSpec(
@@ -145,14 +168,11 @@ def declared_topics(settings: Settings, action_topics: Iterable[str] | None = No
         "NONE",
         {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
     )
-    # Read by services we do not deploy, like the action topics: FULL_TRANSITIVE.
-    audience_changes = TopicSpec(
-        settings.topic(AUDIENCE_CHANGES),
-        settings.action_partitions,
-        AUDIENCE_CHANGE_RECORD,
-        "FULL_TRANSITIVE",
-        {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
-    )
+    return [api_keys, definitions]
+
+
+def internal_topics(settings: Settings) -> list[TopicSpec]:
+    """The stage topics between ingestion and activation: identity, then profiles."""
     identity_input = TopicSpec(
         settings.topic(IDENTITY_INPUT),
         settings.identity_partitions,
@@ -173,14 +193,18 @@ def declared_topics(settings: Settings, action_topics: Iterable[str] | None = No
          "max.message.bytes": str(STAGE_MAX_BYTES)},
         exact_partitions=True,
     )
+    return [identity_input, profiles]
+
+
+def erasure_topics(settings: Settings) -> list[TopicSpec]:
+    """The right to be forgotten's suppressed keys and audit log."""
     suppressions = TopicSpec(
         settings.topic(SUPPRESSIONS), 1, None, "NONE",
         {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
     erasures = TopicSpec(  # the audit log: no personal data, kept for good
         settings.topic(ERASURES), 1, None, "NONE",
         {"cleanup.policy": "delete", "retention.ms": "-1"})
-    return [ingest, dead_letter, *actions, audience_changes, api_keys, definitions, identity_input,
-            profiles, suppressions, erasures, *delivery_topics(settings)]
+    return [suppressions, erasures]
 
 
 def delivery_topics(settings: Settings) -> list[TopicSpec]:
@@ -222,23 +246,33 @@ def ensure_topics(
     missing = [s for s in specs if s.name not in existing]
     for spec in specs:
         if spec.name in existing:
-            have = len(existing[spec.name].partitions)
-            if have < spec.partitions:
-                raise TopicConfigError(
-                    f"topic {spec.name} has {have} partitions, declared {spec.partitions}; "
-                    "raising partitions moves keys between partitions, do it deliberately"
-                )
-            if spec.exact_partitions and have != spec.partitions:
-                raise TopicConfigError(
-                    f"topic {spec.name} has {have} partitions but {spec.partitions} are "
-                    "configured (ACTIVATION_PROFILE_PARTITIONS for internal.profiles, "
-                    "ACTIVATION_IDENTITY_PARTITIONS for internal.identity): state is "
-                    "placed by that count, so set it back to the topic's, or migrate "
-                    "deliberately (internal.identity: scripts/identity migrate --to N, "
-                    "docs/partitioned-identity.md, 7.1)"
-                )
+            _check_partitions(spec, len(existing[spec.name].partitions))
     if not missing:
         return []
+    return _create_topics(admin, missing, replication_factor, timeout)
+
+
+def _check_partitions(spec: TopicSpec, have: int) -> None:
+    """Refuse an existing topic whose partition count breaks the declared key placement."""
+    if have < spec.partitions:
+        raise TopicConfigError(
+            f"topic {spec.name} has {have} partitions, declared {spec.partitions}; "
+            "raising partitions moves keys between partitions, do it deliberately"
+        )
+    if spec.exact_partitions and have != spec.partitions:
+        raise TopicConfigError(
+            f"topic {spec.name} has {have} partitions but {spec.partitions} are "
+            "configured (ACTIVATION_PROFILE_PARTITIONS for internal.profiles, "
+            "ACTIVATION_IDENTITY_PARTITIONS for internal.identity): state is "
+            "placed by that count, so set it back to the topic's, or migrate "
+            "deliberately (internal.identity: scripts/identity migrate --to N, "
+            "docs/partitioned-identity.md, 7.1)"
+        )
+
+
+def _create_topics(admin: AdminClient, missing: list[TopicSpec], replication_factor: int,
+                   timeout: float) -> list[str]:
+    """Create ``missing``; one another instance created meanwhile counts as not created."""
     new = [
         NewTopic(
             s.name,

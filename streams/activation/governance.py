@@ -35,8 +35,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from streams.activation.channels import BUILTIN_CHANNELS
-from streams.activation.definitions import GovernanceRules
 from streams.activation.facts import Facts
+from streams.activation.governance_rules import GovernanceRules
 from streams.activation.model import (
     Decision,
     Outcome,

@@ -24,9 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
-
-from cronsim import CronSim
 
 from streams.activation.actions import plan_action, plan_data
 from streams.activation.audiences import evaluate
@@ -48,6 +45,7 @@ from streams.activation.runtime import (
     save_state,
     write_scheduled,
 )
+from streams.activation.schedule_cron import fingerprint, latest_tick, next_tick
 from streams.core.pipeline import canonical_id
 from streams.core.profile import Profile, from_micros
 from streams.errors import BrokerError
@@ -114,33 +112,7 @@ class ScheduleContext:
     on_time: timedelta = ON_TIME
 
 
-# --- cron --------------------------------------------------------------------------------
-
-def fingerprint(schedule: Schedule) -> str:
-    return f"{schedule.cron} {schedule.timezone}"
-
-
-def next_tick(schedule: Schedule, after: datetime) -> datetime:
-    """The first cron instant strictly after ``after`` (UTC). The expression is read in the
-    schedule's zone (cronsim gets an aware local time), so 09:00 stays 09:00 local across
-    DST; a time the spring change skips runs at the first valid minute after it, and one
-    the autumn change repeats runs once (Debian cron's rules, which cronsim follows)."""
-    local = after.astimezone(ZoneInfo(schedule.timezone))
-    return next(CronSim(schedule.cron, local)).astimezone(UTC)
-
-
-def latest_tick(schedule: Schedule, at: datetime) -> datetime | None:
-    """The last cron instant at or before ``at`` (UTC), None if there is none in 50 years."""
-    # cronsim's reverse iteration gives instants strictly before its start: start one
-    # second after ``at`` (cron instants are whole seconds), computed in UTC.
-    start = (at.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1))
-    try:
-        found = next(CronSim(schedule.cron, start.astimezone(ZoneInfo(schedule.timezone)),
-                             reverse=True))
-    except StopIteration:
-        return None
-    return found.astimezone(UTC)
-
+# --- progress ----------------------------------------------------------------------------
 
 def first_seen(schedule: Schedule, now: datetime) -> Progress:
     """A schedule new to this partition starts from its next tick: no back-fill."""

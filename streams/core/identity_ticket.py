@@ -12,16 +12,14 @@ one global order, and nobody waits while holding a lock on a smaller id: no dead
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-
-import orjson
 
 from streams.core import identity_slots as slots
 from streams.core.dedup import dedup_key, within_window
 from streams.core.identity import Resolution, new_profile_id
 from streams.core.identity_absorb import absorb, link
+from streams.core.identity_markers import mark, set_marker
 from streams.core.identity_messages import (
     Abandon,
     Absorb,
@@ -48,7 +46,7 @@ from streams.core.identity_stage import (
     plan_route,
     seen_again,
 )
-from streams.core.pipeline import Store, canonical_id
+from streams.core.pipeline import canonical_id
 from streams.core.profile import from_micros
 
 # --- arrival and the fast path ----------------------------------------------------------
@@ -81,7 +79,7 @@ def start(tx: Tx, ev: EventRef, seen_us: int | None = None) -> None:
     yet (a resumed waiter was marked when it arrived)."""
     plan = _fast_plan(tx, ev)
     if plan is None:
-        _mark(tx.store, ev, seen_us, "")  # a resend while the ticket travels: duplicate
+        mark(tx.store, ev, seen_us, "")  # a resend while the ticket travels: duplicate
         slots.take(tx.store, "g/" + ev.home, ev.event_id)
         advance(tx, _entry_ticket(tx, ev))
     elif is_suppressed(tx.store, plan.resolution.links):  # links are local on this path
@@ -90,15 +88,7 @@ def start(tx: Tx, ev: EventRef, seen_us: int | None = None) -> None:
     else:
         involved = (plan.profile_id, *plan.resolution.losers)
         decide_plan(tx, ev, plan, 1 + max(slots.version(tx.store, p) for p in involved))
-        _mark(tx.store, ev, seen_us, plan.profile_id)
-
-
-def _mark(store: Store, ev: EventRef, seen_us: int | None, pid: str) -> None:
-    """A new arrival's marker (one write, as today's), or a waiter's, once decided."""
-    if seen_us is not None:
-        store[dedup_key(ev.event_id)] = new_marker(seen_us, ev.origin, pid)
-    elif pid:
-        set_marker(store, ev.event_id, pid)
+        mark(tx.store, ev, seen_us, plan.profile_id)
 
 
 def _fast_plan(tx: Tx, ev: EventRef) -> Plan | None:
@@ -133,28 +123,6 @@ def _local_and_free(tx: Tx, key: str) -> bool:
     # A hint must lead to a directory that has the key: one that does not is mid-undo.
     owner = _local_owner(tx, key)
     return owner is not None and key in StoreView(tx.store).owned(owner)
-
-
-def set_marker(store: Store, event_id: str, pid: str | None) -> None:
-    """The marker's profile once decided; None deletes it (the event was not applied)."""
-    mkey = dedup_key(event_id)
-    raw = store.get(mkey)
-    if raw is None:
-        return
-    if pid is None:
-        del store[mkey]
-    else:
-        store[mkey] = with_pid(raw, pid)
-
-
-def with_pid(raw: bytes, pid: str) -> bytes:
-    """Marker ``raw`` with its profile set: what ``json.dumps({**json.loads(raw), "pid":
-    pid})`` writes, built directly for a marker of the usual three fields (once per
-    event of this layout, and json's encoder set-up cost more than the rest)."""
-    marker = orjson.loads(raw)
-    if list(marker) in (["seen_us", "origin", "pid"], ["seen_us", "origin"]):
-        return new_marker(marker["seen_us"], marker["origin"], pid)
-    return json.dumps({**marker, "pid": pid}).encode()
 
 
 def decide_plan(tx: Tx, ev: EventRef, plan: Plan, version: int,

@@ -27,19 +27,7 @@ class DeliveryMetrics:
         self.latency_seconds = Histogram(
             "delivery_latency_seconds", "From the command's decision to its 2xx",
             ["destination"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.in_flight = Gauge("delivery_in_flight", "Requests under way", ["destination"],
-                               registry=registry)
-        self.queued = Gauge("delivery_queued", "Jobs waiting for a lane worker",
-                            ["destination"], registry=registry)
-        self.waiting = Gauge("delivery_retries_waiting",
-                             "Jobs waiting for their next attempt (held in memory)",
-                             registry=registry)
-        self.breaker_open = Gauge("delivery_circuit_open",
-                                  "1 while a destination's circuit is open", ["destination"],
-                                  registry=registry)
-        self.disabled = Gauge("delivery_destination_disabled",
-                              "1 while a destination is disabled (410 or by hand)",
-                              ["destination"], registry=registry)
+        self._declare_lane_gauges(registry)
         self.commits = Counter("delivery_commits", "Transactions committed (outcomes with "
                                "the input offsets they settle)", registry=registry)
         self.commit_failures = Counter("delivery_commit_failures",
@@ -53,6 +41,23 @@ class DeliveryMetrics:
         self.lag = Gauge("delivery_consumer_lag", "Action-topic records the executors' group "
                          "has not committed yet (read every 15 s)", registry=registry)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _declare_lane_gauges(self, registry: CollectorRegistry) -> None:
+        """The per-destination lane gauges (and the retries waiting), sampled by the
+        service every half second."""
+        self.in_flight = Gauge("delivery_in_flight", "Requests under way", ["destination"],
+                               registry=registry)
+        self.queued = Gauge("delivery_queued", "Jobs waiting for a lane worker",
+                            ["destination"], registry=registry)
+        self.waiting = Gauge("delivery_retries_waiting",
+                             "Jobs waiting for their next attempt (held in memory)",
+                             registry=registry)
+        self.breaker_open = Gauge("delivery_circuit_open",
+                                  "1 while a destination's circuit is open", ["destination"],
+                                  registry=registry)
+        self.disabled = Gauge("delivery_destination_disabled",
+                              "1 while a destination is disabled (410 or by hand)",
+                              ["destination"], registry=registry)
 
     def of(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: several per action, and ``labels()``

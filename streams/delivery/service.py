@@ -119,12 +119,7 @@ class Service:
         self.definitions.start()
         follower = ControlFollower(s, self.topics.control, self.control)
         follower.start()
-        # Neither a command routed by no definitions nor one sent to a destination
-        # disabled before this start: read both topics to their ends first.
-        for what, loaded in (("definitions", self.definitions.loaded),
-                             ("disabled destinations", follower.loaded)):
-            while not await asyncio.to_thread(loaded.wait, 30):
-                log.warning("still reading the %s topic before delivering anything", what)
+        await self._await_loaded(follower)
         check_secrets(s, self.current())
         loop = asyncio.get_running_loop()
         executor = Executor(s, self.current, self.control.is_disabled, codec, self.topics,
@@ -155,6 +150,14 @@ class Service:
             await runner.cleanup()
         if kafka.failed is not None:
             raise kafka.failed
+
+    async def _await_loaded(self, follower: ControlFollower) -> None:
+        # Neither a command routed by no definitions nor one sent to a destination
+        # disabled before this start: read both topics to their ends first.
+        for what, loaded in (("definitions", self.definitions.loaded),
+                             ("disabled destinations", follower.loaded)):
+            while not await asyncio.to_thread(loaded.wait, 30):
+                log.warning("still reading the %s topic before delivering anything", what)
 
     def _gauges(self, executor: Executor) -> None:
         executor.refresh(datetime.now(UTC))

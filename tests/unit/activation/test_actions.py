@@ -14,9 +14,10 @@ from streams.activation.actions import (
     plan_action,
     to_command,
 )
-from streams.activation.definitions import GovernanceRules, SendSpec
+from streams.activation.definitions import SendSpec
 from streams.activation.facts import Facts
 from streams.activation.governance import decide
+from streams.activation.governance_rules import GovernanceRules
 from streams.schemas import SchemaCatalog
 from streams.settings import REPO_ROOT
 from tests.unit.activation.conftest import T0

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from streams.activation.actions import plan_action
-from streams.activation.definitions import GovernanceRules, SendSpec
+from streams.activation.definitions import SendSpec
 from streams.activation.facts import Facts
 from streams.activation.governance import decide, in_holdout, record_send
+from streams.activation.governance_rules import GovernanceRules
 from streams.activation.model import PlannedAction, SendRecord
 from tests.unit.activation.conftest import T0, pick_profile_id
 

@@ -15,11 +15,12 @@ import pytest
 
 from streams.activation import facts as facts_module
 from streams.activation.audiences import _moves
-from streams.activation.definitions import DefinitionSet, GovernanceRules
+from streams.activation.definitions import DefinitionSet
 from streams.activation.emission import Emission, made
 from streams.activation.engine import ActivationState, govern
 from streams.activation.facts import Facts
 from streams.activation.governance import _limits, decide, record_send
+from streams.activation.governance_rules import GovernanceRules
 from streams.activation.model import Decision, PlannedAction, SendRecord, adopt, built
 from streams.core.profile import from_micros
 from tests.unit.activation.conftest import T0

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.activation.definitions import DefinitionError, DefinitionSet, GovernanceRules
+from streams.activation.definitions import DefinitionError, DefinitionSet
 from streams.activation.distribution import Published, decode_record, encode_record
+from streams.activation.governance_rules import GovernanceRules
 from streams.activation.rollout import Rollout, for_profile, in_cohort
 
 

@@ -28,15 +28,14 @@ from streams.activation.runtime import (
     fire_timer,
     load_state,
 )
+from streams.activation.schedule_cron import latest_tick, next_tick
 from streams.activation.schedule_preview import Preview
 from streams.activation.schedules import (
     Progress,
     RunRequest,
     ScheduleContext,
     due,
-    latest_tick,
     load_progress,
-    next_tick,
     on_run_command,
     on_tick,
     trigger_of,

@@ -12,14 +12,9 @@ from pathlib import Path
 import pytest
 
 from streams.activation.actions import plan_data
-from streams.activation.definitions import (
-    DefinitionError,
-    DefinitionSet,
-    GovernanceRules,
-    Trigger,
-    load_definitions,
-)
+from streams.activation.definitions import DefinitionError, DefinitionSet, Trigger, load_definitions
 from streams.activation.facts import facts_from_profile
+from streams.activation.governance_rules import GovernanceRules
 from streams.activation.runtime import load_state
 from streams.activation.schedules import act_on
 from streams.activation.steps import UpdateProfile

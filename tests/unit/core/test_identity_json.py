@@ -7,9 +7,9 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.core.identity_markers import with_pid
 from streams.core.identity_slots import waiter, waiter_of
 from streams.core.identity_stage import marker_seen_us, new_marker
-from streams.core.identity_ticket import with_pid
 
 texts = st.text(max_size=12)
 

@@ -20,7 +20,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
-from streams.activation.definitions import DefinitionSet, GovernanceRules
+from streams.activation.definitions import DefinitionSet
+from streams.activation.governance_rules import GovernanceRules
 from streams.delivery.destinations import Destination
 from streams.delivery.executor import Executor
 from streams.delivery.ledger import Ledger
