@@ -56,7 +56,7 @@ class ActivationState(BaseModel):
     # definitions version they were computed under (another version: evaluate all).
     audience_wakes: dict[str, AwareDatetime] = Field(default_factory=dict)
     evaluated_version: str | None = None
-    notes_written: int = 0  # timeline notes so far: the next slot (activation/notes.py)
+    notes_written: int = 0  # records noted so far: the next slot (activation/notes.py)
     held: list[HeldAction] = Field(default_factory=list)  # delayed, not yet due
 
     @classmethod

@@ -14,8 +14,12 @@ customer's history:
 
 Keys in the partition's store: ``n:<profile>\\x00<slot, 6 digits>``, a ring of
 ``limit`` slots per profile; ``ActivationState.notes_written`` says which slot is next,
-so the newest ``limit`` notes are kept and older ones are overwritten in place. The
-state and the notes of one record commit together (tables/state.py).
+so the notes of the newest ``limit`` records are kept and older slots are overwritten
+in place. A slot holds the notes of one record, as a JSON array: one write per record,
+not per note (a record with 50 audiences published moves several at once, and each
+write is a changelog record). A slot written before holds one note, a JSON object;
+both read alike. The state and the notes of one record commit together
+(tables/state.py).
 """
 
 from __future__ import annotations
@@ -130,13 +134,13 @@ def delivery_note(outcome: dict[str, Any]) -> dict[str, Any]:
 
 def write_notes(store: Store, profile_id: str, written: int, notes: list[dict[str, Any]],
                 limit: int) -> int:
-    """Store ``notes`` in the profile's ring after the ``written`` ones so far; returns
-    the new count (to keep in the activation state)."""
-    prefix = _prefix(profile_id)
-    for note in notes[-limit:] if limit > 0 else []:
-        store[prefix + b"%06d" % (written % limit)] = _ENCODER.encode(note)
-        written += 1
-    return written
+    """Store one record's ``notes`` (at most ``limit`` of them, the newest) in the
+    profile's ring, in the slot after the ``written`` ones so far; returns the new count
+    (to keep in the activation state)."""
+    if not notes or limit <= 0:
+        return written
+    store[_prefix(profile_id) + b"%06d" % (written % limit)] = _ENCODER.encode(notes[-limit:])
+    return written + 1
 
 
 def read_notes(scan: Scanner, profile_id: str, limit: int) -> list[dict[str, Any]]:
@@ -144,8 +148,9 @@ def read_notes(scan: Scanner, profile_id: str, limit: int) -> list[dict[str, Any
     merged-away profile's notes adopted again) is shown once."""
     notes = {}
     for _, value in scan(_prefix(profile_id), max(limit, 0)):
-        note = json.loads(value)
-        notes[note["event_id"]] = note
+        stored = json.loads(value)
+        for note in stored if isinstance(stored, list) else (stored,):  # (a slot of old)
+            notes[note["event_id"]] = note
     ordered = sorted(notes.values(), key=timeline_order, reverse=True)
     return ordered[:limit]
 

@@ -241,8 +241,8 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
 def _noted(store: Store, state: ActivationState, emission: Emission, limit: int
            ) -> ActivationState:
     """The emission's decisions, audience moves and experiment assignments as the
-    profile's timeline notes (streams/activation/notes.py); the state with its count of
-    notes. (Data actions are on the timeline as the events they are.)"""
+    profile's timeline notes (streams/activation/notes.py, one slot per record); the state
+    with its count of noted records. (Data actions are on the timeline as the events they are.)"""
     notes = notes_of(state.profile_id, emission.decisions, emission.changes,
                      emission.assignments)
     if not notes:

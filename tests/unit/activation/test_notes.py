@@ -1,8 +1,11 @@
-"""Activation's timeline notes: a ring of the newest ``limit`` per profile, beside it."""
+"""Activation's timeline notes: a ring of the newest ``limit`` records' notes per profile,
+beside it, one slot per record."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import msgspec
 
 from streams.activation.notes import adopted, read_notes, write_notes
 from streams.core.profile import Profile, timeline_page
@@ -14,14 +17,41 @@ def note(i: int) -> dict[str, Any]:
             "summary": f"note {i}", "late": False, "kind": "decision", "detail": {}}
 
 
-def test_the_ring_keeps_the_newest_notes_in_place() -> None:
+def slots(store: DictStore, pid: str) -> list[bytes]:
+    return [k for k in store if k.startswith(b"n:" + pid.encode() + b"\x00")]
+
+
+def test_one_record_s_notes_take_one_slot() -> None:
     store = DictStore()
     written = write_notes(store, "p1", 0, [note(i) for i in range(3)], limit=4)
-    written = write_notes(store, "p1", written, [note(i) for i in range(3, 7)], limit=4)
-    assert written == 7
-    assert [n["event_id"] for n in read_notes(store.scan, "p1", 4)] == ["n6", "n5", "n4", "n3"]
-    assert len([k for k in store if k.startswith(b"n:p1\x00")]) == 4  # overwritten in place
+    assert written == 1 and len(slots(store, "p1")) == 1
+    assert write_notes(store, "p1", written, [], limit=4) == 1  # nothing noted: no write
+    assert [n["event_id"] for n in read_notes(store.scan, "p1", 4)] == ["n2", "n1", "n0"]
+
+
+def test_the_ring_keeps_the_newest_records_notes_in_place() -> None:
+    store = DictStore()
+    written = 0
+    for i in range(6):  # six records, two notes each, in a ring of four slots
+        written = write_notes(store, "p1", written, [note(2 * i), note(2 * i + 1)], limit=4)
+    assert written == 6 and len(slots(store, "p1")) == 4  # overwritten in place
+    # the page shows the newest ``limit`` notes of what the ring keeps
+    assert [n["event_id"] for n in read_notes(store.scan, "p1", 4)] == ["n11", "n10", "n9",
+                                                                         "n8"]
     assert read_notes(store.scan, "p1-other", 4) == []  # another profile's prefix is its own
+
+
+def test_a_record_with_more_notes_than_the_limit_keeps_its_newest() -> None:
+    store = DictStore()
+    write_notes(store, "p1", 0, [note(i) for i in range(5)], limit=2)
+    assert [n["event_id"] for n in read_notes(store.scan, "p1", 5)] == ["n4", "n3"]
+
+
+def test_slots_written_one_note_each_before_still_read() -> None:
+    store = DictStore()
+    store[b"n:p1\x00000000"] = msgspec.json.encode(note(1))  # the format before
+    write_notes(store, "p1", 1, [note(2), note(3)], limit=4)
+    assert [n["event_id"] for n in read_notes(store.scan, "p1", 4)] == ["n3", "n2", "n1"]
 
 
 def test_a_note_written_twice_reads_once() -> None:
