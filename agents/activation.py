@@ -113,23 +113,23 @@ class Activation:
 
     def count(self, emission: Emission) -> None:
         metrics = self.metrics
+        inc = metrics.inc
         for change in emission.changes:
-            metrics.audience_changes.labels(change["audience_id"], change["change"]).inc()
+            inc(metrics.audience_changes, change["audience_id"], change["change"])
         for journey in emission.enrolled:
-            metrics.enrollments.labels(journey).inc()
+            inc(metrics.enrollments, journey)
         for decision in emission.decisions:
-            metrics.actions.labels(decision["channel"], decision["outcome"]).inc()
+            inc(metrics.actions, decision["channel"], decision["outcome"])
             if decision.get("journey_id"):
-                metrics.step_decisions.labels(decision["journey_id"],
-                                              decision["step_id"] or "",
-                                              decision["outcome"]).inc()
+                inc(metrics.step_decisions, decision["journey_id"], decision["step_id"] or "",
+                    decision["outcome"])
             if decision["outcome"] == "withheld":
-                metrics.suppressions.labels(decision["rule"]).inc()
+                inc(metrics.suppressions, decision["rule"])
         for assignment in emission.assignments:
-            metrics.assignments.labels(assignment["journey_id"], assignment["step_id"],
-                                       assignment["variant"]).inc()
+            inc(metrics.assignments, assignment["journey_id"], assignment["step_id"],
+                assignment["variant"])
         for write in emission.writes:
-            metrics.writes.labels(write["op"]).inc()
+            inc(metrics.writes, write["op"])
 
     def observe_latency(self, emission: Emission, cause: Envelope) -> None:
         """Event time -> decision, gateway acceptance -> command (wall clock: what an

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Seconds, from sub-second to days: event time can be far behind (late events, backfills).
@@ -99,3 +101,13 @@ class ActivationMetrics:
         self.writes = Counter(
             "activation_profile_writes", "Data actions applied to profiles (set, clear, "
             "increment a trait).", ["op"], registry=registry)
+        self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
+
+    def inc(self, counter: Counter, *labels: str) -> None:
+        """``counter.labels(*labels).inc()`` with the labelled child looked up once:
+        ``labels()`` validates and takes the metric's lock on every call, several times
+        per event. (The children are never removed, and their labels are bounded.)"""
+        child = self._children.get((counter, labels))
+        if child is None:
+            child = self._children[(counter, labels)] = counter.labels(*labels)
+        child.inc()
