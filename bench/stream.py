@@ -36,9 +36,10 @@ before all were (start-up, the definitions' loading, and the idle tail after the
 event excluded); its CPU-us per event is the CPU time over the same window divided by the
 same events. The table gives the core's ratio against both peers, in events/s.
 The activation overhead is the extra time per event relative to the core alone:
-``(1/rate_activation - 1/rate_core) / (1/rate_core)``; the target is at most 30%. The
-activation run's counters (audience changes, enrollments, actions by outcome) are printed
-to show activation really worked. Topics of both prefixes and app ids and the temporary
+``(1/rate_activation - 1/rate_core) / (1/rate_core)``, and the extra CPU-us per event
+relative to the core's (steadier on a loaded machine); the target is at most 30% in
+both. The activation run's counters (audience changes, enrollments, actions by outcome)
+are printed to show activation really worked. Topics of both prefixes and app ids and the temporary
 directories are deleted at the end. Uses the stack the ACTIVATION_* settings point at.
 
 Last, in the same run, the CPU-us per event of each stage's own work (screening,
@@ -253,9 +254,11 @@ def report(runs: Runs) -> None:
     if runs.quix:
         print(f"ratio core/Quix Streams: {alone / runs.quix.rate:.2f}x events/s")
     overhead = (1 / with_act - 1 / alone) / (1 / alone)
-    verdict = "met" if overhead <= TARGET_OVERHEAD else "NOT met"
-    print(f"activation overhead per event: {overhead:+.0%} "
-          f"(target at most +{TARGET_OVERHEAD:.0%}: {verdict})")
+    # Wall time per event jumps with the machine's load; CPU time per event much less.
+    cpu_overhead = runs.activation.cpu_us / runs.alone.cpu_us - 1
+    verdict = "met" if max(overhead, cpu_overhead) <= TARGET_OVERHEAD else "NOT met"
+    print(f"activation overhead per event: {overhead:+.0%} in time, {cpu_overhead:+.0%} "
+          f"in CPU (target at most +{TARGET_OVERHEAD:.0%} in both: {verdict})")
     text = runs.activation.text
     enrollments = sum(counters(text, "activation_journey_enrollments_total").values())
     print("activation run: audience changes "
