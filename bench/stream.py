@@ -30,11 +30,12 @@ records (same bytes, keys and partitions) and its definitions topic holds the pu
 set. Runs 1 to 3 share the first prefix, whose definitions topic stays empty.
 
 Each worker's count of processed events is read from its /metrics every 0.1 s, with the
-process's CPU time (user and system, all threads: /proc/PID/stat). Each rate is events
-divided by the time from the first reading with events processed to the last reading
-before all were (start-up, the definitions' loading, and the idle tail after the last
-event excluded); its CPU-us per event is the CPU time over the same window divided by the
-same events. The table gives the core's ratio against both peers, in events/s.
+process's CPU time (user and system, all threads: /proc/PID/stat). Each rate is all the
+events divided by the time from the last reading before any stage handled a record to the
+first reading with every event done (start-up and the definitions' loading excluded; each
+end may add one reading interval of idle time: ``bench.workers._window`` says why the
+window is no narrower); its CPU-us per event is the CPU time over the same window
+divided by the same events. The table gives the core's ratio against both peers, in events/s.
 The activation overhead is the extra time per event relative to the core alone:
 ``(1/rate_activation - 1/rate_core) / (1/rate_core)``, and the extra CPU-us per event
 relative to the core's (steadier on a loaded machine); the target is at most 30% in

@@ -57,6 +57,11 @@ def processed(text: str) -> float:
     return total
 
 
+def started(text: str) -> bool:
+    """Whether any stage has handled a record yet (the screening stage comes first)."""
+    return any(counters(text, "activation_stream_events_total").values())
+
+
 @dataclass(frozen=True)
 class Run:
     rate: float  # events/s
@@ -71,17 +76,35 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _window(readings: list[tuple[float, float, float]], expected: int, text: str) -> Run:
-    """From the first reading with events processed to the last one before all were
-    (the final interval may end idle); the final reading if there is none between."""
-    first = readings[0]
-    before = [r for r in readings[1:] if r[1] < expected]
-    last = before[-1] if before else readings[-1]
-    events, seconds = last[1] - first[1], last[0] - first[0]
-    if events <= 0 or seconds <= 0:
-        raise SystemExit(f"too fast to measure ({len(readings)} readings of /metrics with "
-                         "events processed): raise --events")
-    return Run(events / seconds, (last[2] - first[2]) * 1e6 / events, text, seconds)
+Reading = tuple[float, float, bool, float]  # (time, processed, started, CPU seconds)
+# A start-up that kept /metrics from answering for longer than this leaves the start of
+# the work unknown: the window then opens at the first reading with work started.
+_GAP_S = 0.5
+
+
+def _window(readings: list[Reading], expected: int, text: str) -> Run:
+    """All ``expected`` events over the window from the last reading before any stage
+    started (the screening stage comes first) to the first with every event done.
+
+    Each end overshoots by at most one reading interval (0.1 s plus the scrape) of idle
+    time. Narrower windows go wrong on a worker that starts with a backlog: its stages
+    take the backlog in turn (all of it screened, then most of it resolved, then
+    applied), so the first event applied comes late and the last ones come in bursts;
+    a window from the first applied event to the reading before the last missed the
+    screening stage's work and the last burst, and swung by 3x between runs.
+    """
+    first_started = next((i for i, r in enumerate(readings) if r[2]), None)
+    if first_started is None:
+        raise SystemExit("no reading of /metrics saw work start: raise --events")
+    begin = readings[first_started]
+    if first_started > 0 and begin[0] - readings[first_started - 1][0] <= _GAP_S:
+        begin = readings[first_started - 1]
+    last = readings[-1]
+    seconds = last[0] - begin[0]
+    if seconds <= 0:
+        raise SystemExit(f"too fast to measure ({len(readings)} readings of /metrics): "
+                         "raise --events")
+    return Run(expected / seconds, (last[3] - begin[3]) * 1e6 / expected, text, seconds)
 
 
 def run_worker(cmd: list[str], env: dict[str, str], port: int, expected: int,
@@ -91,13 +114,13 @@ def run_worker(cmd: list[str], env: dict[str, str], port: int, expected: int,
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + WORKER_DEADLINE_S
-        readings: list[tuple[float, float, float]] = []  # (time, processed, CPU seconds)
+        readings: list[Reading] = []
         last_n = 0.0
         while time.monotonic() < deadline and proc.poll() is None:
             text = _scrape(port)
             n = processed(text)
-            if n > 0:
-                readings.append((time.monotonic(), n, _cpu_seconds(proc.pid)))
+            if text:  # answered (a worker starting up may not yet)
+                readings.append((time.monotonic(), n, started(text), _cpu_seconds(proc.pid)))
             if n >= expected:
                 return _window(readings, expected, text)
             last_n = n
