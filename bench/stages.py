@@ -57,13 +57,16 @@ def _encoded(events: list[Envelope]) -> tuple[list[bytes], object]:
     return out, schema
 
 
-def _hook(store: DictStore, definitions: DefinitionSet, cpu: dict[str, float]) -> Any:
-    """The profile stage's activation hook, its time charged to ``activation``."""
+def _hook(store: DictStore, definitions: DefinitionSet, cpu: dict[str, float],
+          now: datetime) -> Any:
+    """The profile stage's activation hook, its time charged to ``activation``. Its clock
+    is ``now``, as the worker's is the wall clock (streams/core/stages/profiles.py), not
+    each event's time: audiences are evaluated as of now, as in ``make bench-stream``."""
     from streams.activation.runtime import activate_event
 
     def hook(before: Any, profile: Any, env: Envelope, at: int) -> Any:
         started = time.process_time()
-        profile, _ = activate_event(store, before, profile, env, at, env.event_time,
+        profile, _ = activate_event(store, before, profile, env, at, now,
                                     definitions, CFG.timeline_limit)
         cpu["activation"] += time.process_time() - started
         return profile
@@ -95,7 +98,7 @@ def run(events: list[Envelope], definitions: DefinitionSet | None) -> dict[str, 
         before_act = cpu["activation"]
         t3 = time.process_time()
         apply_resolved(profiles, envelope, routed.profile_id, position, CFG,
-                       None if definitions is None else _hook(profiles, definitions, cpu))
+                       None if definitions is None else _hook(profiles, definitions, cpu, now))
         cpu["profile"] += time.process_time() - t3 - (cpu["activation"] - before_act)
     return dict(cpu)
 
