@@ -37,6 +37,8 @@ class ActivationApp(faust.App):
     """Faust's app with the web gate it was created with."""
 
     gate: WebGate  # in front of every route of the web server (agents/auth.py)
+    # How long a fetch waits for data (streams/faust_patches.py: Faust fixes 1.5 s).
+    fetch_max_wait_ms: int | None = None
 
 
 def create_app(settings: Settings, keys: KeyCheck | None = None) -> ActivationApp:
@@ -48,6 +50,7 @@ def create_app(settings: Settings, keys: KeyCheck | None = None) -> ActivationAp
     gate = WebGate()
     app = ActivationApp(settings.app_id, **_faust_settings(settings, gate))
     app.gate = gate
+    app.fetch_max_wait_ms = int(settings.worker_fetch_max_wait.total_seconds() * 1000)
     _add_probes(app)
     use_api_keys(app, keys or KeyCheck.from_settings(settings))
     return app

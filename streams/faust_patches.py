@@ -76,6 +76,17 @@ def _read_committed(original: Any) -> Callable[..., Any]:
     return create
 
 
+def _fetch_wait(original: Any) -> Callable[..., Any]:
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            consumer._fetch_max_wait_ms = wait_ms  # read when the consumer starts
+        return consumer
+
+    return create
+
+
 def _faust_assignor(original: Any) -> Callable[..., Any]:
     def create(self: Any, transport: Any) -> Any:
         consumer = original(self, transport)
@@ -123,6 +134,17 @@ applied. Faust asks for read_committed only under ``processing_guarantee=
 "exactly_once"``, which also makes its producers transactional; our stages run their
 own transactions (tables/state.py)."""
 
+FETCH_WAIT_FROM_SETTINGS = Patch(
+    "fetch_wait_from_settings", AIOKafkaConsumerThread, "_create_worker_consumer",
+    _fetch_wait)
+"""The worker's fetches wait at most ``ACTIVATION_WORKER_FETCH_MAX_WAIT`` for data
+(the app's ``fetch_max_wait_ms``), not Faust's fixed 1.5 s. aiokafka keeps one fetch in
+flight per broker, covering only the partitions with nothing buffered when it was sent;
+a partition drained meanwhile (a stage's input, fed by another stage of the same
+worker) is fetched again only when that fetch returns. With the broker holding it for
+want of data on the other partitions, the pipeline stalled for up to 1.5 s at a time
+(measured: 0.8 s with every process idle, in a 4.4 s run of 20,000 events)."""
+
 FAUST_ASSIGNOR_ALWAYS = Patch(
     "faust_assignor_always", AIOKafkaConsumerThread, "_create_worker_consumer",
     _faust_assignor)
@@ -148,8 +170,8 @@ offsets per commit interval. A partition where every record is its own transacti
 (the identity protocol's messages) committed one record a second: a restart re-read
 hours of it. The gap now ends before the record."""
 
-PATCHES = (KEEP_QUEUED_MESSAGES_ON_RESUME, READ_COMMITTED_ONLY, FAUST_ASSIGNOR_ALWAYS,
-           SEEK_FRESH_PARTITIONS_TO_START, GAPS_EXCLUDE_THE_RECORD)
+PATCHES = (KEEP_QUEUED_MESSAGES_ON_RESUME, READ_COMMITTED_ONLY, FETCH_WAIT_FROM_SETTINGS,
+           FAUST_ASSIGNOR_ALWAYS, SEEK_FRESH_PARTITIONS_TO_START, GAPS_EXCLUDE_THE_RECORD)
 
 
 def apply_all() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ from unittest.mock import AsyncMock, Mock
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.structs import TopicPartition
 from faust.tables.recovery import Recovery
@@ -50,7 +52,8 @@ def test_apply_all_is_idempotent_and_keeps_upstream_reachable() -> None:
     faust_patches.apply_all()
     faust_patches.apply_all()
     create = driver.AIOKafkaConsumerThread.__dict__["_create_worker_consumer"]
-    assert faust_patches._names(create) == {"read_committed_only", "faust_assignor_always"}
+    assert faust_patches._names(create) == {"read_committed_only", "fetch_wait_from_settings",
+                                            "faust_assignor_always"}
     for patch in faust_patches.PATCHES:
         original = upstream(patch.owner, patch.attribute)
         assert original.__module__.startswith(("faust.", "mode."))
@@ -118,6 +121,36 @@ async def test_worker_consumer_reads_committed_with_faust_assignor(app: Activati
     consumer = driver.AIOKafkaConsumerThread._create_worker_consumer(thread_for(app), TRANSPORT)
     assert consumer._isolation_level == "read_committed"
     assert consumer._partition_assignment_strategy == [app.assignor]
+    await consumer.stop()
+
+
+# --- fetch_wait_from_settings ---------------------------------------------------------------
+
+async def test_upstream_worker_consumer_waits_a_fixed_one_and_a_half_seconds(
+        app: ActivationApp) -> None:
+    consumer = upstream(driver.AIOKafkaConsumerThread, "_create_worker_consumer")(
+        thread_for(app), TRANSPORT)
+    assert consumer._fetch_max_wait_ms == 1500
+    await consumer.stop()
+
+
+def test_upstream_aiokafka_keeps_one_fetch_in_flight_per_broker_and_reads_the_wait() -> None:
+    """Why the wait matters: a node with a fetch in flight gets no other until it
+    returns (a partition drained meanwhile waits for it); and the consumer hands the
+    attribute to its fetcher when it starts."""
+    source = inspect.getsource(Fetcher._get_actions_per_node)
+    assert "node_id in self._in_flight" in source
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        AIOKafkaConsumer.start)
+
+
+async def test_worker_consumer_waits_as_long_as_the_settings_say(tmp_path: Path) -> None:
+    settings = load_settings().model_copy(update={
+        "data_dir": tmp_path / "data", "app_id": "patch-tests",
+        "worker_fetch_max_wait": timedelta(milliseconds=35)})
+    app = create_app(settings)
+    consumer = driver.AIOKafkaConsumerThread._create_worker_consumer(thread_for(app), TRANSPORT)
+    assert consumer._fetch_max_wait_ms == 35
     await consumer.stop()
 
 
