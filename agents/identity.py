@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from agents.activation import Activation
 from agents.context import Worker
 from agents.owned import PROTOCOL_COUNT, YIELD_EVERY, Decoder, OwnedState, chunks, read_items
 from agents.screening import header
+from streams.core import carried
 from streams.core.batch import BatchItem, parse_origin
 from streams.core.deadletter import SourceRecord
 from streams.core.dedup import DEDUP_PREFIX
@@ -144,25 +146,31 @@ class IdentityWiring:
             sent = len(out.sends)
             if self.w.slots == 1:
                 identity.events(store, decoded, now, window, out)
-            else:
+                carry(out, sent, envelopes)
+            else:  # the protocol's outputs are given their envelopes in apply()
                 for item, envelope in decoded:
-                    self.arrive(store, message.partition, item, envelope, now, out)
-            carry(out, sent, envelopes)
+                    self.arrive(store, message.partition, item, envelope, now, out,
+                                envelopes)
             await asyncio.sleep(0)  # let heartbeats and the API run
 
     def arrive(self, store: StateStore, slot: int, item: BatchItem, envelope: Envelope | str,
-               now: datetime, out: Outputs) -> None:
-        """An event at its home slot (partitioned layout): its arrival in the protocol."""
+               now: datetime, out: Outputs, envelopes: Mapping[str, Envelope]) -> None:
+        """An event at its home slot (partitioned layout): its arrival in the protocol,
+        with its decoded envelope (``envelopes``: those of the events at hand, by origin)."""
         if isinstance(envelope, str):
             out.park(source_of(item), envelope, now)
             return
         event = EventRef(envelope.event_id, micros(envelope.event_time),
                          tuple(identifier_keys(envelope.identifiers)), item.origin,
-                         item.key, item.value)
-        self.apply(handle(store, slot, Arrival(event, micros(now)), self.cfg), out, now)
+                         item.key, item.value, carried.encode(envelope))
+        self.apply(handle(store, slot, Arrival(event, micros(now)), self.cfg), out, now,
+                   envelopes)
 
-    def apply(self, outputs: list[Output], out: Outputs, now: datetime) -> None:
-        """The protocol's outputs, in order, as the stage's outputs."""
+    def apply(self, outputs: list[Output], out: Outputs, now: datetime,
+              envelopes: Mapping[str, Envelope] | None = None) -> None:
+        """The protocol's outputs, in order, as the stage's outputs. An event goes on to
+        the profile stage with its envelope: from ``envelopes`` if it is one of the
+        events at hand, else read from what it carried while it waited or travelled."""
         for o in outputs:
             if isinstance(o, Send):  # coalesced per slot when the record is done
                 out.identity.append(ToIdentity(IDENTITY_PROTOCOL, "", encode(o.message),
@@ -170,8 +178,9 @@ class IdentityWiring:
                 out.counts[PROTOCOL_COUNT + o.message.KIND] += 1
             elif isinstance(o, ToProfile):
                 e = o.event
+                envelope = (envelopes or {}).get(e.origin) or carried_envelope(e)
                 out.sends.append(Resolved(BatchItem(e.origin, e.record_key, e.value,
-                                                    o.profile_id)))
+                                                    o.profile_id, envelope)))
             elif isinstance(o, MergeOutput):
                 out.sends.append(Command(MERGE_OUT, o.merge.loser, o.merge.to_json()))
             elif isinstance(o, ProfileCommand):
@@ -236,6 +245,19 @@ def erased(o: Erased, out: Outputs) -> None:
     out.records.extend((SUPPRESSIONS, key.encode(), marker) for key in o.suppressed)
     out.records.append((ERASURES, o.request_id.encode(), o.audit.encode()))
     log.info("erasure %s: %s", o.request_id, o.audit)
+
+
+def carried_envelope(event: EventRef) -> Envelope | None:
+    """The envelope an event carried through the protocol; None without one (or one
+    unreadable): the profile stage then decodes the Avro value, as for old records."""
+    if not event.carried:
+        return None
+    try:
+        return carried.decode(event.carried)
+    except carried.CarriedFormatError as exc:
+        log.warning("event %s: carried envelope unreadable, decoding Avro: %s",
+                    event.event_id, exc)
+        return None
 
 
 def carry(out: Outputs, first: int, envelopes: dict[str, Envelope]) -> None:

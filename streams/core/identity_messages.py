@@ -32,7 +32,9 @@ class ProtocolError(ValueError):
 class EventRef:
     """What the protocol needs of a screened event: its id, time and identifier keys
     (strongest first), and the ingestion record it came from, so that the hop that
-    decides can forward it and a give-up can dead-letter it (decoded only at entry)."""
+    decides can forward it and a give-up can dead-letter it; ``carried``: the envelope
+    screening decoded, in streams/core/carried.py's form, so that an event that waits
+    or travels as a ticket reaches the profile stage decoded (one decode per event)."""
 
     event_id: str
     time_us: int  # event time, µs: a merge's merged_at
@@ -40,6 +42,7 @@ class EventRef:
     origin: str = ""  # topic:partition:offset of the ingestion record
     record_key: bytes | None = None
     value: bytes = b""
+    carried: bytes = b""  # empty: not known (a message from before the field existed)
 
     @property
     def home(self) -> str:
@@ -47,16 +50,19 @@ class EventRef:
         return self.keys[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "time_us": self.time_us, "keys": list(self.keys),
-                "origin": self.origin, "record_key": _b64(self.record_key),
-                "value": _b64(self.value)}
+        out = {"event_id": self.event_id, "time_us": self.time_us, "keys": list(self.keys),
+               "origin": self.origin, "record_key": _b64(self.record_key),
+               "value": _b64(self.value)}
+        if self.carried:  # optional: a reader before the field ignores it
+            out["carried"] = _b64(self.carried)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EventRef:
         key = d.get("record_key")
         return cls(str(d["event_id"]), int(d["time_us"]), tuple(str(k) for k in d["keys"]),
                    str(d.get("origin", "")), None if key is None else _unb64(key),
-                   _unb64(d.get("value") or ""))
+                   _unb64(d.get("value") or ""), _unb64(d.get("carried") or ""))
 
 
 @dataclass(frozen=True)
