@@ -24,10 +24,11 @@ and data directory):
    against every audience, moves journeys, passes governance, and the resulting action
    commands and audience changes are written to their topics.
 
-A worker's topics all derive from its topic prefix, including the internal profile topic
-that run 3 fills, so run 4 uses a second prefix: its ingestion topic gets the very same
-records (same bytes, keys and partitions) and its definitions topic holds the published
-set. Runs 1 to 3 share the first prefix, whose definitions topic stays empty.
+Each run has its own topic prefix (its own ingestion topic and internal topics) and app
+id. Its ingestion topic is fed the very same records (same bytes, keys and partitions)
+once its worker's /metrics answers, while the readings go on: a worker started on a
+backlog ran some stages (the screening thread) before it answered, and their work fell
+outside the window. Only the activation run's definitions topic holds the published set.
 
 Each worker's count of processed events is read from its /metrics every 0.1 s, with the
 process's CPU time (user and system, all threads: /proc/PID/stat). Each rate is all the
@@ -40,7 +41,7 @@ The activation overhead is the extra time per event relative to the core alone:
 ``(1/rate_activation - 1/rate_core) / (1/rate_core)``, and the extra CPU-us per event
 relative to the core's (steadier on a loaded machine); the target is at most 30% in
 both. The activation run's counters (audience changes, enrollments, actions by outcome)
-are printed to show activation really worked. Topics of both prefixes and app ids and the temporary
+are printed to show activation really worked. Topics of every prefix and app id and the temporary
 directories are deleted at the end. Uses the stack the ACTIVATION_* settings point at.
 
 Last, in the same run, the CPU-us per event of each stage's own work (screening,
@@ -58,6 +59,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,9 +117,20 @@ def create_plain_app() -> Any:
 
 @dataclass(frozen=True)
 class Bench:
+    """Each run's settings: its own topic prefix (its own ingestion topic, which it is
+    fed once it answers) and app id."""
+
     root: Path  # temporary: data directories, definitions, worker logs
-    core: Settings  # the plain and core-alone runs
-    activation: Settings  # the activation run: own prefix, published definitions
+    core: Settings  # the core-alone run
+    activation: Settings  # the activation run: published definitions
+    plain: Settings  # the plain Faust agent
+    quix: Settings  # the Quix Streams peer
+
+    def runs(self) -> tuple[Settings, ...]:
+        return self.core, self.activation, self.plain, self.quix
+
+
+Records = list[tuple[bytes, bytes]]
 
 
 def _settings(root: Path, uid: str, tag: str, slots: int) -> Settings:
@@ -130,7 +143,7 @@ def new_bench(slots: int = 1) -> Bench:
     """Settings of both runs; ``slots``: partitions of the identity stage (its layout)."""
     uid = uuid.uuid4().hex[:8]
     root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    return Bench(root, _settings(root, uid, "", slots), _settings(root, uid, "act", slots))
+    return Bench(root, *(_settings(root, uid, tag, slots) for tag in ("", "act", "plain", "quix")))
 
 
 def _encoded(settings: Settings, events: int, customers: int
@@ -143,26 +156,30 @@ def _encoded(settings: Settings, events: int, customers: int
     return [(e.key.encode(), encode(e.to_avro())) for e in data], len({e.event_id for e in data})
 
 
-def prepare(bench: Bench, events: int, customers: int) -> tuple[int, int]:
-    """Topics and schemas for both prefixes, the same records in both ingestion topics, and
-    the definitions published for the activation run only; (records, unique events)."""
-    for settings in (bench.core, bench.activation):
+def prepare(bench: Bench, events: int, customers: int) -> tuple[Records, int]:
+    """Topics and schemas for every prefix, and the definitions published for the
+    activation run only; the records every run is fed (the same bytes, keys and
+    partitions), and the number of unique events."""
+    for settings in bench.runs():
         bootstrap(settings)  # topics, and every value schema (actions, audience changes)
     records, unique = _encoded(bench.core, events, customers)
-    for settings in (bench.core, bench.activation):
-        produce(settings, settings.topic(INGEST), records)
     write_definitions(bench.root / "definitions")
     publish(bench.activation, bench.root / "definitions", "bench.stream")
-    return len(records), unique
+    return records, unique
+
+
+def feeder(settings: Settings, records: Records) -> Callable[[], None]:
+    """What writes a run's input once its worker answers (bench.workers.run_worker)."""
+    return lambda: produce(settings, settings.topic(INGEST), records)
 
 
 def cleanup(bench: Bench) -> list[str]:
     """Delete the topics of both prefixes and app ids (changelogs), and the temp dirs."""
     admin = admin_client(bench.core)
-    runs = (bench.core, bench.activation)
+    runs = bench.runs()
     starts = tuple({s.topic_prefix for s in runs} | {s.app_id for s in runs})
     # The Quix peer's changelog: changelog__<its consumer group>--<topic>--<store>.
-    starts += (f"changelog__{_quix_group(bench.core)}",)
+    starts += (f"changelog__{_quix_group(bench.quix)}",)
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(starts)]
     if names:
         for future in admin.delete_topics(names, operation_timeout=30).values():
@@ -189,38 +206,37 @@ class Runs:
     activation: Run
 
 
-def run_quix(bench: Bench, python: Path, records: int, guarantee: str) -> Run:
+def run_quix(bench: Bench, python: Path, records: Records, guarantee: str) -> Run:
     """The Quix Streams peer (bench.quix_peer) under the side venv's interpreter."""
-    core = bench.core
-    cmd = [str(python), "-m", "bench.quix_peer", "--topic", core.topic(INGEST),
-           "--group", _quix_group(core), "--state-dir", str(bench.root / "state-quix"),
-           "--port", str(core.worker_web_port), "--guarantee", guarantee]
-    env = {**os.environ, quix_peer.KAFKA_CONFIG_ENV: json.dumps(core.kafka_client_config())}
-    return run_worker(cmd, env, core.worker_web_port, records, bench.root / "quix.log")
+    quix = bench.quix
+    cmd = [str(python), "-m", "bench.quix_peer", "--topic", quix.topic(INGEST),
+           "--group", _quix_group(quix), "--state-dir", str(bench.root / "state-quix"),
+           "--port", str(quix.worker_web_port), "--guarantee", guarantee]
+    env = {**os.environ, quix_peer.KAFKA_CONFIG_ENV: json.dumps(quix.kafka_client_config())}
+    return run_worker(cmd, env, quix.worker_web_port, len(records), bench.root / "quix.log",
+                      feeder(quix, records))
 
 
-def measure(bench: Bench, records: int, quix: Path | None, guarantee: str) -> Runs:
+# -l info as in production: at warn and above Faust's console spinner sets the root
+# logger to DEBUG, and every Kafka send then builds (and drops) debug log records.
+WORKER = [sys.executable, "-m", "streams.app", "worker", "-l", "info"]
+
+
+def run_stream_worker(bench: Bench, settings: Settings, records: Records, log: str) -> Run:
+    return run_worker(WORKER, _env(settings), settings.worker_web_port, len(records),
+                      bench.root / log, feeder(settings, records))
+
+
+def measure(bench: Bench, records: Records, quix: Path | None, guarantee: str) -> Runs:
     """The four runs, one after the other (the Quix peer's only if its venv is given)."""
-    py, core, act = sys.executable, bench.core, bench.activation
-    # -l info as in production: at warn and above Faust's console spinner sets the root
-    # logger to DEBUG, and every Kafka send then builds (and drops) debug log records.
-    worker = [py, "-m", "streams.app", "worker", "-l", "info"]
-    plain = run_worker([py, "-m", "bench.stream", "plain-worker", "worker", "-l", "info"],
-                       _env(core), core.worker_web_port, records, bench.root / "plain.log")
+    plain = bench.plain
+    faust_agent = run_worker([sys.executable, "-m", "bench.stream", "plain-worker", "worker",
+                              "-l", "info"], _env(plain), plain.worker_web_port, len(records),
+                             bench.root / "plain.log", feeder(plain, records))
     peer = run_quix(bench, quix, records, guarantee) if quix else None
-    alone = run_worker(worker, _env(core), core.worker_web_port, records,
-                       bench.root / "core.log")
-    with_act = run_worker(worker, _env(act), act.worker_web_port, records,
-                          bench.root / "activation.log")
-    return Runs(plain, peer, alone, with_act)
-
-
-def measure_core(bench: Bench, records: int) -> Run:
-    """The core worker alone (``--core-only``)."""
-    worker = [sys.executable, "-m", "streams.app", "worker", "-l", "info"]
-    core = bench.core
-    return run_worker(worker, _env(core), core.worker_web_port, records,
-                      bench.root / "core.log")
+    alone = run_stream_worker(bench, bench.core, records, "core.log")
+    with_act = run_stream_worker(bench, bench.activation, records, "activation.log")
+    return Runs(faust_agent, peer, alone, with_act)
 
 
 def _split(text: str, name: str, label: str) -> str:
@@ -296,12 +312,12 @@ def main() -> None:
     try:
         records, unique = prepare(bench, args.events, args.customers)
         if args.core_only:
-            core = measure_core(bench, records)
+            core = run_stream_worker(bench, bench.core, records, "core.log")
         else:
             runs = measure(bench, records, quix, args.quix_guarantee)
     finally:
         deleted = cleanup(bench)
-    print(f"events: {records} ({unique} unique), customers: {args.customers}, "
+    print(f"events: {len(records)} ({unique} unique), customers: {args.customers}, "
           f"identity partitions: {args.identity_partitions}")
     if args.core_only:
         print(f"core alone: {core.rate:,.0f} events/s, {core.cpu_us:,.0f} CPU-us/event "
