@@ -22,7 +22,6 @@ from agents.owned import Decoder, OwnedState, chunks, read_items
 from agents.screening import header
 from streams.core.batch import BatchItem, position
 from streams.core.pipeline import StageConfig
-from streams.core.profile_cache import DecodedProfiles
 from streams.core.routing import COMMAND_HEADER
 from streams.core.stages.outputs import Outputs
 from streams.core.stages.profiles import STAGE, ProfileStage
@@ -42,8 +41,7 @@ class ProfileWiring:
         self.stage = ProfileStage(config, w.partitions, activation,
                                   manual=settings.activation_clock == "manual",
                                   timer_batch=settings.timer_batch, channels=ACTION_CHANNELS,
-                                  identity_slots=w.slots,
-                                  decoded=DecodedProfiles(settings.profile_cache_bytes))
+                                  identity_slots=w.slots)
         self.owned = OwnedState(w, activation, STAGE, w.profiles_topic.get_topic_name(),
                                 w.profile_states)
 

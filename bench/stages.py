@@ -33,7 +33,6 @@ from streams.activation.definitions import DefinitionSet
 from streams.core.contract import validate_record
 from streams.core.identity_stage import route_event
 from streams.core.pipeline import APPLIED, StageConfig, apply_resolved
-from streams.core.profile_cache import DecodedProfiles
 from streams.core.sandbox import DictStore
 from streams.records import Envelope
 from streams.schemas import SchemaCatalog
@@ -84,7 +83,6 @@ def run(events: list[Envelope], definitions: DefinitionSet | None) -> dict[str, 
     raws, schema = _encoded(events)
     cpu: dict[str, float] = defaultdict(float)
     identity, profiles = DictStore(), DictStore()
-    decoded = DecodedProfiles(load_settings().profile_cache_bytes)  # as the worker's
     now = datetime.now(UTC)
     for position, raw in enumerate(raws):
         t0 = time.process_time()
@@ -100,8 +98,7 @@ def run(events: list[Envelope], definitions: DefinitionSet | None) -> dict[str, 
         before_act = cpu["activation"]
         t3 = time.process_time()
         apply_resolved(profiles, envelope, routed.profile_id, position, CFG,
-                       None if definitions is None else _hook(profiles, definitions, cpu, now),
-                       decoded)
+                       None if definitions is None else _hook(profiles, definitions, cpu, now))
         cpu["profile"] += time.process_time() - t3 - (cpu["activation"] - before_act)
     return dict(cpu)
 

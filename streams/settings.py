@@ -111,11 +111,6 @@ class Settings(BaseSettings):
         description="Committed values (and absent keys) each claimed store keeps in memory "
         "(tables/cache.py), per store: most of an event's reads then skip RocksDB. 0: off.",
     )
-    profile_cache_bytes: int = Field(
-        8 * 1024 * 1024, ge=0, le=4 * 1024 * 1024 * 1024,
-        description="Stored bytes of the profiles a worker's profile stage keeps decoded "
-        "(streams/core/profile_cache.py): a profile's next event skips its JSON decode. "
-        "A decoded profile takes a few times its stored size in memory. 0: off.")
     worker_gc_threshold: int = Field(
         10_000, ge=100, le=1_000_000,
         description="Allocations between two young collections of Python's cyclic "

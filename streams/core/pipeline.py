@@ -27,7 +27,6 @@ from typing import Any
 
 from streams.core.identity import MergeRecord
 from streams.core.profile import Profile, apply_event, merge_profiles
-from streams.core.profile_cache import DecodedProfiles
 from streams.core.routing import MergeIn, MergeOut
 from streams.core.store import Store as Store  # the one protocol
 from streams.records import Envelope
@@ -84,23 +83,17 @@ def _history_dicts(store: Store, profile_id: str) -> list[dict[str, Any]]:
 
 
 def apply_resolved(store: Store, envelope: Envelope, profile_id: str, position: int,
-                   cfg: StageConfig, activate: Activate | None = None,
-                   decoded: DecodedProfiles | None = None) -> Profile:
-    """Apply one deduplicated event the identity stage resolved to ``profile_id``
-    (``decoded``: the stage's profiles decoded lately, streams/core/profile_cache.py)."""
+                   cfg: StageConfig, activate: Activate | None = None) -> Profile:
+    """Apply one deduplicated event the identity stage resolved to ``profile_id``."""
     key = pkey(profile_id)  # load_profile's, built once for the read and the write
     raw = store.get(key)
-    before = None if raw is None else \
-        Profile.from_json(raw) if decoded is None else decoded.read(profile_id, raw)
+    before = None if raw is None else Profile.from_json(raw)
     profile = apply_event(before or Profile(profile_id), envelope, cfg.ordering_window,
                           cfg.timeline_limit)
     if activate is not None:
         profile = activate(before, profile, envelope, position)
     profile = profile.replaced({"last_offset": position})
-    data = profile.to_json()
-    store[key] = data
-    if decoded is not None:
-        decoded.remember(profile_id, data, profile)
+    store[key] = profile.to_json()
     return profile
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -53,7 +53,6 @@ from streams.core.pipeline import (
     restore,
 )
 from streams.core.profile import Profile
-from streams.core.profile_cache import DecodedProfiles
 from streams.core.routing import (
     DELIVERY_NOTE,
     ERASE,
@@ -112,8 +111,6 @@ class ProfileStage:
     timer_batch: int = 2000
     channels: tuple[str, ...] = ()  # action topics an erasure is announced on
     identity_slots: int = 1  # the identity stage's partitions (where relinks go)
-    # Profiles decoded lately (streams/core/profile_cache.py); by default none kept.
-    decoded: DecodedProfiles = field(default_factory=lambda: DecodedProfiles(0))
 
     def now(self, store: Store, wall: datetime) -> datetime:
         return clock_now(store, self.manual, wall)
@@ -165,8 +162,7 @@ class ProfileStage:
             out.emit(emission, env)
             return profile
 
-        apply_resolved(store, envelope, item.profile, at, self.config, activate=hook,
-                       decoded=self.decoded)
+        apply_resolved(store, envelope, item.profile, at, self.config, activate=hook)
         out.statuses[APPLIED] += 1
 
     def command(self, store: Store, partition: int, name: bytes, body: bytes, at: int,
