@@ -76,24 +76,25 @@ apikeys: install
 demo: install
 	scripts/demo
 
-## Benchmarks print ratios against a baseline measured in the same run.
+## Benchmarks print ratios against a baseline measured in the same run; options go in
+## ARGS, e.g. `make bench-stream ARGS="--events 40000 --identity-partitions 1"`.
 bench-ingest: install
-	$(PY) bench/ingest.py
+	$(PY) bench/ingest.py $(ARGS)
 
 bench-stream: install
-	$(PY) -m bench.stream
+	$(PY) -m bench.stream $(ARGS)
 
 ## CPU-us per event of each stage's own work (pure stages, no broker).
 bench-stages: install
-	$(PY) -m bench.stages
+	$(PY) -m bench.stages $(ARGS)
 
 ## Time to rebuild 1,000,000 profiles from the changelog, and the worker's RSS holding them.
 bench-rebuild: install
-	$(PY) -m bench.rebuild
+	$(PY) -m bench.rebuild $(ARGS)
 
 ## Actions/s one executor delivers, against a plain aiohttp loop in the same run.
 bench-delivery: install
-	$(PY) -m bench.delivery
+	$(PY) -m bench.delivery $(ARGS)
 
 stack-up:
 	scripts/stack up
