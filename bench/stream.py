@@ -1,7 +1,7 @@
 """Sustained events/s of the stream worker, with and without activation, vs two peers.
 
     .venv/bin/python -m bench.stream [--events 20000] [--customers 2000] [--no-quix]
-                                     [--identity-partitions 4] [--core-only]
+                                     [--identity-partitions 4] [--core-only] [--returning]
 
 Four workers run one after the other in the same run, over the same workload (the
 integration tests' mixed workload, rebased to the year before now by
@@ -29,6 +29,9 @@ id. Its ingestion topic is fed the very same records (same bytes, keys and parti
 once its worker's /metrics answers, while the readings go on: a worker started on a
 backlog ran some stages (the screening thread) before it answered, and their work fell
 outside the window. Only the activation run's definitions topic holds the published set.
+With ``--returning`` each run is first fed as many earlier events of the same customers
+and processes them outside the window, so the measured events come from customers seen
+before (the workload's customers are otherwise all new to the run).
 
 Each worker's count of processed events is read from its /metrics every 0.1 s, with the
 process's CPU time (user and system, all threads: /proc/PID/stat). Each rate is all the
@@ -60,16 +63,17 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import quix_peer, stages
-from bench.activation_defs import recent, write_definitions
+from bench.activation_defs import SPAN, recent, write_definitions
 from bench.workers import Run, counters, run_worker
 from streams.activation.distribution import publish
 from streams.bootstrap import bootstrap
+from streams.records import Envelope
 from streams.schemas import SchemaCatalog
 from streams.serde import AvroSerde, RegistryClient
 from streams.settings import Settings, load_settings
@@ -146,31 +150,53 @@ def new_bench(slots: int = 1) -> Bench:
     return Bench(root, *(_settings(root, uid, tag, slots) for tag in ("", "act", "plain", "quix")))
 
 
-def _encoded(settings: Settings, events: int, customers: int
-             ) -> tuple[list[tuple[bytes, bytes]], int]:
-    """The rebased workload as (key, Avro value) records, and its number of unique events."""
+def _encoded(settings: Settings, data: list[Envelope]) -> Records:
+    """Events as (key, Avro value) records."""
     serde = AvroSerde(RegistryClient(settings.registry_client_config()),
                       SchemaCatalog.load(settings.schemas_dir))
     encode = serde.encoder(f"{settings.topic(INGEST)}-value", ENVELOPE)
-    data = recent(workload(events, customers), events, datetime.now(UTC))
-    return [(e.key.encode(), encode(e.to_avro())) for e in data], len({e.event_id for e in data})
+    return [(e.key.encode(), encode(e.to_avro())) for e in data]
 
 
-def prepare(bench: Bench, events: int, customers: int) -> tuple[Records, int]:
-    """Topics and schemas for every prefix, and the definitions published for the
-    activation run only; the records every run is fed (the same bytes, keys and
-    partitions), and the number of unique events."""
+def earlier(events: int, customers: int, now: datetime) -> list[Envelope]:
+    """``--returning``'s warm-up: other events of the same customers (another seed),
+    with ids of their own, a year before the measured ones."""
+    return [replace(e, event_id=f"warm-{e.event_id}", event_time=e.event_time - SPAN,
+                    received_time=e.received_time - SPAN)
+            for e in recent(workload(events, customers, seed=8), events, now)]
+
+
+@dataclass(frozen=True)
+class Workload:
+    records: Records  # what every run is fed and measured on (same bytes, keys, partitions)
+    unique: int  # its events less the re-sent duplicates
+    warm: Records  # with --returning: fed and processed first, outside the window
+
+
+def prepare(bench: Bench, events: int, customers: int, returning: bool) -> Workload:
+    """Topics and schemas for every prefix, the definitions published for the activation
+    run only, and the records."""
     for settings in bench.runs():
         bootstrap(settings)  # topics, and every value schema (actions, audience changes)
-    records, unique = _encoded(bench.core, events, customers)
+    now = datetime.now(UTC)
+    data = recent(workload(events, customers), events, now)
+    warm = _encoded(bench.core, earlier(events, customers, now)) if returning else []
     write_definitions(bench.root / "definitions")
     publish(bench.activation, bench.root / "definitions", "bench.stream")
-    return records, unique
+    return Workload(_encoded(bench.core, data), len({e.event_id for e in data}), warm)
 
 
 def feeder(settings: Settings, records: Records) -> Callable[[], None]:
     """What writes a run's input once its worker answers (bench.workers.run_worker)."""
     return lambda: produce(settings, settings.topic(INGEST), records)
+
+
+def run(cmd: list[str], env: dict[str, str], settings: Settings, work: Workload,
+        log: Path) -> Run:
+    """One run fed ``work`` (its warm-up first, outside the window, if any)."""
+    warm = (len(work.warm), feeder(settings, work.warm)) if work.warm else None
+    return run_worker(cmd, env, settings.worker_web_port, len(work.records), log,
+                      feeder(settings, work.records), warm)
 
 
 def cleanup(bench: Bench) -> list[str]:
@@ -206,15 +232,14 @@ class Runs:
     activation: Run
 
 
-def run_quix(bench: Bench, python: Path, records: Records, guarantee: str) -> Run:
+def run_quix(bench: Bench, python: Path, work: Workload, guarantee: str) -> Run:
     """The Quix Streams peer (bench.quix_peer) under the side venv's interpreter."""
     quix = bench.quix
     cmd = [str(python), "-m", "bench.quix_peer", "--topic", quix.topic(INGEST),
            "--group", _quix_group(quix), "--state-dir", str(bench.root / "state-quix"),
            "--port", str(quix.worker_web_port), "--guarantee", guarantee]
     env = {**os.environ, quix_peer.KAFKA_CONFIG_ENV: json.dumps(quix.kafka_client_config())}
-    return run_worker(cmd, env, quix.worker_web_port, len(records), bench.root / "quix.log",
-                      feeder(quix, records))
+    return run(cmd, env, quix, work, bench.root / "quix.log")
 
 
 # -l info as in production: at warn and above Faust's console spinner sets the root
@@ -222,20 +247,18 @@ def run_quix(bench: Bench, python: Path, records: Records, guarantee: str) -> Ru
 WORKER = [sys.executable, "-m", "streams.app", "worker", "-l", "info"]
 
 
-def run_stream_worker(bench: Bench, settings: Settings, records: Records, log: str) -> Run:
-    return run_worker(WORKER, _env(settings), settings.worker_web_port, len(records),
-                      bench.root / log, feeder(settings, records))
+def run_stream_worker(bench: Bench, settings: Settings, work: Workload, log: str) -> Run:
+    return run(WORKER, _env(settings), settings, work, bench.root / log)
 
 
-def measure(bench: Bench, records: Records, quix: Path | None, guarantee: str) -> Runs:
+def measure(bench: Bench, work: Workload, quix: Path | None, guarantee: str) -> Runs:
     """The four runs, one after the other (the Quix peer's only if its venv is given)."""
     plain = bench.plain
-    faust_agent = run_worker([sys.executable, "-m", "bench.stream", "plain-worker", "worker",
-                              "-l", "info"], _env(plain), plain.worker_web_port, len(records),
-                             bench.root / "plain.log", feeder(plain, records))
-    peer = run_quix(bench, quix, records, guarantee) if quix else None
-    alone = run_stream_worker(bench, bench.core, records, "core.log")
-    with_act = run_stream_worker(bench, bench.activation, records, "activation.log")
+    faust_agent = run([sys.executable, "-m", "bench.stream", "plain-worker", "worker", "-l",
+                       "info"], _env(plain), plain, work, bench.root / "plain.log")
+    peer = run_quix(bench, quix, work, guarantee) if quix else None
+    alone = run_stream_worker(bench, bench.core, work, "core.log")
+    with_act = run_stream_worker(bench, bench.activation, work, "activation.log")
     return Runs(faust_agent, peer, alone, with_act)
 
 
@@ -297,6 +320,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--core-only", action="store_true",
                         help="run only the core worker (no peers, no activation run, no "
                         "per-stage report): quicker before/after comparisons")
+    parser.add_argument("--returning", action="store_true",
+                        help="every run first processes as many earlier events of the same "
+                        "customers (outside the window): the measured events come from "
+                        "customers seen before, not new ones")
     parser.add_argument("--identity-partitions", type=int,
                         default=Settings.model_fields["identity_partitions"].default,
                         help="partitions of the identity stage (default: the settings' "
@@ -310,15 +337,17 @@ def main() -> None:
     quix = None if args.no_quix or args.core_only else quix_peer.ensure_venv()
     bench = new_bench(args.identity_partitions)
     try:
-        records, unique = prepare(bench, args.events, args.customers)
+        work = prepare(bench, args.events, args.customers, args.returning)
         if args.core_only:
-            core = run_stream_worker(bench, bench.core, records, "core.log")
+            core = run_stream_worker(bench, bench.core, work, "core.log")
         else:
-            runs = measure(bench, records, quix, args.quix_guarantee)
+            runs = measure(bench, work, quix, args.quix_guarantee)
     finally:
         deleted = cleanup(bench)
-    print(f"events: {len(records)} ({unique} unique), customers: {args.customers}, "
-          f"identity partitions: {args.identity_partitions}")
+    print(f"events: {len(work.records)} ({work.unique} unique), customers: "
+          f"{args.customers}, identity partitions: {args.identity_partitions}"
+          + (f", after a warm-up of {len(work.warm)} earlier events of the same customers"
+             if work.warm else ""))
     if args.core_only:
         print(f"core alone: {core.rate:,.0f} events/s, {core.cpu_us:,.0f} CPU-us/event "
               f"over {core.seconds:.2f} s")

@@ -59,9 +59,14 @@ def processed(text: str) -> float:
     return total
 
 
+def handled(text: str) -> float:
+    """Records handled by any stage so far (the screening stage comes first)."""
+    return sum(counters(text, "activation_stream_events_total").values())
+
+
 def started(text: str) -> bool:
-    """Whether any stage has handled a record yet (the screening stage comes first)."""
-    return any(counters(text, "activation_stream_events_total").values())
+    """Whether any stage has handled a record yet."""
+    return handled(text) > 0
 
 
 @dataclass(frozen=True)
@@ -109,39 +114,67 @@ def _window(readings: list[Reading], expected: int, text: str) -> Run:
     return Run(expected / seconds, (last[3] - begin[3]) * 1e6 / expected, text, seconds)
 
 
+class _Watch:
+    """A started worker, read from outside: its /metrics and its CPU time."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.proc, self.port, self.log_path = proc, port, log_path
+        self.deadline = time.monotonic() + WORKER_DEADLINE_S
+
+    def read(self) -> str:
+        """The next answer of /metrics (after 0.1 s); stops the run if the worker died."""
+        while time.monotonic() < self.deadline and self.proc.poll() is None:
+            text = _scrape(self.port)
+            if text:
+                return text
+            time.sleep(0.1)
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"worker stopped or timed out; log:\n{tail}")
+
+    def feed(self, feed: Callable[[], None], events: int, measured: bool) -> Run | None:
+        """Run ``feed`` in a thread while reading every 0.1 s until ``events`` more are
+        done; the window over them if ``measured``."""
+        text = self.read()
+        done, seen = processed(text), handled(text)  # what earlier phases did
+        feeder = threading.Thread(target=feed, name="feed", daemon=True)
+        feeder.start()
+        readings: list[Reading] = []
+        try:
+            while True:
+                n = processed(text) - done
+                readings.append((time.monotonic(), n, handled(text) > seen,
+                                 _cpu_seconds(self.proc.pid)))
+                if n >= events:
+                    return _window(readings, events, text) if measured else None
+                time.sleep(0.1)
+                text = self.read()
+        finally:
+            feeder.join(60)
+
+
 def run_worker(cmd: list[str], env: dict[str, str], port: int, expected: int,
-               log_path: Path, feed: Callable[[], None]) -> Run:
+               log_path: Path, feed: Callable[[], None],
+               warm: tuple[int, Callable[[], None]] | None = None) -> Run:
     """Start a worker; once its /metrics answers, ``feed`` writes its input (in a thread,
-    the readings going on meanwhile); its events/s and CPU per event while it processes,
-    its metrics.
+    the readings going on meanwhile); its events/s and CPU per event while it processes
+    those ``expected`` events, and its metrics.
 
     Fed only once it answers: a worker started on a backlog began some stages (the
     screening thread) before its /metrics answered, and a window opening at the first
     answer missed their work: all 20,000 events were screened by then in every run
-    logged (the core's figures left out the screening stage's CPU)."""
+    logged (the core's figures left out the screening stage's CPU).
+
+    ``warm``: (events, their feed) written and processed first, outside the window: the
+    measured events then come from customers the worker has seen."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    feeder: threading.Thread | None = None
     try:
-        deadline = time.monotonic() + WORKER_DEADLINE_S
-        readings: list[Reading] = []
-        last_n = 0.0
-        while time.monotonic() < deadline and proc.poll() is None:
-            text = _scrape(port)
-            n = processed(text)
-            if text:  # answered (a worker starting up may not yet)
-                readings.append((time.monotonic(), n, started(text), _cpu_seconds(proc.pid)))
-                if feeder is None:
-                    feeder = threading.Thread(target=feed, name="feed", daemon=True)
-                    feeder.start()
-            if n >= expected:
-                return _window(readings, expected, text)
-            last_n = n
-            time.sleep(0.1)
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise SystemExit(f"worker stopped or timed out at {last_n:.0f} events; log:\n{tail}")
+        watch = _Watch(proc, port, log_path)
+        if warm is not None:
+            watch.feed(warm[1], warm[0], measured=False)
+        run = watch.feed(feed, expected, measured=True)
+        assert run is not None  # noqa: S101 - measured
+        return run
     finally:
         proc.terminate()
         proc.wait(60)
-        if feeder is not None:
-            feeder.join(60)
