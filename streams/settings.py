@@ -100,8 +100,8 @@ class Settings(BaseSettings):
         le=timedelta(seconds=5),
         description="Longest a worker's fetch waits for data. aiokafka keeps one fetch "
         "in flight per broker, so a stage whose input another stage has just written "
-        "waits for that fetch to return: short waits keep the stages flowing, at a few "
-        "empty fetches a second when idle (Faust's fixed value is 1.5 s).")
+        "waits for that fetch to return: short waits keep the stages flowing, at up to "
+        "1 s / wait empty fetches a second per broker when idle (Faust's fixed 1.5 s).")
     worker_session_timeout: timedelta = Field(
         timedelta(seconds=10),
         description="Consumer-group session timeout: how soon a dead worker's partitions move.",
