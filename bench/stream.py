@@ -144,7 +144,7 @@ def _settings(root: Path, uid: str, tag: str, slots: int) -> Settings:
 
 
 def new_bench(slots: int = 1) -> Bench:
-    """Settings of both runs; ``slots``: partitions of the identity stage (its layout)."""
+    """Settings of every run; ``slots``: partitions of the identity stage (its layout)."""
     uid = uuid.uuid4().hex[:8]
     root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     return Bench(root, *(_settings(root, uid, tag, slots) for tag in ("", "act", "plain", "quix")))
@@ -200,7 +200,7 @@ def run(cmd: list[str], env: dict[str, str], settings: Settings, work: Workload,
 
 
 def cleanup(bench: Bench) -> list[str]:
-    """Delete the topics of both prefixes and app ids (changelogs), and the temp dirs."""
+    """Delete the topics of every prefix and app id (changelogs), and the temp dirs."""
     admin = admin_client(bench.core)
     runs = bench.runs()
     starts = tuple({s.topic_prefix for s in runs} | {s.app_id for s in runs})
