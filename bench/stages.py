@@ -8,7 +8,13 @@ drive), with and without the benchmark's 50 audiences and 10 journeys, and charg
 ``time.process_time`` around each call to the stage it belongs to:
 
 - **screening**: Avro decoding and the contract check of the ingestion record;
-- **identity**: deduplication and identity resolution (``route_event``);
+- **identity**: deduplication and identity resolution on the single layout
+  (``route_event``);
+- **identity, N slots** (its own table): the same on the partitioned layout, through the
+  protocol's real steps (``streams/core/identity_protocol.handle``) and its message codec,
+  the slots in one process (tests/unit/core/partitioned.py), arrivals fed in takes of
+  ``--take`` records as the worker takes them; how many records the slots handled per
+  event says how much travelling the protocol did;
 - **profile**: applying the event to its profile (``apply_resolved`` without activation);
 - **activation**: what activation adds on top (audiences, journeys, governance, notes,
   timers) with the benchmark's definitions.
@@ -38,6 +44,7 @@ from streams.records import Envelope
 from streams.schemas import SchemaCatalog
 from streams.settings import load_settings
 from tests.integration.core.workload import workload
+from tests.unit.core.partitioned import Partitioned, ref_of
 
 CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 200)
 
@@ -103,7 +110,24 @@ def run(events: list[Envelope], definitions: DefinitionSet | None) -> dict[str, 
     return dict(cpu)
 
 
-def report(count: int, customers: int) -> None:
+def partitioned(events: list[Envelope], slots: int, take: int) -> tuple[float, float]:
+    """CPU seconds of the identity stage's protocol over ``slots`` slots, and the records
+    the slots handled per event: each take of arrivals, then every message they cause,
+    pairs of slots served in turn (as the worker's partitions are)."""
+    stage = Partitioned(slots)
+    now = datetime.now(UTC)
+    refs = [ref_of(e, f"o{i}") for i, e in enumerate(events)]
+    started = time.process_time()
+    for first in range(0, len(refs), take):
+        for ref in refs[first:first + take]:
+            stage.arrive(ref, now)
+        while ready := stage.ready():
+            for pair in ready:
+                stage.deliver(pair)
+    return time.process_time() - started, stage.delivered / len(events)
+
+
+def report(count: int, customers: int, take: int = 500) -> None:
     """Both runs over the workload, and the table of CPU-us per event by stage."""
     events = recent(workload(count, customers), count, datetime.now(UTC))
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,14 +143,21 @@ def report(count: int, customers: int) -> None:
     total_core = sum(core.values()) / count * 1e6
     total_act = sum(with_act.values()) / count * 1e6
     print(f"{'total':<12} {total_core:>8.1f} {total_act:>16.1f}")
+    print(f"\nidentity on the partitioned layout (the protocol's steps, takes of {take})")
+    print(f"{'slots':<12} {'CPU-us':>8} {'records/event':>16}")
+    for slots in (1, 4, 16):
+        cpu, records = partitioned(events, slots, take)
+        print(f"{slots:<12} {cpu / count * 1e6:>8.1f} {records:>16.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--take", type=int, default=500,
+                        help="arrivals fed to the partitioned identity stage at once")
     args = parser.parse_args()
-    report(args.events, args.customers)
+    report(args.events, args.customers, args.take)
 
 
 if __name__ == "__main__":
