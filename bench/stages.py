@@ -12,9 +12,9 @@ drive), with and without the benchmark's 50 audiences and 10 journeys, and charg
   (``route_event``);
 - **identity, N slots** (its own table): the same on the partitioned layout, through the
   protocol's real steps (``streams/core/identity_protocol.handle``) and its message codec,
-  the slots in one process (tests/unit/core/partitioned.py), arrivals fed in takes of
-  ``--take`` records as the worker takes them; how many records the slots handled per
-  event says how much travelling the protocol did;
+  the slots in one process (tests/unit/core/partitioned.py), the events arriving in
+  takes of ``--take`` as the worker takes them; the protocol records per event say
+  how much travelling between slots the protocol did;
 - **profile**: applying the event to its profile (``apply_resolved`` without activation);
 - **activation**: what activation adds on top (audiences, journeys, governance, notes,
   timers) with the benchmark's definitions.
@@ -36,15 +36,19 @@ from typing import Any
 
 from bench.activation_defs import recent, write_definitions
 from streams.activation.definitions import DefinitionSet
+from streams.core import carried
 from streams.core.contract import validate_record
+from streams.core.identity import identifier_keys
+from streams.core.identity_messages import EventRef
 from streams.core.identity_stage import route_event
 from streams.core.pipeline import APPLIED, StageConfig, apply_resolved
+from streams.core.profile import micros
 from streams.core.sandbox import DictStore
 from streams.records import Envelope
 from streams.schemas import SchemaCatalog
 from streams.settings import load_settings
 from tests.integration.core.workload import workload
-from tests.unit.core.partitioned import Partitioned, ref_of
+from tests.unit.core.partitioned import Partitioned
 
 CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 200)
 
@@ -110,17 +114,22 @@ def run(events: list[Envelope], definitions: DefinitionSet | None) -> dict[str, 
     return dict(cpu)
 
 
-def partitioned(events: list[Envelope], slots: int, take: int) -> tuple[float, float]:
+def partitioned(events: list[Envelope], raws: list[bytes], slots: int, take: int
+                ) -> tuple[float, float]:
     """CPU seconds of the identity stage's protocol over ``slots`` slots, and the records
-    the slots handled per event: each take of arrivals, then every message they cause,
-    pairs of slots served in turn (as the worker's partitions are)."""
+    the slots handled per event beyond the batches they came in. As in the worker: each
+    take of events arrives at its home slots (a screened batch's events, handled at once),
+    then every protocol record they cause is delivered, pairs of slots served in turn.
+    The events carry what the worker's do (their Avro record and their envelope)."""
     stage = Partitioned(slots)
     now = datetime.now(UTC)
-    refs = [ref_of(e, f"o{i}") for i, e in enumerate(events)]
+    refs = [EventRef(e.event_id, micros(e.event_time), tuple(identifier_keys(e.identifiers)),
+                     f"o{i}", None, raw, carried.encode(e))
+            for i, (e, raw) in enumerate(zip(events, raws, strict=True))]
     started = time.process_time()
     for first in range(0, len(refs), take):
         for ref in refs[first:first + take]:
-            stage.arrive(ref, now)
+            stage.arrive_at_home(ref, now)
         while ready := stage.ready():
             for pair in ready:
                 stage.deliver(pair)
@@ -134,6 +143,7 @@ def report(count: int, customers: int, take: int = 500) -> None:
         definitions = write_definitions(Path(tmp) / "defs")
     core = run(events, None)
     with_act = run(events, definitions)
+    raws, _ = _encoded(events)
     print(f"{count:,} events, {customers:,} customers; CPU-us per event of each stage's "
           "own work (pure stages, no broker)")
     print(f"{'stage':<12} {'core':>8} {'with activation':>16}")
@@ -144,10 +154,10 @@ def report(count: int, customers: int, take: int = 500) -> None:
     total_act = sum(with_act.values()) / count * 1e6
     print(f"{'total':<12} {total_core:>8.1f} {total_act:>16.1f}")
     print(f"\nidentity on the partitioned layout (the protocol's steps, takes of {take})")
-    print(f"{'slots':<12} {'CPU-us':>8} {'records/event':>16}")
+    print(f"{'slots':<12} {'CPU-us':>8} {'protocol records/event':>24}")
     for slots in (1, 4, 16):
-        cpu, records = partitioned(events, slots, take)
-        print(f"{slots:<12} {cpu / count * 1e6:>8.1f} {records:>16.2f}")
+        cpu, records = partitioned(events, raws, slots, take)
+        print(f"{slots:<12} {cpu / count * 1e6:>8.1f} {records:>24.2f}")
 
 
 def main() -> None:

@@ -94,6 +94,15 @@ class Partitioned:
         """Screening's forward of one event to its home key's slot, in ingestion order."""
         self._queue(SCREENING, key_slot(event.home, self.slots), Arrival(event, micros(now)))
 
+    def arrive_at_home(self, event: EventRef, now: datetime) -> list[Output]:
+        """The arrival handled at once at its home slot, as the worker's identity stage
+        does with each event of a screened batch (no protocol record in between)."""
+        slot = key_slot(event.home, self.slots)
+        out = handle(self.stores[slot], slot, Arrival(event, micros(now)), self.cfg)
+        for item in out:
+            self._route(slot, item)
+        return out
+
     def relink(self, merge: MergeOut) -> None:
         """The profile stage's relink after undoing ``merge``: to the loser's slot."""
         ticket = RelinkTicket(merge.event_id, merge.winner, merge.loser, merge.moved_keys)
