@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -239,17 +239,40 @@ def ensure_topics(
 ) -> list[str]:
     """Create missing topics; verify existing ones. Returns the names created."""
     specs = list(specs)
-    try:
-        existing = admin.list_topics(timeout=timeout).topics
-    except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka to list topics: {exc}") from exc
+    existing = partition_counts(admin, [s.name for s in specs], timeout)
     missing = [s for s in specs if s.name not in existing]
     for spec in specs:
         if spec.name in existing:
-            _check_partitions(spec, len(existing[spec.name].partitions))
+            _check_partitions(spec, existing[spec.name])
     if not missing:
         return []
     return _create_topics(admin, missing, replication_factor, timeout)
+
+
+def partition_counts(admin: AdminClient, names: list[str], timeout: float) -> dict[str, int]:
+    """The partition count of each of ``names`` that exists. DescribeTopics asks the
+    broker for these topics only, and never creates one: listing every topic, as this
+    did, cost 40 ms of CPU per call on a cluster of 8,700 topics, and each store's
+    claim calls this for its changelog."""
+    if not names:
+        return {}
+    try:
+        futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout)
+        counts = {}
+        for name, future in futures.items():
+            try:
+                counts[name] = len(future.result().partitions)
+            except KafkaException as exc:
+                if _error_code(exc) != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+        return counts
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka to describe topics: {exc}") from exc
+
+
+def _error_code(exc: KafkaException) -> int | None:
+    error = exc.args[0] if exc.args else None
+    return error.code() if isinstance(error, KafkaError) else None
 
 
 def _check_partitions(spec: TopicSpec, have: int) -> None:

@@ -11,13 +11,10 @@ subject already holding the schema is left as it is.
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
-
 from streams.activation.definitions import DefinitionSet
-from streams.errors import BrokerError
 from streams.schema_workflow import SchemaWorkflow, plans_for
 from streams.settings import Settings
-from streams.topics import action_topic_specs, admin_client, ensure_topics
+from streams.topics import action_topic_specs, admin_client, ensure_topics, partition_counts
 
 LIST_TIMEOUT_S = 15.0
 
@@ -28,10 +25,7 @@ def provision_channels(settings: Settings, definitions: DefinitionSet) -> list[s
     specs = action_topic_specs(settings, sorted(
         {c.topic_name for c in definitions.all_channels.values()}))
     admin = admin_client(settings)
-    try:
-        existing = admin.list_topics(timeout=LIST_TIMEOUT_S).topics
-    except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka to list topics: {exc}") from exc
+    existing = partition_counts(admin, [s.name for s in specs], LIST_TIMEOUT_S)
     # Only what is missing: an existing topic's shape is bootstrap's to check, and a
     # publisher's settings need not match the deployment's partition counts.
     missing = [s for s in specs if s.name not in existing]
