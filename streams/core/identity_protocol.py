@@ -65,9 +65,11 @@ _STEPS: dict[type, Callable[[Tx, Any], None]] = {
     Link: link, Repoint: repoint, Release: release, Settled: settled, Abandon: abandon,
     Relink: relink, Unabsorb: unabsorb, UndoMerge: undo_merge, Erase: erase, Tick: tick,
 }
-_RESUME: dict[str, Callable[[Tx, dict[str, Any]], None]] = {
+_RESUME: dict[str, Callable[[Tx, Any], None]] = {
     "ticket": lambda tx, body: advance(tx, Ticket.from_dict(body)),
-    "event": lambda tx, body: start(tx, EventRef.from_dict(body)),  # marker written already
+    # The marker was written at arrival. A packed event, or a JSON one an older worker parked.
+    "event": lambda tx, body: start(tx, body if isinstance(body, EventRef)
+                                    else EventRef.from_dict(body)),
     "relink": lambda tx, body: advance_relink(tx, RelinkTicket.from_dict(body)),
     "erase": lambda tx, body: erase(tx, Erase(body["step"], body["request"], body["now_us"],
                                               body["pid"])),

@@ -10,7 +10,8 @@ streams/core/identity_stage.py); the protocol adds (docs/partitioned-identity.md
 ``l:<pid>``         lock: the token (``<event id>#<epoch>``) of the ticket holding it
 ``g:<home key>``    home guard: the undecided event of that home key
 ``wq:<resource>``   a waiter queue's bounds, ``head,next`` (absent when empty)
-``w:<resource>:<n>`` the waiters, FIFO, each a JSON item (20-digit sequence)
+``w:<resource>:<n>`` the waiters, FIFO (20-digit sequence): an event ``E`` + MessagePack,
+                    any other step a JSON item
 
 A resource is ``c/<key>``, ``l/<pid>``, ``g/<home key>`` or ``i/<key>`` (tickets
 waiting for a newer hint of a key that was not where its hint said). The queue keeps
@@ -27,10 +28,12 @@ from typing import Any
 
 import orjson
 
-from streams.core.identity_messages import Message, Release
+from streams.core.identity_messages import EventRef, Message, Release
 from streams.core.identity_outputs import Output, Send
 from streams.core.pipeline import Store
 from streams.core.routing import key_slot, profile_slot
+
+_EVENT_WAITER = b"E"  # a packed event waiter's first byte; a JSON waiter's is "{"
 
 
 def _key(family: bytes, name: str) -> bytes:
@@ -176,13 +179,24 @@ def wait(tx: Tx, resource: str, kind: str, body: dict[str, Any]) -> bool:
     return park(tx.store, resource, waiter(kind, body), tx.cfg.max_waiters)
 
 
+def wait_event(tx: Tx, resource: str, event: EventRef) -> bool:
+    """Parks an arrived event (kind ``event``) in its binary form (:meth:`EventRef.packed`):
+    the waiter most often written, by far."""
+    return park(tx.store, resource, _EVENT_WAITER + event.packed(), tx.cfg.max_waiters)
+
+
 def waiter(kind: str, body: dict[str, Any]) -> bytes:
-    """A parked step (an event's whole record, often): orjson, several times faster
-    than json here; a waiter lives only until it resumes, and both spellings read."""
+    """A parked step: JSON (orjson). Events are parked packed (:func:`wait_event`)."""
     return orjson.dumps({"kind": kind, "body": body})
 
 
-def waiter_of(item: bytes) -> tuple[str, dict[str, Any]]:
+def waiter_of(item: bytes) -> tuple[str, dict[str, Any] | EventRef]:
+    """A waiter's kind and what resumes it: an :class:`EventRef` for a packed event
+    (its first byte is not JSON's), else the JSON body, in either JSON spelling (a
+    waiter lives only until it resumes, but one may have been parked by an older
+    worker: a JSON event body reads as it always did)."""
+    if item[:1] == _EVENT_WAITER:
+        return "event", EventRef.unpacked(item[1:])
     doc = orjson.loads(item)
     return str(doc["kind"]), dict(doc["body"])
 

@@ -66,7 +66,7 @@ def arrive(tx: Tx, m: Arrival) -> None:
     if slots.holder(store, "g/" + ev.home) is not None:
         # Marked now, though undecided: a resend while it waits is a duplicate.
         store[mkey] = new_marker(m.now_us, ev.origin, "")
-        if not slots.wait(tx, "g/" + ev.home, "event", ev.to_dict()):
+        if not slots.wait_event(tx, "g/" + ev.home, ev):
             tx.send(tx.slot, Abandon(ev, f"identity: more than {tx.cfg.max_waiters} "
                                          f"events wait behind {ev.home}"))
         return

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.core import carried
+from streams.core import carried, identity_slots
+from streams.core.dedup import dedup_key
 from streams.core.identity import new_profile_id
 from streams.core.identity_messages import (
     Abandon,
@@ -47,7 +48,7 @@ from streams.core.identity_outputs import (
     ToProfile,
 )
 from streams.core.identity_protocol import Config, handle
-from streams.core.identity_stage import SUPPRESSED_EVENT, route_event
+from streams.core.identity_stage import SUPPRESSED_EVENT, new_marker, route_event
 from streams.core.pipeline import APPLIED, DUPLICATE
 from streams.core.profile import micros
 from streams.core.routing import UNDO_MERGE, MergeOut, key_slot, partition_of, profile_slot
@@ -403,6 +404,34 @@ def test_events_that_wait_or_travel_reach_the_profile_stage_with_their_envelope(
             e for e in envelopes if e.event_id == o.event.event_id)
     old = {k: v for k, v in ref_of(envelopes[0]).to_dict().items() if k != "carried"}
     assert EventRef.from_dict(old).carried == b""
+
+
+def test_a_waiting_event_is_stored_packed_and_one_parked_as_json_still_resumes() -> None:
+    """Events behind a busy home key are parked in MessagePack, their bytes as they are;
+    an event an older worker parked as JSON (base64 bytes) resumes all the same."""
+    home, other = named("cid", 0, 2), named("anon", 1, 2)
+    part = Partitioned(2)
+    first, second, third = (env(f"e{n}", T0 + timedelta(seconds=n), home, other)
+                            for n in range(3))
+    part.arrive(replace(ref_of(first, "in:0:0"), value=b"\x00avro"), NOW)
+    part.arrive(replace(ref_of(second, "in:0:1"), value=b"\x00\xffbytes",
+                        carried=carried.encode(second)), NOW)
+    part.deliver((-1, 0))  # e0: a ticket holds the home guard
+    part.deliver((-1, 0))  # e1 waits
+    store = part.stores[0]
+    [(_, packed)] = [(k, v) for k, v in store.items() if k.startswith(b"w:")]
+    kind, body = identity_slots.waiter_of(packed)
+    assert kind == "event" and isinstance(body, EventRef)
+    assert (body.value, carried.decode(body.carried)) == (b"\x00\xffbytes", second)
+    # e2 as an older worker parked it: marked at arrival, then a JSON waiter.
+    old = replace(ref_of(third, "in:0:2"), value=b"\x01old")
+    store[dedup_key(old.event_id)] = new_marker(micros(NOW), old.origin, "")
+    identity_slots.park(store, "g/" + home, identity_slots.waiter("event", old.to_dict()), 10)
+    part.run()
+    forwarded = {o.event.event_id: o.event for _, o in part.to_profiles
+                 if isinstance(o, ToProfile)}
+    assert sorted(forwarded) == ["e0", "e1", "e2"]
+    assert forwarded["e2"].value == b"\x01old" and forwarded["e1"].carried
 
 
 def test_gave_up_output_carries_the_record() -> None:
