@@ -21,8 +21,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -142,45 +140,42 @@ class IdentityWiring:
         for run in chunks(items):
             decoded = [(item, await self.decoder.decoded(item, now, identity.STAGE))
                        for item in run]
-            envelopes = {item.origin: e for item, e in decoded if not isinstance(e, str)}
             sent = len(out.sends)
             if self.w.slots == 1:
                 identity.events(store, decoded, now, window, out)
-                carry(out, sent, envelopes)
-            else:  # the protocol's outputs are given their envelopes in apply()
+                carry(out, sent, {item.origin: e for item, e in decoded
+                                  if not isinstance(e, str)})
+            else:
                 for item, envelope in decoded:
-                    self.arrive(store, message.partition, item, envelope, now, out,
-                                envelopes)
+                    self.arrive(store, message.partition, item, envelope, now, out)
             await asyncio.sleep(0)  # let heartbeats and the API run
 
     def arrive(self, store: StateStore, slot: int, item: BatchItem, envelope: Envelope | str,
-               now: datetime, out: Outputs, envelopes: Mapping[str, Envelope]) -> None:
+               now: datetime, out: Outputs) -> None:
         """An event at its home slot (partitioned layout): its arrival in the protocol,
-        with its decoded envelope (``envelopes``: those of the events at hand, by origin)."""
+        with its decoded envelope, whose carried bytes travel with it."""
         if isinstance(envelope, str):
             out.park(source_of(item), envelope, now)
             return
         event = EventRef(envelope.event_id, micros(envelope.event_time),
                          tuple(identifier_keys(envelope.identifiers)), item.origin,
                          item.key, item.value, carried.encode(envelope))
-        self.apply(handle(store, slot, Arrival(event, micros(now)), self.cfg), out, now,
-                   envelopes)
+        self.apply(handle(store, slot, Arrival(event, micros(now)), self.cfg), out, now)
 
-    def apply(self, outputs: list[Output], out: Outputs, now: datetime,
-              envelopes: Mapping[str, Envelope] | None = None) -> None:
+    def apply(self, outputs: list[Output], out: Outputs, now: datetime) -> None:
         """The protocol's outputs, in order, as the stage's outputs. An event goes on to
-        the profile stage with its envelope: from ``envelopes`` if it is one of the
-        events at hand, else read from what it carried while it waited or travelled."""
+        the profile stage with the carried bytes of its envelope, as they arrived or
+        waited: the profile stage decodes them (most events of a backlog of new
+        customers wait, and were decoded here once already, on arrival)."""
         for o in outputs:
             if isinstance(o, Send):  # coalesced per slot when the record is done
                 out.identity.append(ToIdentity(IDENTITY_PROTOCOL, "", encode(o.message),
                                                o.slot))
                 out.counts[PROTOCOL_COUNT + o.message.KIND] += 1
-            elif isinstance(o, ToProfile):
+            elif isinstance(o, ToProfile):  # with its envelope's bytes, not decoded
                 e = o.event
-                envelope = (envelopes or {}).get(e.origin) or carried_envelope(e)
                 out.sends.append(Resolved(BatchItem(e.origin, e.record_key, e.value,
-                                                    o.profile_id, envelope)))
+                                                    o.profile_id, None, e.carried)))
             elif isinstance(o, MergeOutput):
                 out.sends.append(Command(MERGE_OUT, o.merge.loser, o.merge.to_json()))
             elif isinstance(o, ProfileCommand):
@@ -247,28 +242,18 @@ def erased(o: Erased, out: Outputs) -> None:
     log.info("erasure %s: %s", o.request_id, o.audit)
 
 
-def carried_envelope(event: EventRef) -> Envelope | None:
-    """The envelope an event carried through the protocol; None without one (or one
-    unreadable): the profile stage then decodes the Avro value, as for old records."""
-    if not event.carried:
-        return None
-    try:
-        return carried.decode(event.carried)
-    except carried.CarriedFormatError as exc:
-        log.warning("event %s: carried envelope unreadable, decoding Avro: %s",
-                    event.event_id, exc)
-        return None
-
-
 def carry(out: Outputs, first: int, envelopes: dict[str, Envelope]) -> None:
     """The envelopes go on with the events sent to the profile stage (from ``first``):
-    it reads them instead of decoding again (streams/core/carried.py)."""
+    it reads them instead of decoding again (streams/core/carried.py). An envelope
+    decoded from carried bytes is sent as those bytes; one decoded from Avro (a record
+    from before the carried format, or carried bytes that did not read back) is
+    encoded."""
     for i in range(first, len(out.sends)):
         send = out.sends[i]
         if isinstance(send, Resolved) and send.item.envelope is None:
             envelope = envelopes.get(send.item.origin)
             if envelope is not None:
-                out.sends[i] = Resolved(replace(send.item, envelope=envelope))
+                out.sends[i] = Resolved(send.item._replace(envelope=envelope))
 
 
 class MarkerSweeper:

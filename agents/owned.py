@@ -21,6 +21,7 @@ from typing import Any
 from agents.activation import Activation
 from agents.context import Worker
 from agents.screening import ORIGIN_HEADER, header
+from streams.core import carried
 from streams.core.batch import (
     BATCH_HEADER,
     BatchFormatError,
@@ -116,8 +117,8 @@ def chunks(items: list[BatchItem], size: int = YIELD_EVERY) -> list[list[BatchIt
 class Decoder:
     """An event's envelope at a stage after screening. Screening decoded it (the one
     Avro decode and contract check) and it travels with the event
-    (streams/core/carried.py); only records written before that format are decoded
-    from Avro again here."""
+    (streams/core/carried.py); only records written before that format, and carried
+    bytes that do not read back, are decoded from Avro again here."""
 
     def __init__(self, w: Worker) -> None:
         self.w = w
@@ -126,6 +127,12 @@ class Decoder:
         """The item's valid envelope, or why it has none; waits out a registry outage."""
         if item.envelope is not None:
             return item.envelope
+        if item.carried:
+            try:
+                return carried.decode(item.carried)
+            except carried.CarriedFormatError as exc:
+                log.warning("event %s: carried envelope unreadable, decoding its Avro "
+                            "value: %s", item.origin, exc)
         attempt = 0
         while True:
             try:

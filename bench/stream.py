@@ -299,6 +299,9 @@ def report(runs: Runs) -> None:
     verdict = "met" if max(overhead, cpu_overhead) <= TARGET_OVERHEAD else "NOT met"
     print(f"activation overhead per event: {overhead:+.0%} in time, {cpu_overhead:+.0%} "
           f"in CPU (target at most +{TARGET_OVERHEAD:.0%} in both: {verdict})")
+    for name, run in (("core", runs.alone), ("activation", runs.activation)):
+        print(f"{name} run: transactions by stage " + _split(
+            run.text, "activation_stage_commits_total", "stage"))
     text = runs.activation.text
     enrollments = sum(counters(text, "activation_journey_enrollments_total").values())
     print("activation run: audience changes "
@@ -350,7 +353,8 @@ def main() -> None:
              if work.warm else ""))
     if args.core_only:
         print(f"core alone: {core.rate:,.0f} events/s, {core.cpu_us:,.0f} CPU-us/event "
-              f"over {core.seconds:.2f} s")
+              f"over {core.seconds:.2f} s; transactions by stage "
+              + _split(core.text, "activation_stage_commits_total", "stage"))
         return
     report(runs)
     print(f"cleaned up: {len(deleted)} topics and {bench.root}")

@@ -18,7 +18,11 @@ Version 2 (the identity stage's forwards to the profile stage) adds, after the o
 the canonical profile id the event was resolved to (u16 length + utf-8). Version 3 adds,
 after the value, the envelope screening decoded (u32 length + streams/core/carried.py's
 form; 0 = none), so no later stage decodes the event again; its profile id is always
-present ("" before resolution). Screening and the identity stage write version 3;
+present ("" before resolution). A stage reads an item's envelope bytes as they are and
+decodes them when it needs the envelope (agents/owned.py ``Decoder``): bytes that do not
+read back cost that one event an Avro decode, not its whole batch, and the identity stage
+passes a waiting event's bytes on without decoding them. Screening and the identity
+stage write version 3;
 versions 1 and 2 are still read (records written before an upgrade). An older worker
 cannot read version 3: stop every worker of a deployment before upgrading to it.
 
@@ -32,9 +36,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from streams.core import carried
+from streams.core.carried import encode as encode_carried
 from streams.records import Envelope
 
 BATCH_HEADER = "x-activation-batch"  # present (value: the version) on batch records
@@ -56,24 +60,38 @@ class BatchFormatError(ValueError):
     """A batch record that cannot be read (truncated, or a version this worker lacks)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItem:
-    """One screened event: the ingestion record it came from and its bytes as read."""
+class BatchItem(NamedTuple):
+    """One screened event: the ingestion record it came from and its bytes as read.
+
+    A named tuple rather than a frozen dataclass: every stage after screening makes one
+    per event it reads or sends on, and a tuple is built in C, where the dataclass's
+    ``__init__`` set each field through ``object.__setattr__`` (2% of a core worker's
+    CPU, py-spy)."""
 
     origin: str  # topic:partition:offset of the ingestion record
     key: bytes | None
     value: bytes
     profile: str = ""  # the canonical profile id (version 2), "" before identity resolution
-    # What screening decoded (version 3); None: decode ``value`` (older records).
+    # The envelope screening decoded, as an object (in the worker that decoded it) ...
     envelope: Envelope | None = None
+    # ... or as the carried bytes read from a batch (version 3), decoded where needed.
+    # Neither: decode ``value`` (records from before version 3).
+    carried: bytes = b""
 
     @property
     def size(self) -> int:
         # The carried envelope is somewhat larger than the Avro value it was decoded
         # from (field names are not written, but numbers and times take more room).
-        carried_size = 0 if self.envelope is None else len(self.value) * 3 // 2
+        carried_size = len(self.carried) if self.carried else \
+            0 if self.envelope is None else len(self.value) * 3 // 2
         return (16 + len(self.origin) + len(self.profile) + len(self.key or b"")
                 + len(self.value) + carried_size)
+
+    def carried_form(self) -> bytes:
+        """The envelope's carried bytes (b"": none): the decoded envelope's (the bytes
+        it was read from, unless they did not read back and it came from Avro), else
+        those read."""
+        return self.carried if self.envelope is None else encode_carried(self.envelope)
 
 
 def position(offset: int, index: int = 0) -> int:
@@ -95,13 +113,13 @@ def encode_batch(items: Iterable[BatchItem]) -> bytes:
         parts += [_I32.pack(-1)] if item.key is None else [_I32.pack(len(item.key)), item.key]
         parts += [_U32.pack(len(item.value)), item.value]
         if version == VERSION_CARRIED:
-            envelope = b"" if item.envelope is None else carried.encode(item.envelope)
+            envelope = item.carried_form()
             parts += [_U32.pack(len(envelope)), envelope]
     return b"".join(parts)
 
 
 def _version_for(items: list[BatchItem]) -> int:
-    if any(item.envelope is not None for item in items):
+    if any(item.envelope is not None or item.carried for item in items):
         return VERSION_CARRIED
     return VERSION_RESOLVED if any(item.profile for item in items) else VERSION
 
@@ -113,7 +131,7 @@ def decode_batch(data: bytes) -> list[BatchItem]:
             raise BatchFormatError(f"batch format version {version}; this worker reads "
                                    f"{_READS} (upgrade the worker)")
         items, pos = _decode_items(data, version, count)
-    except (struct.error, UnicodeDecodeError, carried.CarriedFormatError) as exc:
+    except (struct.error, UnicodeDecodeError) as exc:
         raise BatchFormatError(f"unreadable batch record: {exc}") from exc
     if pos != len(data):
         raise BatchFormatError(f"{len(data) - pos} unexpected bytes after the batch")
@@ -124,8 +142,7 @@ def _decode_items(data: bytes, version: int, count: int) -> tuple[list[BatchItem
     """The items and the position after them. Once per event in each stage after
     screening: the unpackers are bound once, not looked up per field."""
     u16, i32, u32 = _U16.unpack_from, _I32.unpack_from, _U32.unpack_from
-    envelope_of = carried.decode
-    pos, items, profile, envelope = _HEAD.size, [], "", None
+    pos, items, profile, envelope = _HEAD.size, [], "", b""
     for _ in range(count):
         (n,) = u16(data, pos)
         origin = data[pos + 2:pos + 2 + n].decode()
@@ -145,9 +162,11 @@ def _decode_items(data: bytes, version: int, count: int) -> tuple[list[BatchItem
         pos += 4 + n
         if version == VERSION_CARRIED:
             (n,) = u32(data, pos)
-            envelope = envelope_of(data[pos + 4:pos + 4 + n]) if n else None
+            envelope = data[pos + 4:pos + 4 + n]
+            if len(envelope) != n:
+                raise BatchFormatError("batch record truncated")
             pos += 4 + n
-        items.append(BatchItem(origin, key, value, profile, envelope))
+        items.append(BatchItem(origin, key, value, profile, None, envelope))
     return items, pos
 
 

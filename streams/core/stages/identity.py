@@ -53,8 +53,8 @@ def events(store: Store, items: Sequence[tuple[BatchItem, Envelope | str]], now:
             continue
         out.statuses[routed.status] += 1
         if routed.status == APPLIED:
-            out.sends.append(Resolved(BatchItem(item.origin, item.key, item.value,
-                                                routed.profile_id)))
+            # its envelope (decoded or carried bytes) goes on with it
+            out.sends.append(Resolved(item._replace(profile=routed.profile_id)))
         out.sends.extend(Command(MERGE_OUT, m.loser, m.to_json()) for m in routed.merges)
         out.counts["merges"] += len(routed.merges)
 

@@ -140,7 +140,7 @@ class ProfileStage:
         target = canonical_id(store, item.profile)
         if target == item.profile:
             return item
-        moved = BatchItem(item.origin, item.key, item.value, target)
+        moved = item._replace(profile=target)
         if partition_of(target, self.partitions) == partition:
             return moved
         out.sends.append(Resolved(moved))

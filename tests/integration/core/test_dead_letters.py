@@ -105,23 +105,29 @@ def test_profile_topic_reads_batches_old_single_records_and_parks_unreadable_one
     core: CoreStack, workers: Callable[..., Worker], serde: AvroSerde
 ) -> None:
     """The identity stage's topic as a rolling upgrade finds it: a single event with its
-    origin header (an older worker's forward), an unreadable batch record, and a batch."""
+    origin header (an older worker's forward), an unreadable batch record, and a batch;
+    then a batch whose event carries unreadable envelope bytes (decoded from its Avro
+    value instead: the event is applied, nothing is parked)."""
     topic = core.settings.topic(IDENTITY_INPUT)  # created by the core fixture
     single = core.encode(purchase("e-old-worker", "c7", "1.00").to_avro())
     batch = encode_batch([BatchItem(f"{core.ingest}:0:{i}", b"c7",
                                     core.encode(purchase(f"e-b{i}", "c7", "2.00").to_avro()))
                           for i in (1, 2)])
+    garbled = encode_batch([BatchItem(
+        f"{core.ingest}:0:3", b"c7", core.encode(purchase("e-b3", "c7", "2.00").to_avro()),
+        carried=b"\xc1\xc1\xc1")])
     producer = Producer(core.settings.kafka_client_config())
     producer.produce(topic, key=b"c7", value=single,
                      headers={ORIGIN: f"{core.ingest}:0:0".encode()})
     producer.produce(topic, value=b"\x01\x00\x00\x00\x05truncated", headers={BATCH: b"1"})
     producer.produce(topic, value=batch, headers={BATCH: b"1"})
+    producer.produce(topic, value=garbled, headers={BATCH: b"3"})
     assert producer.flush(30) == 0
     worker = workers(core.settings)
 
-    body = wait_for(with_orders(worker, "c7", 3), 60,
-                    "the single event and the batch's two on the profile")
-    assert Decimal(body["aggregates"]["lifetime_value"]["EUR"]) == Decimal("5.00")
+    body = wait_for(with_orders(worker, "c7", 4), 60,
+                    "the single event and the batches' three on the profile")
+    assert Decimal(body["aggregates"]["lifetime_value"]["EUR"]) == Decimal("7.00")
     (letter,) = read_all(core.settings, serde, core.dead_letter, expected=1)
     assert (letter["reason_code"], letter["source_topic"], letter["source_offset"]) == (
         "processing_error", topic, 1)

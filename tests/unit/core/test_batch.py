@@ -111,10 +111,30 @@ def test_items_with_envelopes_travel_as_version_3_beside_the_original_bytes(
     screened[1] = items[1]  # one without (an older record forwarded again)
     data = encode_batch(screened)
     assert data[0] == 3
-    assert decode_batch(data) == screened
-    resolved = [BatchItem(i.origin, i.key, i.value, f"p-{n}", i.envelope)
-                for n, i in enumerate(screened)]
+    read = decode_batch(data)
+    # read back as the carried bytes, decoded by the stage that needs the envelope
+    assert [i._replace(carried=b"") for i in read] == [
+        i._replace(envelope=None) for i in screened]
+    assert [carried.decode(i.carried) if i.carried else None for i in read] == [
+        i.envelope for i in screened] == [envelope(0), None, envelope(2)]
+    assert read[1].carried == b""  # none: the stage decodes its Avro value
+    # sent on as read: the same bytes, not decoded and encoded again
+    resolved = [i._replace(profile=f"p-{n}") for n, i in enumerate(read)]
     assert decode_batch(encode_batch(resolved)) == resolved
-    broken = data.replace(carried.encode(envelope(0)), b"\xc1" * len(carried.encode(envelope(0))))
-    with pytest.raises(BatchFormatError, match="carried"):
-        decode_batch(broken)
+    assert encode_batch(read) == data
+
+
+def test_an_unreadable_carried_envelope_costs_its_event_an_avro_decode_not_its_batch(
+        items: list[BatchItem]) -> None:
+    screened = [BatchItem(i.origin, i.key, i.value, envelope=envelope(n))
+                for n, i in enumerate(items)]
+    data = encode_batch(screened)
+    bad = carried.encode(envelope(0))
+    read = decode_batch(data.replace(bad, b"\xc1" * len(bad)))
+    assert [i.value for i in read] == [i.value for i in screened]
+    with pytest.raises(carried.CarriedFormatError):
+        carried.decode(read[0].carried)
+    assert carried.decode(read[1].carried) == envelope(1)
+    truncated = data[:-3]
+    with pytest.raises(BatchFormatError, match="truncated"):
+        decode_batch(truncated)
