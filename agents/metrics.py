@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# (counter, its label values) -> how much to add: a transaction's counts, added at once.
+Tally = Mapping[tuple[Counter, tuple[str, ...]], int]
 
 # Seconds, from sub-second to days: event time can be far behind (late events, backfills).
 _DELAY = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 7 * 86400)
@@ -104,10 +108,16 @@ class ActivationMetrics:
         self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
 
     def inc(self, counter: Counter, *labels: str) -> None:
-        """``counter.labels(*labels).inc()`` with the labelled child looked up once:
-        ``labels()`` validates and takes the metric's lock on every call, several times
-        per event. (The children are never removed, and their labels are bounded.)"""
-        child = self._children.get((counter, labels))
-        if child is None:
-            child = self._children[(counter, labels)] = counter.labels(*labels)
-        child.inc()
+        """``counter.labels(*labels).inc()``: :meth:`add` of one."""
+        self.add({(counter, labels): 1})
+
+    def add(self, counts: Tally) -> None:
+        """Each ``(counter, labels)`` child incremented by its amount, the child looked
+        up once: ``labels()`` validates and takes the metric's lock on every call.
+        (The children are never removed, and their labels are bounded.)"""
+        children = self._children
+        for (counter, labels), amount in counts.items():
+            child = children.get((counter, labels))
+            if child is None:
+                child = children[(counter, labels)] = counter.labels(*labels)
+            child.inc(amount)

@@ -357,8 +357,7 @@ class OwnedState:
         metrics.matches.labels("existing").inc(counts["match.existing"])
         self.w.activation_metrics.timers.inc(counts["timers"])
         self.w.activation_metrics.timer_errors.inc(counts["timer_errors"])
-        for emission in out.emissions:
-            self.activation.count(emission)
+        self.activation.count(out.emissions)
         for name, n in counts.items():  # the identity protocol's messages, by kind
             if name.startswith(PROTOCOL_COUNT):
                 metrics.protocol_messages.labels(name.removeprefix(PROTOCOL_COUNT)).inc(n)
