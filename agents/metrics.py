@@ -37,8 +37,11 @@ class StreamMetrics:
             "activation_stream_retries", "Transient failures retried (registry, broker).",
             ["stage"], registry=registry)
         self.commits = Counter(
-            "activation_stage_commits", "Records committed by a stage (one transaction each).",
+            "activation_stage_commits", "Input records a stage committed (done with).",
             ["stage"], registry=registry)
+        self.transactions = Counter(
+            "activation_stage_transactions", "Transactions a stage committed (a partition's "
+            "consecutive records share one, agents/owned.py).", ["stage"], registry=registry)
         self.lag = Gauge(
             "activation_consumer_lag", "Input records a stage's group has not committed yet, "
             "summed over partitions (read every 15 s).", ["stage"], registry=registry)
@@ -63,6 +66,7 @@ class StreamMetrics:
         for stage in STAGES:
             self.retries.labels(stage)
             self.commits.labels(stage)
+            self.transactions.labels(stage)
             self.lag.labels(stage)
 
 

@@ -284,7 +284,8 @@ class OwnedState:
         while True:
             out = Outputs(self.stage)
             try:
-                if not await self._transact(messages, store, work, out):
+                done = await self._transact(messages, store, work, out)
+                if not done:
                     return  # redeliveries only: no transaction, nothing to count
             except StateFencedError as exc:
                 log.warning("%s", exc)
@@ -308,18 +309,19 @@ class OwnedState:
                 store.abandon()
                 attempt = await self.w.retrying(self.stage, attempt)
                 continue
-            self._count(out)
+            self._count(out, done)
             return
 
     async def _transact(self, messages: list[Any], store: StateStore, work: Work,
-                        out: Outputs) -> bool:
-        """The records' one transaction; False (none) if every one was applied already."""
+                        out: Outputs) -> int:
+        """The records' one transaction; how many it did (0: none, every one was applied
+        already)."""
         async with self.lock(store.partition):  # no claim or catch-up meanwhile
             if not store.claimed:
                 await asyncio.to_thread(store.claim)
             todo = unapplied(messages, store.is_applied)
             if not todo:
-                return False
+                return 0
             store.begin()
             for message in todo:
                 await work(message, store, out)
@@ -329,7 +331,7 @@ class OwnedState:
                 self.finish(out)
             await self._send(out, store)
             await asyncio.to_thread(store.commit)
-        return True
+        return len(todo)
 
     async def _send(self, out: Outputs, store: StateStore) -> None:
         w = self.w
@@ -345,9 +347,10 @@ class OwnedState:
         for name, key, value in out.records:
             store.produce(w.topic(name), key, value, 0)
 
-    def _count(self, out: Outputs) -> None:
+    def _count(self, out: Outputs, records: int) -> None:
         metrics, counts = self.w.metrics, out.counts
-        metrics.commits.labels(self.stage).inc()
+        metrics.commits.labels(self.stage).inc(records)
+        metrics.transactions.labels(self.stage).inc()
         for status, n in out.statuses.items():
             metrics.events.labels(self.stage, status).inc(n)
         metrics.duplicates.inc(out.statuses["duplicate"])

@@ -301,7 +301,7 @@ def report(runs: Runs) -> None:
           f"in CPU (target at most +{TARGET_OVERHEAD:.0%} in both: {verdict})")
     for name, run in (("core", runs.alone), ("activation", runs.activation)):
         print(f"{name} run: transactions by stage " + _split(
-            run.text, "activation_stage_commits_total", "stage"))
+            run.text, "activation_stage_transactions_total", "stage"))
     text = runs.activation.text
     enrollments = sum(counters(text, "activation_journey_enrollments_total").values())
     print("activation run: audience changes "
@@ -354,7 +354,7 @@ def main() -> None:
     if args.core_only:
         print(f"core alone: {core.rate:,.0f} events/s, {core.cpu_us:,.0f} CPU-us/event "
               f"over {core.seconds:.2f} s; transactions by stage "
-              + _split(core.text, "activation_stage_commits_total", "stage"))
+              + _split(core.text, "activation_stage_transactions_total", "stage"))
         return
     report(runs)
     print(f"cleaned up: {len(deleted)} topics and {bench.root}")
