@@ -45,7 +45,7 @@ def fact_name(path: str) -> str:
 
 def dependencies(condition: Condition) -> frozenset[str]:
     """What a condition reads: ``event:<name>`` for event history, else :func:`fact_name`
-    of each path. :func:`streams.activation.runtime.touched` names changes alike."""
+    of each path. :func:`streams.activation.touched.touched` names changes alike."""
     if isinstance(condition, AllOf | AnyOf):
         children = condition.all if isinstance(condition, AllOf) else condition.any
         return frozenset().union(*(dependencies(c) for c in children))

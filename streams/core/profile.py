@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streams.core.profile_codec import decode, encode
+from streams.core import timeline_json
+from streams.core.profile_codec import decode, encode, lazy_fields
+from streams.core.timeline_json import ENTRIES
 from streams.records import Envelope
 
 Stamp = tuple[int, str]  # (event time in µs since epoch, event id): a total order
@@ -26,6 +28,10 @@ SUMMARY_CHARS = 120
 # can read them; bounded so one chatty sender cannot bloat every profile.
 TIMELINE_PROPERTIES = 16
 PROPERTY_CHARS = 100
+# A stored profile this long or longer keeps its timeline as read (timeline_json.py):
+# below about six entries (1.3 KB in the benchmark) splitting it costs more than
+# decoding it; at 200 entries a read, an event and a write take a third of the time.
+LAZY_FROM_BYTES = 1536
 
 
 def micros(at: datetime) -> int:
@@ -67,11 +73,27 @@ class Profile:
         return self.replaced(changes)
 
     def replaced(self, changes: dict[str, Any]) -> Profile:
-        """``evolve`` for callers whose field names are known good (no check)."""
+        """``evolve`` for callers whose field names are known good (no check); the
+        timeline may be given as entries' JSON (``ENTRIES``: streams/core/timeline_json.py)."""
         new = object.__new__(Profile)
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(changes)
+        data = new.__dict__
+        data.update(self.__dict__)
+        data.update(changes)
+        if "timeline" in changes:  # the entries kept as read no longer are the timeline
+            data.pop(ENTRIES, None)
+        elif ENTRIES in changes:
+            data.pop("timeline", None)
         return new
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would let any attribute through
+        def __getattr__(self, name: str) -> Any:
+            """Only for what the instance lacks: the timeline of a profile read from
+            storage, decoded from its entries' JSON on first use (and kept)."""
+            entries = self.__dict__.get(ENTRIES) if name == "timeline" else None
+            if entries is None:
+                raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+            timeline = self.__dict__["timeline"] = timeline_json.decode(entries)
+            return timeline
 
     def to_json(self) -> bytes:
         """The stored JSON (streams/core/profile_codec.py writes it)."""
@@ -79,6 +101,13 @@ class Profile:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Profile:
+        """The stored profile; in the usual form, and past a few entries, its timeline
+        stays undecoded until read."""
+        data = lazy_fields(raw) if len(raw) > LAZY_FROM_BYTES else None
+        if data is not None:
+            new = object.__new__(cls)
+            new.__dict__.update(data)
+            return new
         data = decode(raw)
         if list(data) != _FIELD_ORDER:  # older or unusual state: let __init__ check it
             return cls(**data)
@@ -263,7 +292,13 @@ def apply_event(
     changes = _payload_changes(profile, envelope, stamp)
     changes["identifiers"] = _merge_ids(profile.identifiers, envelope)
     changes["newest_event_us"] = max(profile.newest_event_us, stamp[0])
-    changes["timeline"] = insert_timeline(profile.timeline, entry, timeline_limit)
+    entries = profile.__dict__.get(ENTRIES)  # kept as read: most events go in front
+    front = None if entries is None else timeline_json.prepend(entries, entry,
+                                                               timeline_limit)
+    if front is not None:
+        changes[ENTRIES] = front
+    else:
+        changes["timeline"] = insert_timeline(profile.timeline, entry, timeline_limit)
     return profile.replaced(changes)
 
 

@@ -16,7 +16,7 @@ from streams.activation.audiences import assess
 from streams.activation.compiled import dependencies
 from streams.activation.conditions import Condition
 from streams.activation.facts import Facts
-from streams.activation.runtime import touched
+from streams.activation.touched import touched
 from streams.core.profile import Profile, apply_event
 from streams.records import Envelope
 from tests.unit.activation.conftest import T0

@@ -5,6 +5,8 @@ index built in one pass."""
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -167,17 +169,22 @@ def _moved_reference(after: Profile, before: Profile) -> set[str]:
 
 
 def test_events_moved_are_what_comparing_the_histories_gives(
-        profile_of: Callable[..., Profile], envelope: Callable[..., Envelope]) -> None:
-    from streams.activation.runtime import _moved
+        profile_of: Callable[..., Profile], envelope: Callable[..., Envelope],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.activation.touched import _moved
     from streams.core.profile import apply_event
+
+    monkeypatch.setattr("streams.core.profile.LAZY_FROM_BYTES", 0)  # every one kept as read
 
     events = [envelope(f"e{i}", name, T0 + timedelta(hours=h))
               for i, (name, h) in enumerate([("identify", 1), ("page_viewed", 3),
                                              ("page_viewed", 2), ("identify", 3)])]
     events.append(events[1])  # the same event again
-    for limit in (2, 3, 50):
+    for limit, stored in itertools.product((2, 3, 50), (False, True)):
         before = Profile("p1")
         for env in events:
+            if stored:  # read back: its timeline kept as the entries' JSON
+                before = Profile.from_json(before.to_json())
             after = apply_event(before, env, timedelta(days=7), limit)
             assert _moved(after, before) == _moved_reference(after, before), (limit, env)
             before = after
@@ -188,6 +195,27 @@ def test_events_moved_are_what_comparing_the_histories_gives(
     assert _moved(noted, base) == _moved_reference(noted, base) == set()
     renamed = Profile("p1", timeline=[{**base.timeline[0], "event_id": "x"}, note])
     assert _moved(renamed, Profile("p1", timeline=[note])) == {"identify"}
+
+
+def test_events_moved_on_stored_profiles_whatever_the_events(
+        envelope: Callable[..., Envelope], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profiles read back keep their timeline as JSON, and the usual event's moves are
+    read from the entries put in front and trimmed off: the same as comparing."""
+    from streams.activation.touched import _moved
+    from streams.core.profile import apply_event
+
+    monkeypatch.setattr("streams.core.profile.LAZY_FROM_BYTES", 0)
+
+    rng = random.Random(5)
+    for limit in (1, 2, 4):
+        before = Profile("p1")
+        for _ in range(60):
+            env = envelope(f"e{rng.randint(0, 12)}", rng.choice(["identify", "page_viewed"]),
+                           T0 + timedelta(minutes=rng.randint(0, 90)))
+            before = Profile.from_json(before.to_json())
+            after = apply_event(before, env, timedelta(days=7), limit)
+            assert _moved(after, before) == _moved_reference(after, before), (limit, env)
+            before = after
 
 
 def test_experiments_are_every_enrollments_variants() -> None:
