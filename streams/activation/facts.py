@@ -16,7 +16,10 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
+import msgspec
+
 from streams.core.profile import Profile, from_micros
+from streams.core.timeline_json import ENTRIES, Entries
 
 _DURATION = re.compile(
     r"^(?P<sign>-)?P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
@@ -205,21 +208,64 @@ def _history(entry: dict[str, Any]) -> HistoryEvent:
     return event
 
 
+class _Entry(msgspec.Struct):
+    """What the history reads of a timeline entry."""
+
+    event_id: str
+    event_name: str
+    time_us: int
+    kind: str = "event"
+    properties: dict[str, Any] = {}
+
+
+_ENTRY = msgspec.json.Decoder(_Entry).decode
+
+
+def _history_of(entries: Entries) -> list[HistoryEvent] | None:
+    """The history of a timeline kept as read (streams/core/timeline_json.py), each
+    entry read straight into what the history needs (a quarter cheaper than decoding
+    the timeline and building the events from its dicts); None if an entry does not
+    read as one (then the decoded timeline is read as it always was)."""
+    history: list[HistoryEvent] = []
+    instants = _INSTANTS
+    for raw in entries:
+        try:
+            entry = _ENTRY(raw)
+        except msgspec.MsgspecError:
+            return None
+        if entry.kind != "event":
+            continue
+        event = _new(HistoryEvent)
+        stamp = entry.time_us
+        when = instants.get(stamp)
+        event.__dict__.update(event_id=entry.event_id, name=entry.event_name,
+                              time=_instant(stamp) if when is None else when,
+                              properties=entry.properties)
+        history.append(event)
+    return history
+
+
+def _events_of(profile: Profile) -> list[HistoryEvent]:
+    entries = profile.__dict__.get(ENTRIES)
+    history = None if entries is None else _history_of(entries)
+    if history is not None:
+        return history
+    return [_history(entry) for entry in profile.timeline
+            if entry.get("kind", "event") == "event"]  # not activation's notes
+
+
 def facts_from_profile(profile: Profile) -> Facts:
     """The one adapter from the profile's stored format (``[value, stamp]`` pairs)."""
-    # One pass over the timeline builds the history and its index by name (what
-    # ``__post_init__`` would derive from it again).
-    history: list[HistoryEvent] = []
+    # One pass over the history builds its index by name (what ``__post_init__`` would
+    # derive from it again).
+    history = _events_of(profile)
     by_name: dict[str, list[HistoryEvent]] = {}
-    for entry in profile.timeline:
-        if entry.get("kind", "event") == "event":  # not activation's decisions and moves
-            event = _history(entry)
-            history.append(event)
-            found = by_name.get(event.name)
-            if found is None:
-                by_name[event.name] = [event]
-            else:
-                found.append(event)
+    for event in history:
+        found = by_name.get(event.name)
+        if found is None:
+            by_name[event.name] = [event]
+        else:
+            found.append(event)
     last = profile.last_purchase
     subscriptions = {sid: {k: v[0] for k, v in attrs.items()}
                      for sid, attrs in profile.subscriptions.items()}

@@ -45,9 +45,11 @@ from streams.activation.model import DataAction, evolve
 from streams.activation.notes import adopted, delivery_note, notes_of, write_notes
 from streams.activation.touched import touched
 from streams.activation.writes import Step, follow_writes
+from streams.core import timeline_json
 from streams.core.pipeline import pkey
 from streams.core.profile import Profile, from_micros, micros
 from streams.core.store import Store as Store  # the one protocol
+from streams.core.timeline_json import ENTRIES
 from streams.records import Envelope
 
 STATE, TIMER, WAKE = b"a:", b"t:", b"w:"
@@ -138,10 +140,14 @@ def set_clock(store: Store, at: datetime) -> None:
 
 
 def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
-    timeline = profile.timeline
-    # the event just applied is the newest entry, unless it came late
-    entry = timeline[0] if timeline and timeline[0]["event_id"] == envelope.event_id else \
-        next((e for e in timeline if e["event_id"] == envelope.event_id), None)
+    entries = profile.__dict__.get(ENTRIES)  # kept as read: the newest alone is decoded
+    newest = timeline_json.first(entries) if entries else None
+    if newest is not None and newest["event_id"] == envelope.event_id:
+        entry: dict[str, Any] | None = newest
+    else:  # the event just applied is the newest entry, unless it came late
+        timeline = profile.timeline
+        entry = timeline[0] if timeline and timeline[0]["event_id"] == envelope.event_id \
+            else next((e for e in timeline if e["event_id"] == envelope.event_id), None)
     props = dict(entry.get("properties") or {}) if entry else dict(envelope.properties)
     return HistoryEvent(envelope.event_id, envelope.event_name, envelope.event_time, props)
 

@@ -89,7 +89,7 @@ def _moved_in_front(after: Profile, before: Profile) -> set[str] | None:
     gone = timeline_json.dropped(new, old)
     if gone is None:
         return None
-    first = after.timeline[0]  # decodes ``after``, as the facts need it next
+    first = timeline_json.first(new)
     if timeline_json.may_hold(old, first["event_id"]):
         return None
     moved = {e["event_name"] for e in timeline_json.decode(gone)

@@ -59,6 +59,11 @@ def decode(entries: Entries) -> list[dict[str, Any]]:
     return timeline
 
 
+def first(entries: Entries) -> dict[str, Any]:
+    """The newest entry alone, decoded (``entries`` not empty)."""
+    return decode(entries[:1])[0]
+
+
 def encode_entry(entry: dict[str, Any]) -> bytes:
     """One entry's JSON as the profile's encoder writes it inside the timeline:
     pydantic-core's bytes, with orjson where they are the same (no ``null``: an entry

@@ -25,7 +25,9 @@ from streams.activation.facts import Facts, facts_from_profile
 from streams.activation.governance import decide, record_send
 from streams.activation.model import Decision, SendRecord, json_time, stable_id
 from streams.activation.notes import _CHANGE_DETAIL, _DECISION_DETAIL, _iso_micros, notes_of
-from streams.core.profile import Profile, micros
+from streams.activation.runtime import history_event
+from streams.core.profile import Profile, apply_event, micros
+from streams.core.timeline_json import ENTRIES, encode_entry
 from streams.records import Envelope
 from tests.unit.activation.conftest import T0
 from tests.unit.activation.test_fast_paths import planned
@@ -157,6 +159,27 @@ def test_facts_index_is_what_post_init_derives(profile_of: Callable[..., Profile
     empty = facts_from_profile(Profile("p2"))
     assert empty.subscription() == {} and empty.named("identify") == []
     assert datetime.now(UTC) > T0  # the fixtures' instant is in the past
+
+
+def test_facts_of_a_timeline_kept_as_read_are_the_decoded_ones(
+        profile_of: Callable[..., Profile], envelope: Callable[..., Envelope]) -> None:
+    """A profile whose timeline is kept as its entries' JSON: its facts (history from
+    the entries, through the cache of entries read) are those of the decoded timeline,
+    notes left out, an unreadable entry (NaN) falling back to the decoded path."""
+    note = {"event_id": "n1", "event_name": "decision.sent", "time_us": 1, "kind": "decision",
+            "summary": "", "late": False}
+    for props in ({"url": "/a", "n": 2}, {"x": float("nan")}):
+        profile = profile_of("p1", envelope("e1", "identify", T0, tier="gold"),
+                             envelope("e2", "page_viewed", T0 + timedelta(hours=1), **props))
+        profile = profile.evolve(timeline=[*profile.timeline, note])
+        for _ in range(2):  # read, then read again from the cache
+            stored = profile.replaced({ENTRIES: [encode_entry(e) for e in profile.timeline]})
+            assert "timeline" not in stored.__dict__
+            assert repr(facts_from_profile(stored)) == repr(facts_from_profile(profile))
+            latest = envelope("e3", "page_viewed", T0 + timedelta(hours=2), url="/b")
+            after = apply_event(stored, latest, timedelta(days=7), 50)
+            assert history_event(latest, after) == history_event(latest, profile_of(
+                "p1", latest, base=profile))
 
 
 def _moved_reference(after: Profile, before: Profile) -> set[str]:
