@@ -40,16 +40,14 @@ from streams.activation.engine import (
     on_profile_merged_in,
     on_profile_timer,
 )
-from streams.activation.facts import HistoryEvent, facts_from_profile
+from streams.activation.facts import Facts, HistoryEvent, facts_from_profile
 from streams.activation.model import DataAction, evolve
 from streams.activation.notes import adopted, delivery_note, notes_of, write_notes
 from streams.activation.touched import touched
 from streams.activation.writes import Step, follow_writes
-from streams.core import timeline_json
 from streams.core.pipeline import pkey
 from streams.core.profile import Profile, from_micros, micros
 from streams.core.store import Store as Store  # the one protocol
-from streams.core.timeline_json import ENTRIES
 from streams.records import Envelope
 
 STATE, TIMER, WAKE = b"a:", b"t:", b"w:"
@@ -139,16 +137,15 @@ def set_clock(store: Store, at: datetime) -> None:
     store[CLOCK_KEY] = str(micros(at)).encode()
 
 
-def history_event(envelope: Envelope, profile: Profile) -> HistoryEvent:
-    entries = profile.__dict__.get(ENTRIES)  # kept as read: the newest alone is decoded
-    newest = timeline_json.first(entries) if entries else None
-    if newest is not None and newest["event_id"] == envelope.event_id:
-        entry: dict[str, Any] | None = newest
-    else:  # the event just applied is the newest entry, unless it came late
-        timeline = profile.timeline
-        entry = timeline[0] if timeline and timeline[0]["event_id"] == envelope.event_id \
-            else next((e for e in timeline if e["event_id"] == envelope.event_id), None)
-    props = dict(entry.get("properties") or {}) if entry else dict(envelope.properties)
+def history_event(envelope: Envelope, profile: Profile, facts: Facts) -> HistoryEvent:
+    """The event just applied, with its properties as the timeline keeps them."""
+    newest = facts.events[0] if facts.events else None
+    if newest is not None and newest.event_id == envelope.event_id:  # in front: not late
+        props = dict(newest.properties)
+    else:
+        entry = next((e for e in profile.timeline if e["event_id"] == envelope.event_id),
+                     None)
+        props = dict(entry.get("properties") or {}) if entry else dict(envelope.properties)
     return HistoryEvent(envelope.event_id, envelope.event_name, envelope.event_time, props)
 
 
@@ -171,7 +168,7 @@ def activate_event(store: Store, before: Profile | None, profile: Profile, envel
     fresh = before is None and raw is None
     changed = touched(Profile(profile.profile_id) if fresh else before, profile)
     facts = facts_from_profile(profile)
-    new, out = on_profile_event(state, facts, history_event(envelope, profile), now,
+    new, out = on_profile_event(state, facts, history_event(envelope, profile, facts), now,
                                 definitions, changed, fresh)
     emission = emission_of(state, new, out, facts, envelope.event_id, now, definitions.version)
     step = follow_writes(Step(profile, new, out, emission), now, definitions, limit)

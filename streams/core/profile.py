@@ -28,10 +28,12 @@ SUMMARY_CHARS = 120
 # can read them; bounded so one chatty sender cannot bloat every profile.
 TIMELINE_PROPERTIES = 16
 PROPERTY_CHARS = 100
-# A stored profile this long or longer keeps its timeline as read (timeline_json.py):
-# below about six entries (1.3 KB in the benchmark) splitting it costs more than
-# decoding it; at 200 entries a read, an event and a write take a third of the time.
-LAZY_FROM_BYTES = 1536
+# A stored profile longer than this keeps its timeline as read (timeline_json.py). The
+# core alone gains from about six entries (1.3 KB in the benchmark: a read, an event and
+# a write of a 200-entry profile take a third of the time); with activation, which
+# reads the history anyway, the reads of the entries cost about what the core saves up
+# to about twenty (`bench.stages` at 2,000 and 200 customers): from there, it pays.
+LAZY_FROM_BYTES = 4096
 
 
 def micros(at: datetime) -> int:

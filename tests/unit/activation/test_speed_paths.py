@@ -176,10 +176,12 @@ def test_facts_of_a_timeline_kept_as_read_are_the_decoded_ones(
             stored = profile.replaced({ENTRIES: [encode_entry(e) for e in profile.timeline]})
             assert "timeline" not in stored.__dict__
             assert repr(facts_from_profile(stored)) == repr(facts_from_profile(profile))
-            latest = envelope("e3", "page_viewed", T0 + timedelta(hours=2), url="/b")
-            after = apply_event(stored, latest, timedelta(days=7), 50)
-            assert history_event(latest, after) == history_event(latest, profile_of(
-                "p1", latest, base=profile))
+            for at in (T0 + timedelta(hours=2), T0 - timedelta(hours=2)):  # newest, behind
+                latest = envelope("e3", "page_viewed", at, url="/b")
+                after = apply_event(stored, latest, timedelta(days=7), 50)
+                general = profile_of("p1", latest, base=profile)
+                assert history_event(latest, after, facts_from_profile(after)) == \
+                    history_event(latest, general, facts_from_profile(general))
 
 
 def _moved_reference(after: Profile, before: Profile) -> set[str]:

@@ -72,12 +72,12 @@ def test_the_usual_event_keeps_the_entries_undecoded(event: Callable[..., Envelo
 
 def test_only_long_profiles_are_kept_as_read(event: Callable[..., Envelope],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(profile_module, "LAZY_FROM_BYTES", 1536)
+    monkeypatch.setattr(profile_module, "LAZY_FROM_BYTES", 4096)
     profile = Profile("p1")
-    for i in range(30):
-        profile = apply_event(profile, event(f"e{i}", "page_viewed", i), WINDOW, 50)
+    for i in range(60):
+        profile = apply_event(profile, event(f"e{i}", "page_viewed", i), WINDOW, 100)
         raw = profile.to_json()
-        assert (ENTRIES in Profile.from_json(raw).__dict__) == (len(raw) > 1536)
+        assert (ENTRIES in Profile.from_json(raw).__dict__) == (len(raw) > 4096)
     assert ENTRIES in Profile.from_json(raw).__dict__
 
 
