@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_STACK := --home .stack-test --kafka-port 29092 --controller-port 29093 --registry-port 28081
 
-.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver console console-screenshots apikeys demo bench-ingest bench-stream bench-rebuild bench-delivery bench-stages observe observability-check stack-up stack-down stack-status stack-reset schemas-check clean
+.PHONY: install run test lint definitions-check unit integration gateway worker executor receiver console console-screenshots apikeys demo bench-ingest bench-stream bench-floor bench-rebuild bench-delivery bench-stages observe observability-check stack-up stack-down stack-status stack-reset schemas-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -87,6 +87,11 @@ bench-stream: install
 ## CPU-us per event of each stage's own work (pure stages, no broker).
 bench-stages: install
 	$(PY) -m bench.stages $(ARGS)
+
+## What the speed targets leave: bare exactly-once hops and the libraries' own calls,
+## against the plain Faust agent of the same run (docs/speed-floor.md).
+bench-floor: install
+	$(PY) -m bench.floor $(ARGS)
 
 ## Time to rebuild 1,000,000 profiles from the changelog, and the worker's RSS holding them.
 bench-rebuild: install
