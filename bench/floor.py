@@ -13,8 +13,8 @@ implementation of this design can avoid are paid, each at its cheapest:
    producer in a loop that does nothing else. Each record is produced on, with one
    state record (a changelog write), and each batch's offsets commit in its
    transaction (``send_offsets_to_transaction``). The core has three such hops
-   (screening, the identity stage, the profile stage), each with state, as any layout
-   that partitions identity apart from profiles must;
+   (screening, the identity stage, the profile stage), the last two with state, as any
+   layout that partitions identity apart from profiles must;
 3. **one transactional produce**: what each record activation emits costs at least;
 4. **the libraries' own calls** on the workload, in this process: the envelope's Avro
    decode (fastavro, the design card's), a stored profile's JSON decode and encode
@@ -24,11 +24,12 @@ implementation of this design can avoid are paid, each at its cheapest:
    the real compiled conditions (``streams.activation.audiences.audience_step``), and
    the audience changes and decisions per event of the benchmark's definitions.
 
-It prints the best case of the core (three bare hops and the library calls: no
-validation, dedup, identity, profile logic, partitioning protocol or Faust) as a ratio
-to the plain Faust agent, and the least activation can add (the audiences evaluated,
-each change and decision encoded and produced) against the +30% budget. CPU time is
-the process's, all threads (librdkafka's included).
+It prints the best case of the core (three bare hops, the first without its state
+record, and the library calls: no validation, dedup, identity, profile logic,
+partitioning protocol or Faust) as a ratio to the plain Faust agent, and the least
+activation can add (the audiences evaluated, each change and command encoded, at an
+audience change's cost, and produced) against the +30% budget. CPU time is the
+process's, all threads (librdkafka's included).
 """
 
 from __future__ import annotations
@@ -236,7 +237,8 @@ def measure(events: int, customers: int) -> dict[str, float]:
 
 def report(f: dict[str, float], measured_core: float | None) -> None:
     budget = f["faust"] / 6
-    core = 3 * f["hop"] + f["avro_decode"] + f["profile_json"]
+    # Screening writes no state: its hop is one produce cheaper than the other two.
+    core = 3 * f["hop"] - f["produce"] + f["avro_decode"] + f["profile_json"]
     least = f["audiences"] + (f["changes"] + f["commands"]) * (f["change_encode"] + f["produce"])
     print(f"plain Faust agent: {f['faust']:.0f} CPU-us/event; the 6x target leaves "
           f"{budget:.0f} CPU-us/event for the core")
@@ -245,8 +247,9 @@ def report(f: dict[str, float], measured_core: float | None) -> None:
     print(f"library calls per event: Avro decode {f['avro_decode']:.1f}, profile JSON "
           f"decode+encode {f['profile_json']:.1f} (profiles of {f['profile_bytes']:,.0f} "
           "bytes on average)")
-    print(f"best case of the core (3 hops + those calls, nothing else): {core:.1f} "
-          f"CPU-us/event = {f['faust'] / core:.2f}x the plain Faust agent (target 6x)")
+    print(f"best case of the core (3 hops, 2 with state, those calls, nothing else): "
+          f"{core:.1f} CPU-us/event = {f['faust'] / core:.2f}x the plain Faust agent "
+          "(target 6x)")
     print(f"activation on the benchmark's definitions, per event: {f['changes']:.2f} audience "
           f"changes, {f['decisions']:.2f} decisions, {f['commands']:.2f} commands; the "
           f"touched audiences' evaluation alone {f['audiences']:.1f} CPU-us; an audience "
