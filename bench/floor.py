@@ -66,6 +66,7 @@ from tests.integration.core.workload import workload
 CFG = StageConfig(timedelta(days=7), timedelta(seconds=5), 200)
 BATCH = 500  # records per consume call and per transaction, as the stages take them
 STATE_VALUE = b"x" * 100  # a state record: the hop's one changelog write
+STALL_S = 60.0  # the bare hop gives up after this long without a record
 
 
 def _cpu_us_per(count: int, run: Callable[[], object]) -> float:
@@ -104,10 +105,15 @@ def bare_hop(settings: Settings, source: str, expected: int) -> float:
     done = [0]
 
     def relay() -> None:
+        deadline = time.monotonic() + STALL_S
         while done[0] < expected:
             records = consumer.consume(BATCH, 1.0)
             if not records:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"bare hop: {done[0]} of {expected} records after "
+                                     f"{STALL_S:.0f} s without progress")
                 continue
+            deadline = time.monotonic() + STALL_S
             producer.begin_transaction()
             for record in records:
                 producer.produce(out, record.value(), record.key())
