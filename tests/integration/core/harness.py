@@ -23,6 +23,17 @@ from streams.settings import Settings
 REPO = Path(__file__).resolve().parents[3]
 
 
+RESTORING_WAIT_S = 60.0  # how long Worker.get/post wait out a store being claimed
+
+
+def _error_code(answer: httpx.Response) -> str | None:
+    try:
+        code = answer.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,10 +98,24 @@ class Worker:
             return False
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, headers=AUTH, timeout=10)
+        return self._honouring_retry_after("GET", path)
 
     def post(self, path: str) -> httpx.Response:
-        return httpx.post(self.base + path, headers=AUTH, timeout=10)
+        return self._honouring_retry_after("POST", path)
+
+    def _honouring_retry_after(self, method: str, path: str) -> httpx.Response:
+        """The answer, as a client that honours ``Retry-After`` gets it: a 503
+        ``state_unavailable`` (a store this worker was assigned is still being claimed
+        from its changelog, 1 to 4 s each on a busy machine, or a rebalance is under
+        way) is asked again, for up to RESTORING_WAIT_S. The request was refused
+        before anything was done, so asking again is safe for a POST too."""
+        deadline = time.monotonic() + RESTORING_WAIT_S
+        while True:
+            answer = httpx.request(method, self.base + path, headers=AUTH, timeout=10)
+            if answer.status_code != 503 or time.monotonic() >= deadline \
+                    or _error_code(answer) != "state_unavailable":
+                return answer
+            time.sleep(0.2)
 
     def metric(self, name: str) -> float:
         total = 0.0
